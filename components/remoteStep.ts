@@ -1,0 +1,70 @@
+// One provisioning step: a script from files/scripts run as root on the server over SSH. Its
+// variables travel on stdin (quoted, see templates.ts), never in argv or `environment` (sshd drops
+// that without AcceptEnv), so secrets stay out of process lists and shell history. The step runs
+// again exactly when its stdin changes: its script, its files or its settings.
+import * as pulumi from "@pulumi/pulumi";
+import * as command from "@pulumi/command";
+import { sha256, stepScript } from "./templates";
+
+export type Connection = command.types.input.remote.ConnectionArgs;
+
+export interface RemoteStepArgs {
+    /** SSH connection shared by every step. */
+    readonly connection: pulumi.Input<Connection>;
+    /** The script under files/scripts/ to run. */
+    readonly script: string;
+    /** Variables for the script; values may be secret Outputs. */
+    readonly env: Record<string, pulumi.Input<string>>;
+    /** Prefix with `sudo -n` (the SSH user is not root). Default false. */
+    readonly sudo?: boolean;
+    /** Whether any value in env is secret; the step's output is then kept secret too. Default false. */
+    readonly handlesSecrets?: boolean;
+}
+
+/**
+ * Reads stdin completely into a 0600 temp file before running it, so commands in the script that read
+ * stdin (apt, psql) cannot swallow the rest of the script; the file is removed however the step ends.
+ */
+export function runnerCommand(sudo: boolean): string {
+    const inner = `f=$(mktemp); trap 'rm -f "$f"' EXIT; cat >"$f"; bash "$f" </dev/null`;
+    return `${sudo ? "sudo -n " : ""}bash -c '${inner.replace(/'/g, `'\\''`)}'`;
+}
+
+export class RemoteStep extends pulumi.ComponentResource {
+    /** The step's output (its progress lines). */
+    public readonly stdout: pulumi.Output<string>;
+    /** The command resource, for dependsOn between steps. */
+    public readonly command: command.remote.Command;
+
+    constructor(name: string, args: RemoteStepArgs, opts?: pulumi.ComponentResourceOptions) {
+        super("phillymesh-chat:index:RemoteStep", name, {}, opts);
+        const stepName = args.script.replace(/\.sh$/, "");
+        const script = pulumi
+            .all(args.env)
+            .apply((env) => stepScript(args.script, { STEP_NAME: stepName, ...env }));
+        const run = runnerCommand(args.sudo ?? false);
+        this.command = new command.remote.Command(
+            `${name}-run`,
+            {
+                connection: args.connection,
+                create: run,
+                update: run,
+                stdin: script,
+                // A hash of the script, so `pulumi preview` says *that* the step will run again
+                // even when the script itself is hidden as a secret.
+                triggers: [script.apply(sha256)],
+                addPreviousOutputInEnv: false,
+                logging: "stdoutAndStderr",
+            },
+            {
+                parent: this,
+                // Options of a component are not inherited by its children: pass the order on.
+                dependsOn: opts?.dependsOn,
+                additionalSecretOutputs: args.handlesSecrets ? ["stdout", "stderr"] : [],
+                customTimeouts: { create: "30m", update: "30m" },
+            },
+        );
+        this.stdout = this.command.stdout;
+        this.registerOutputs({ stdout: this.stdout });
+    }
+}

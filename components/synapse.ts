@@ -1,0 +1,183 @@
+// The Synapse homeserver at the exact version in stack config, its configuration rendered from a
+// typed object, and the admin account.
+import * as yaml from "js-yaml";
+import * as pulumi from "@pulumi/pulumi";
+import { ChatConfig } from "./config";
+import { Connection, RemoteStep } from "./remoteStep";
+import { renderTemplate } from "./templates";
+
+/**
+ * Addresses link previews may never fetch: Synapse's documented list (the runbook's four ranges are
+ * not enough — loopback, link-local, CGNAT, multicast, documentation and IPv6 private ranges too).
+ */
+export const URL_PREVIEW_IP_RANGE_BLOCKLIST: readonly string[] = [
+    "127.0.0.0/8",
+    "10.0.0.0/8",
+    "172.16.0.0/12",
+    "192.168.0.0/16",
+    "100.64.0.0/10",
+    "192.0.0.0/24",
+    "169.254.0.0/16",
+    "192.88.99.0/24",
+    "198.18.0.0/15",
+    "192.0.2.0/24",
+    "198.51.100.0/24",
+    "203.0.113.0/24",
+    "224.0.0.0/4",
+    "::1/128",
+    "fe80::/10",
+    "fc00::/7",
+    "2001:db8::/32",
+    "ff00::/8",
+    "fec0::/10",
+];
+
+/** Paths on the server; everything that is data sits below dataDir. */
+export function synapsePaths(dataDir: string) {
+    const base = `${dataDir}/synapse`;
+    return {
+        base,
+        media: `${base}/media`,
+        signingKey: `${base}/keys/signing.key`,
+        secrets: `${base}/secrets`,
+    };
+}
+
+/** homeserver.yaml as an object. It holds no secret: those are files referenced by *_path options. */
+export function homeserverConfig(cfg: ChatConfig): Record<string, unknown> {
+    const s = cfg.synapse;
+    const p = synapsePaths(cfg.dataDir);
+    return {
+        server_name: cfg.domain,
+        public_baseurl: `https://matrix.${cfg.domain}/`,
+        web_client_location: `https://chat.${cfg.domain}/`,
+        admin_contact: `mailto:${cfg.adminEmail}`,
+        report_stats: false,
+        listeners: [
+            {
+                port: 8008,
+                tls: false,
+                type: "http",
+                x_forwarded: true,
+                bind_addresses: ["127.0.0.1"],
+                resources: [{ names: ["client", "federation"], compress: false }],
+            },
+        ],
+        database: {
+            name: "psycopg2",
+            args: {
+                user: "synapse",
+                dbname: "synapse",
+                host: "127.0.0.1",
+                port: 5432,
+                // libpq reads the password from this 0600 file, so this file holds none.
+                passfile: `${p.secrets}/pgpass`,
+                cp_min: 1,
+                cp_max: s.databasePoolMax,
+            },
+        },
+        log_config: "/etc/matrix-synapse/log.yaml",
+        media_store_path: p.media,
+        signing_key_path: p.signingKey,
+        registration_shared_secret_path: `${p.secrets}/registration_shared_secret`,
+        macaroon_secret_key_path: `${p.secrets}/macaroon_secret_key`,
+        form_secret_path: `${p.secrets}/form_secret`,
+        enable_registration: s.registration !== "closed",
+        registration_requires_token: s.registration === "token",
+        enable_registration_captcha: s.registration === "open",
+        ...(s.recaptcha ? { recaptcha_public_key: s.recaptcha.publicKey } : {}),
+        allow_guest_access: s.allowGuestAccess,
+        url_preview_enabled: s.urlPreviews,
+        url_preview_ip_range_blacklist: [...URL_PREVIEW_IP_RANGE_BLOCKLIST],
+        // Private ranges are refused for outbound requests by default; a mesh network's own
+        // addresses (or a local testbed) must be allowed explicitly to federate over them.
+        ...(s.federationIpAllowlist.length > 0 ? { ip_range_whitelist: [...s.federationIpAllowlist] } : {}),
+        max_upload_size: `${s.maxUploadSizeMb}M`,
+        caches: { global_factor: s.cacheFactor },
+        presence: { enabled: s.presence },
+        trusted_key_servers: s.trustedKeyServers.map((server_name) => ({ server_name })),
+        suppress_key_server_warning: true,
+    };
+}
+
+/** Synapse's logging: one file, rotated nightly, logBackupCount old files kept (the runbook: 1). */
+export function logConfig(cfg: ChatConfig): Record<string, unknown> {
+    return {
+        version: 1,
+        formatters: { precise: { format: "%(asctime)s - %(name)s - %(lineno)d - %(levelname)s - %(request)s - %(message)s" } },
+        handlers: {
+            file: {
+                class: "logging.handlers.TimedRotatingFileHandler",
+                formatter: "precise",
+                filename: "/var/log/matrix-synapse/homeserver.log",
+                when: "midnight",
+                backupCount: cfg.synapse.logBackupCount,
+                encoding: "utf8",
+            },
+            console: { class: "logging.StreamHandler", formatter: "precise", level: "WARNING" },
+        },
+        loggers: { "synapse.storage.SQL": { level: "INFO" } },
+        root: { level: "INFO", handlers: ["file", "console"] },
+        disable_existing_loggers: false,
+    };
+}
+
+export function toYaml(obj: unknown): string {
+    return yaml.dump(obj, { lineWidth: -1, noRefs: true, sortKeys: false });
+}
+
+export interface SynapseArgs {
+    readonly connection: pulumi.Input<Connection>;
+    readonly sudo: boolean;
+    readonly config: ChatConfig;
+}
+
+export class Synapse extends pulumi.ComponentResource {
+    public readonly ready: pulumi.Resource;
+    /** The admin's Matrix id. */
+    public readonly adminUserId: string;
+
+    constructor(name: string, args: SynapseArgs, opts?: pulumi.ComponentResourceOptions) {
+        super("phillymesh-chat:index:Synapse", name, {}, opts);
+        const cfg = args.config;
+        const s = cfg.synapse;
+        const install = new RemoteStep(
+            `${name}-install`,
+            {
+                connection: args.connection,
+                sudo: args.sudo,
+                script: "synapse.sh",
+                handlesSecrets: true,
+                env: {
+                    DOMAIN: cfg.domain,
+                    DATA_DIR: cfg.dataDir,
+                    SYNAPSE_VERSION: s.version,
+                    PIP_INDEX_URL: s.pipIndexUrl,
+                    HOMESERVER_YAML: toYaml(homeserverConfig(cfg)),
+                    LOG_CONFIG_YAML: toYaml(logConfig(cfg)),
+                    SYNAPSE_UNIT: renderTemplate("systemd/matrix-synapse.service", { data_dir: cfg.dataDir }),
+                    EXTRA_CONFIG_YAML: s.recaptcha ? s.recaptcha.privateKey.apply((k) => toYaml({ recaptcha_private_key: k })) : "",
+                    PG_PASSWORD: cfg.postgres.password,
+                    REGISTRATION_SHARED_SECRET: s.registrationSharedSecret,
+                    MACAROON_SECRET_KEY: s.macaroonSecretKey,
+                    FORM_SECRET: s.formSecret,
+                },
+            },
+            { parent: this, dependsOn: opts?.dependsOn },
+        );
+        const admin = new RemoteStep(
+            `${name}-admin`,
+            {
+                connection: args.connection,
+                sudo: args.sudo,
+                script: "admin.sh",
+                handlesSecrets: true,
+                env: { ADMIN_USER: s.adminUser, ADMIN_PASSWORD: s.adminPassword, DOMAIN: cfg.domain },
+            },
+            { parent: this, dependsOn: [install.command] },
+        );
+        this.ready = install.command;
+        this.adminUserId = `@${s.adminUser}:${cfg.domain}`;
+        this.registerOutputs({ adminUserId: this.adminUserId, admin: admin.stdout });
+    }
+}

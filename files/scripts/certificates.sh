@@ -1,0 +1,69 @@
+#!/bin/bash
+# Step "certificates": nginx answering ACME challenges on port 80, and one certificate from the ACME
+# server for every name we serve, including the server name itself (federation over SRV checks the
+# certificate against it). Renewal runs from certbot's timer and reloads nginx; a daily check makes an
+# expiring certificate a failed unit, since Let's Encrypt no longer e-mails about expiry.
+# Variables: CERT_NAMES (space-separated, first is the primary), ACME_SERVER, ACME_EMAIL, CHALLENGE
+# (http | dns-cloudflare), CLOUDFLARE_DNS_TOKEN (secret, dns-cloudflare only), DATA_DIR,
+# ACME_SITE_CONF, EXPIRY_CHECK_SCRIPT, EXPIRY_CHECK_SERVICE, EXPIRY_CHECK_TIMER.
+# shellcheck source=files/scripts/lib.sh
+declare -F log >/dev/null || . "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+: "${CERT_NAMES:?}" "${ACME_SERVER:?}" "${ACME_EMAIL:?}" "${CHALLENGE:?}" "${DATA_DIR:?}" "${ACME_SITE_CONF:?}"
+: "${EXPIRY_CHECK_SCRIPT:?}" "${EXPIRY_CHECK_SERVICE:?}" "${EXPIRY_CHECK_TIMER:?}"
+CLOUDFLARE_DNS_TOKEN=${CLOUDFLARE_DNS_TOKEN:-}
+
+# Certificates and the ACME account live on the data volume: a replaced server keeps them.
+install -d -m 755 "$DATA_DIR/letsencrypt"
+if [ ! -L /etc/letsencrypt ]; then
+    if [ -d /etc/letsencrypt ]; then
+        cp -a /etc/letsencrypt/. "$DATA_DIR/letsencrypt/"
+        rm -rf /etc/letsencrypt
+    fi
+    ln -s "$DATA_DIR/letsencrypt" /etc/letsencrypt
+fi
+
+packages=(nginx certbot)
+[ "$CHALLENGE" != dns-cloudflare ] || packages+=(python3-certbot-dns-cloudflare)
+apt_install "${packages[@]}"
+
+install -d -m 755 /var/www/acme
+rm -f /etc/nginx/sites-enabled/default
+put_file /etc/nginx/sites-available/phillymesh-chat-acme.conf 644 root:root "$ACME_SITE_CONF"
+ln -sfn /etc/nginx/sites-available/phillymesh-chat-acme.conf /etc/nginx/sites-enabled/phillymesh-chat-acme.conf
+nginx -t -q || die "nginx rejected the port-80 site"
+systemctl enable --quiet nginx
+if systemctl is-active --quiet nginx; then systemctl reload nginx; else systemctl start nginx; fi
+
+read -r -a names <<<"$CERT_NAMES"
+domain_args=()
+for n in "${names[@]}"; do domain_args+=(-d "$n"); done
+certbot_args=(certonly --non-interactive --agree-tos --email "$ACME_EMAIL" --server "$ACME_SERVER"
+    --cert-name matrix-chat --expand --keep-until-expiring --key-type ecdsa
+    --deploy-hook "systemctl reload nginx" "${domain_args[@]}")
+case $CHALLENGE in
+    http)
+        certbot_args+=(--webroot --webroot-path /var/www/acme)
+        ;;
+    dns-cloudflare)
+        [ -n "$CLOUDFLARE_DNS_TOKEN" ] || die "CHALLENGE is dns-cloudflare but no Cloudflare token was given"
+        put_file /etc/letsencrypt/cloudflare.ini 600 root:root "dns_cloudflare_api_token = $CLOUDFLARE_DNS_TOKEN"
+        certbot_args+=(--dns-cloudflare --dns-cloudflare-credentials /etc/letsencrypt/cloudflare.ini --dns-cloudflare-propagation-seconds 30)
+        ;;
+    *) die "unknown CHALLENGE $CHALLENGE" ;;
+esac
+log "asking $ACME_SERVER for a certificate for ${names[*]} ($CHALLENGE)"
+for attempt in 1 2 3; do
+    if certbot "${certbot_args[@]}" >/tmp/certbot-phillymesh-chat.log 2>&1; then break; fi
+    [ "$attempt" -lt 3 ] || { tail -n 30 /tmp/certbot-phillymesh-chat.log >&2; die "certbot could not obtain the certificate"; }
+    log "certbot failed (attempt $attempt/3); retrying in 15s"
+    sleep 15
+done
+openssl x509 -in /etc/letsencrypt/live/matrix-chat/fullchain.pem -noout -enddate | sed "s/^/[$STEP_NAME] certificate valid until /" | sed 's/notAfter=//'
+
+put_file /usr/local/sbin/phillymesh-chat-cert-check 755 root:root "$EXPIRY_CHECK_SCRIPT"
+put_file /etc/systemd/system/phillymesh-chat-cert-check.service 644 root:root "$EXPIRY_CHECK_SERVICE"
+put_file /etc/systemd/system/phillymesh-chat-cert-check.timer 644 root:root "$EXPIRY_CHECK_TIMER"
+systemctl daemon-reload
+systemctl enable --quiet --now phillymesh-chat-cert-check.timer
+systemctl enable --quiet --now certbot.timer 2>/dev/null || true
+log "certificates ready"

@@ -1,0 +1,53 @@
+#!/bin/bash
+# Step "element": the Element Web release ELEMENT_VERSION, downloaded, checked against the pinned
+# release key BEFORE it is unpacked, given our config.json, and switched live in one rename.
+# Variables: ELEMENT_VERSION, ELEMENT_URL, ELEMENT_KEY_URL, ELEMENT_KEY_FINGERPRINT, ELEMENT_CONFIG_JSON.
+# shellcheck source=files/scripts/lib.sh
+declare -F log >/dev/null || . "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+: "${ELEMENT_VERSION:?}" "${ELEMENT_URL:?}" "${ELEMENT_KEY_URL:?}" "${ELEMENT_KEY_FINGERPRINT:?}" "${ELEMENT_CONFIG_JSON:?}"
+
+apt_install curl gnupg gpgv ca-certificates
+WEB=/var/www/element
+RELEASE=$WEB/releases/$ELEMENT_VERSION
+install -d -m 755 "$WEB/releases"
+
+if [ ! -f "$RELEASE/.verified" ]; then
+    work=$(mktemp -d)
+    cleanup_later "$work"
+    log "downloading Element $ELEMENT_VERSION"
+    curl -fsSL --retry 3 -o "$work/element.tar.gz" "$ELEMENT_URL"
+    curl -fsSL --retry 3 -o "$work/element.tar.gz.asc" "$ELEMENT_URL.asc"
+    curl -fsSL --retry 3 -o "$work/key.asc" "$ELEMENT_KEY_URL"
+
+    # Trust exactly the pinned key: import what was fetched into a throwaway keyring, then keep
+    # only the key whose fingerprint matches, and verify against that alone.
+    export GNUPGHOME=$work/gnupg
+    install -d -m 700 "$GNUPGHOME"
+    gpg --batch --quiet --import "$work/key.asc" 2>/dev/null || die "$ELEMENT_KEY_URL is not an OpenPGP key"
+    gpg --batch --with-colons --fingerprint | awk -F: '$1 == "fpr" {print $10}' | grep -qx "$ELEMENT_KEY_FINGERPRINT" ||
+        die "the key at $ELEMENT_KEY_URL is not the pinned key $ELEMENT_KEY_FINGERPRINT"
+    gpg --batch --export "$ELEMENT_KEY_FINGERPRINT" >"$work/pinned.gpg"
+    gpgv --quiet --keyring "$work/pinned.gpg" "$work/element.tar.gz.asc" "$work/element.tar.gz" 2>"$work/gpgv.log" || {
+        cat "$work/gpgv.log" >&2
+        die "the signature of $ELEMENT_URL does not verify against $ELEMENT_KEY_FINGERPRINT; nothing was unpacked"
+    }
+    log "signature good (key $ELEMENT_KEY_FINGERPRINT)"
+
+    rm -rf "$RELEASE.tmp"
+    install -d "$RELEASE.tmp"
+    tar -xzf "$work/element.tar.gz" -C "$RELEASE.tmp" --strip-components=1 --no-same-owner
+    [ -f "$RELEASE.tmp/index.html" ] || die "the release has no index.html: not an Element Web tarball"
+    touch "$RELEASE.tmp/.verified"
+    rm -rf "$RELEASE"
+    mv "$RELEASE.tmp" "$RELEASE"
+fi
+
+put_file "$RELEASE/config.json" 644 root:root "$ELEMENT_CONFIG_JSON"
+previous=$(readlink "$WEB/current" 2>/dev/null || true)
+switch_symlink "$RELEASE" "$WEB/current"
+[ "$previous" = "$RELEASE" ] || log "Element ${previous:+${previous##*/} -> }$ELEMENT_VERSION is live"
+
+for old in "$WEB"/releases/*; do
+    [ "$old" = "$RELEASE" ] || [ "$old" = "$previous" ] || rm -rf "$old"
+done
+log "Element $ELEMENT_VERSION ready"

@@ -1,0 +1,88 @@
+#!/bin/bash
+# Step "synapse": the Synapse homeserver at exactly SYNAPSE_VERSION, from the package index into its
+# own virtualenv, with our configuration, secrets in 0600 files and the signing key on the data
+# volume. A new version is installed beside the running one, so the service is down only for the
+# restart; the previous virtualenv is kept for a rollback.
+# Variables: DOMAIN, DATA_DIR, SYNAPSE_VERSION, PIP_INDEX_URL, HOMESERVER_YAML, LOG_CONFIG_YAML,
+# SYNAPSE_UNIT, EXTRA_CONFIG_YAML (may be empty; holds the reCAPTCHA key), and secrets PG_PASSWORD,
+# REGISTRATION_SHARED_SECRET, MACAROON_SECRET_KEY, FORM_SECRET.
+# shellcheck source=files/scripts/lib.sh
+declare -F log >/dev/null || . "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+: "${DOMAIN:?}" "${DATA_DIR:?}" "${SYNAPSE_VERSION:?}" "${PIP_INDEX_URL:?}" "${HOMESERVER_YAML:?}" "${LOG_CONFIG_YAML:?}" "${SYNAPSE_UNIT:?}"
+: "${PG_PASSWORD:?}" "${REGISTRATION_SHARED_SECRET:?}" "${MACAROON_SECRET_KEY:?}" "${FORM_SECRET:?}"
+EXTRA_CONFIG_YAML=${EXTRA_CONFIG_YAML:-}
+
+apt_install python3 python3-venv python3-psycopg2 libjemalloc2 libpq5 curl
+id synapse >/dev/null 2>&1 || useradd --system --home-dir "$DATA_DIR/synapse" --shell /usr/sbin/nologin synapse
+
+SYN=$DATA_DIR/synapse
+install -d -m 750 -o synapse -g synapse "$SYN" "$SYN/media" "$SYN/keys" "$SYN/secrets"
+install -d -m 750 -o synapse -g synapse /var/log/matrix-synapse
+install -d -m 755 /etc/matrix-synapse /opt/synapse/venvs
+
+# Secrets: each in its own file, readable by synapse only, referenced by the *_path options.
+CHANGED=0
+put_file "$SYN/secrets/registration_shared_secret" 600 synapse:synapse "$REGISTRATION_SHARED_SECRET"
+put_file "$SYN/secrets/macaroon_secret_key" 600 synapse:synapse "$MACAROON_SECRET_KEY"
+put_file "$SYN/secrets/form_secret" 600 synapse:synapse "$FORM_SECRET"
+# libpq's password file: ':' and '\' in the password are escaped as its format requires.
+pg_escaped=$(printf '%s' "$PG_PASSWORD" | sed -e 's/\\/\\\\/g' -e 's/:/\\:/g')
+put_file "$SYN/secrets/pgpass" 600 synapse:synapse "127.0.0.1:5432:synapse:synapse:$pg_escaped"
+put_file /etc/matrix-synapse/homeserver.yaml 640 root:synapse "$HOMESERVER_YAML"
+put_file /etc/matrix-synapse/log.yaml 644 root:root "$LOG_CONFIG_YAML"
+install -d -m 750 -o root -g synapse /etc/matrix-synapse/conf.d
+if [ -n "$EXTRA_CONFIG_YAML" ]; then
+    put_file /etc/matrix-synapse/conf.d/secrets.yaml 640 root:synapse "$EXTRA_CONFIG_YAML"
+else
+    rm -f /etc/matrix-synapse/conf.d/secrets.yaml
+fi
+put_file /etc/systemd/system/matrix-synapse.service 644 root:root "$SYNAPSE_UNIT"
+config_changed=$CHANGED
+
+# The exact release, in a virtualenv of its own. Debian's psycopg2 is used (no compiler needed).
+VENV=/opt/synapse/venvs/$SYNAPSE_VERSION
+if [ ! -f "$VENV/.complete" ]; then
+    log "installing Synapse $SYNAPSE_VERSION from $PIP_INDEX_URL"
+    rm -rf "$VENV"
+    python3 -m venv --system-site-packages "$VENV"
+    pip_args=(--quiet --disable-pip-version-check --no-input --index-url "$PIP_INDEX_URL")
+    case $PIP_INDEX_URL in
+        http://*)
+            host=${PIP_INDEX_URL#http://}
+            pip_args+=(--trusted-host "${host%%[:/]*}")
+            ;;
+    esac
+    "$VENV/bin/pip" install "${pip_args[@]}" "matrix-synapse[postgres,url-preview]==$SYNAPSE_VERSION"
+    touch "$VENV/.complete"
+fi
+installed=$("$VENV/bin/python" -c 'import synapse; print(synapse.__version__)')
+[ "$installed" = "$SYNAPSE_VERSION" ] || die "the virtualenv holds Synapse $installed, not $SYNAPSE_VERSION"
+
+# The signing key is the server's identity in federation: made once, kept on the volume, never replaced.
+if [ ! -s "$SYN/keys/signing.key" ]; then
+    log "generating the server's signing key (first start)"
+    runuser -u synapse -- "$VENV/bin/python" -m synapse.app.homeserver \
+        --config-path /etc/matrix-synapse/homeserver.yaml --config-path /etc/matrix-synapse/conf.d/ \
+        --generate-keys >/dev/null
+fi
+chmod 600 "$SYN/keys/signing.key"
+
+previous=$(readlink /opt/synapse/current 2>/dev/null || true)
+switch_symlink "$VENV" /opt/synapse/current
+systemctl daemon-reload
+systemctl enable --quiet matrix-synapse
+if [ "$previous" != "$VENV" ] || [ "$config_changed" = 1 ] || ! systemctl is-active --quiet matrix-synapse; then
+    log "restarting Synapse ${previous:+(was ${previous##*/}) }as $SYNAPSE_VERSION"
+    systemctl restart matrix-synapse
+fi
+wait_http http://127.0.0.1:8008/health 180 || {
+    journalctl -u matrix-synapse -n 40 --no-pager >&2 || true
+    die "Synapse did not become healthy on 127.0.0.1:8008"
+}
+running=$(curl -fsS http://127.0.0.1:8008/_matrix/federation/v1/version)
+log "Synapse healthy: $running"
+
+# Keep the running and the previous release; drop older ones.
+for old in /opt/synapse/venvs/*; do
+    [ "$old" = "$VENV" ] || [ "$old" = "$previous" ] || { log "removing old virtualenv ${old##*/}"; rm -rf "$old"; }
+done
