@@ -39,7 +39,7 @@ export class Element extends pulumi.ComponentResource {
         super("phillymesh-chat:index:Element", name, {}, opts);
         const cfg = args.config;
         const step = new RemoteStep(
-            `${name}-install`,
+            `${name}-element`,
             {
                 connection: args.connection,
                 sudo: args.sudo,

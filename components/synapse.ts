@@ -142,7 +142,7 @@ export class Synapse extends pulumi.ComponentResource {
         const cfg = args.config;
         const s = cfg.synapse;
         const install = new RemoteStep(
-            `${name}-install`,
+            `${name}-synapse`,
             {
                 connection: args.connection,
                 sudo: args.sudo,
@@ -166,7 +166,7 @@ export class Synapse extends pulumi.ComponentResource {
             { parent: this, dependsOn: opts?.dependsOn },
         );
         const admin = new RemoteStep(
-            `${name}-admin`,
+            `${name}-synapse-admin`,
             {
                 connection: args.connection,
                 sudo: args.sudo,

@@ -1,0 +1,224 @@
+// The whole program under strict mocks, as `pulumi preview` and `pulumi up` run it, asserting what an
+// operator would notice: the server, the open ports, the DNS records, the order of the steps, that
+// secrets stay secret, and what a version bump touches.
+import { BASE_CONFIG, SECRETS, runProgram, ProgramRun, Recorded } from "./harness";
+
+const COMMAND = "command:remote:Command";
+
+function step(run: ProgramRun, name: string): Recorded {
+    return run.byName(`chat-${name}-run`);
+}
+
+describe.each([
+    ["update", false],
+    ["preview", true],
+])("the DigitalOcean + Cloudflare stack (%s)", (_mode, preview) => {
+    let run: ProgramRun;
+    beforeAll(async () => {
+        run = await runProgram(BASE_CONFIG, SECRETS, { preview });
+    });
+
+    test("a protected 1 GB Debian droplet whose replace-on-change inputs do not follow config edits", () => {
+        const droplet = run.byName("chat-droplet");
+        expect(droplet.inputs.size).toBe("s-1vcpu-1gb");
+        expect(droplet.inputs.image).toBe("debian-13-x64");
+        expect(droplet.inputs.region).toBe("nyc3");
+        expect(droplet.inputs.userData).toBeUndefined();
+        expect(droplet.protect).toBe(true);
+        expect(droplet.ignoreChanges).toContain("sshKeys");
+    });
+
+    test("a protected data volume attached to the droplet, and a protected reserved IP", () => {
+        const volume = run.byName("chat-data");
+        expect(volume.protect).toBe(true);
+        expect(volume.inputs.initialFilesystemType).toBe("ext4");
+        expect(volume.inputs.size).toBe(10);
+        expect(run.byName("chat-ip").protect).toBe(true);
+        expect(run.ofType("digitalocean:index/volumeAttachment:VolumeAttachment")).toHaveLength(1);
+        expect(run.ofType("digitalocean:index/reservedIpAssignment:ReservedIpAssignment")).toHaveLength(1);
+    });
+
+    test("the firewall opens exactly SSH, HTTP, HTTPS, federation and ping, and allows all outbound", () => {
+        const fw = run.byName("chat-firewall").inputs;
+        const inbound = fw.inboundRules.map((r: any) => `${r.protocol}/${r.portRange ?? "-"} from ${r.sourceAddresses.join(",")}`);
+        expect(inbound).toEqual([
+            "tcp/22 from 0.0.0.0/0,::/0",
+            "tcp/80 from 0.0.0.0/0,::/0",
+            "tcp/443 from 0.0.0.0/0,::/0",
+            "tcp/8448 from 0.0.0.0/0,::/0",
+            "icmp/- from 0.0.0.0/0,::/0",
+        ]);
+        const outbound = fw.outboundRules.map((r: any) => `${r.protocol}/${r.portRange ?? "-"} to ${r.destinationAddresses.join(",")}`);
+        expect(outbound).toEqual(["tcp/1-65535 to 0.0.0.0/0,::/0", "udp/1-65535 to 0.0.0.0/0,::/0", "icmp/- to 0.0.0.0/0,::/0"]);
+    });
+
+    test("DNS: matrix and chat A/AAAA records, DNS-only; both SRV names to matrix:8448", () => {
+        const records = run.ofType("cloudflare:index/dnsRecord:DnsRecord").map((r) => r.inputs);
+        const summary = records.map((r) =>
+            r.type === "SRV"
+                ? `SRV ${r.name} ${r.data.priority} ${r.data.weight} ${r.data.port} ${r.data.target} top-priority=${r.priority}`
+                : `${r.type} ${r.name} ${preview ? "?" : r.content}`,
+        );
+        expect(summary.sort()).toEqual(
+            [
+                `A matrix.phillymesh.net ${preview ? "?" : "203.0.113.10"}`,
+                `A chat.phillymesh.net ${preview ? "?" : "203.0.113.10"}`,
+                `AAAA matrix.phillymesh.net ${preview ? "?" : "2001:db8::10"}`,
+                `AAAA chat.phillymesh.net ${preview ? "?" : "2001:db8::10"}`,
+                "SRV _matrix-fed._tcp.phillymesh.net 10 5 8448 matrix.phillymesh.net top-priority=10",
+                "SRV _matrix._tcp.phillymesh.net 10 5 8448 matrix.phillymesh.net top-priority=10",
+            ].sort(),
+        );
+        for (const r of records) {
+            expect(r.proxied).toBe(false);
+            expect(r.zoneId).toBe(BASE_CONFIG.cloudflareZoneId);
+            expect(r.ttl).toBe(1);
+        }
+    });
+
+    test("the steps run in order: base, PostgreSQL before Synapse, certificates before the TLS sites", () => {
+        expect(step(run, "base").dependsOn.sort()).toEqual(["chat-data-attachment", "chat-ip-assignment"]);
+        expect(step(run, "postgres").dependsOn).toEqual(["chat-base-run"]);
+        expect(step(run, "synapse").dependsOn).toEqual(["chat-postgres-run"]);
+        expect(step(run, "synapse-admin").dependsOn).toEqual(["chat-synapse-run"]);
+        expect(step(run, "element").dependsOn).toEqual(["chat-base-run"]);
+        expect(step(run, "certificates").dependsOn).toContain("chat-base-run");
+        expect(step(run, "sites").dependsOn.sort()).toEqual(["chat-certificates-run", "chat-element-run", "chat-synapse-run"]);
+        // Certificates wait for the DNS records, which ACME validation reads.
+        const certOpts = step(run, "certificates").dependsOn;
+        expect(certOpts.some((d) => d === "chat")).toBe(true);
+    });
+
+    test("every step connects to the reserved IP as root with the key, and never deletes anything", () => {
+        const steps = run.ofType(COMMAND);
+        expect(steps.map((s) => s.name).sort()).toEqual(
+            ["base", "postgres", "synapse", "synapse-admin", "element", "certificates", "sites"].map((n) => `chat-${n}-run`).sort(),
+        );
+        for (const s of steps) {
+            expect(s.inputs.connection.user).toBe("root");
+            expect(s.inputs.connection.port).toBe(22);
+            if (!preview) expect(s.inputs.connection.host).toBe("203.0.113.10");
+            expect(s.inputs.delete).toBeUndefined();
+            expect(s.inputs.create).toBe(s.inputs.update);
+            expect(s.secretInputs.has("connection")).toBe(true);
+        }
+    });
+
+    test("no secret value appears in any input that is not itself secret", () => {
+        for (const r of run.resources) {
+            for (const [key, value] of Object.entries(r.inputs)) {
+                const text = JSON.stringify(value) ?? "";
+                for (const [secretName, secret] of Object.entries(SECRETS)) {
+                    const needles = [secret, ...secret.split("\n").filter((l) => l.includes("SECRET"))];
+                    if (needles.some((n) => text.includes(n))) {
+                        expect({ resource: r.name, input: key, secret: secretName, secretInput: r.secretInputs.has(key) }).toEqual({
+                            resource: r.name,
+                            input: key,
+                            secret: secretName,
+                            secretInput: true,
+                        });
+                    }
+                }
+            }
+        }
+        // And the steps that carry them really do carry them (the check above is not vacuous).
+        expect(step(run, "postgres").inputs.stdin).toContain("export PG_PASSWORD=");
+        expect(step(run, "postgres").secretInputs.has("stdin")).toBe(true);
+        expect(step(run, "synapse-admin").secretInputs.has("stdin")).toBe(true);
+        expect(step(run, "certificates").secretInputs.has("stdin")).toBe(true);
+        expect(step(run, "element").secretInputs.has("stdin")).toBe(false);
+    });
+
+    test("secrets reach the server single-quoted, so the shell never interprets them", () => {
+        const stdin: string = step(run, "postgres").inputs.stdin;
+        expect(stdin).toContain(`export PG_PASSWORD='pg-SECRET-pass'\\''with"quotes$(touch /tmp/pwned)'`);
+    });
+});
+
+describe("outputs an operator needs next", () => {
+    test("URLs, IP, records, admin id and the well-known JSON", async () => {
+        const run = await runProgram();
+        const o = run.outputs;
+        expect(o.homeserverUrl).toBe("https://matrix.phillymesh.net");
+        expect(o.webClientUrl).toBe("https://chat.phillymesh.net");
+        expect(o.serverIp).toBe("203.0.113.10");
+        expect(o.adminUserId).toBe("@admin:phillymesh.net");
+        expect(o.adminLogin).toContain("@admin:phillymesh.net");
+        expect(JSON.parse(o.wellKnownMatrixClient)).toEqual({ "m.homeserver": { base_url: "https://matrix.phillymesh.net" } });
+        expect(JSON.parse(o.wellKnownMatrixServer)).toEqual({ "m.server": "matrix.phillymesh.net:8448" });
+        expect(o.dnsRecords.map((r: any) => `${r.type} ${r.name}`)).toContain("SRV _matrix-fed._tcp.phillymesh.net");
+        expect(o.sshCommand).toBe("ssh root@203.0.113.10");
+    });
+});
+
+describe("hosting existing with dns none (the testbed's and a self-hoster's stack)", () => {
+    const config = {
+        domain: "phillymesh.test",
+        adminEmail: "admin@phillymesh.test",
+        hosting: "existing",
+        sshHost: "10.250.0.10",
+        sshPort: "2222",
+        sshUser: "debian",
+        dns: "none",
+        acmeChallenge: "http",
+        apexOnServer: "true",
+        synapseVersion: "1.162.0",
+        elementVersion: "1.11.999",
+    };
+    const secrets = { ...SECRETS };
+    delete (secrets as Record<string, string>).cloudflareDnsToken;
+
+    test("creates no cloud resource, only the steps, over sudo on the given address", async () => {
+        const run = await runProgram(config, secrets);
+        expect(run.resources.filter((r) => r.type.startsWith("digitalocean:") || r.type.startsWith("cloudflare:"))).toEqual([]);
+        for (const s of run.ofType(COMMAND)) {
+            expect(s.inputs.connection.host).toBe("10.250.0.10");
+            expect(s.inputs.connection.port).toBe(2222);
+            expect(s.inputs.connection.user).toBe("debian");
+            expect(s.inputs.create).toMatch(/^sudo -n bash -c /);
+        }
+        expect(step(run, "base").dependsOn).toEqual([]);
+    });
+
+    test("prints the records to create by hand, apex included", async () => {
+        const run = await runProgram(config, secrets);
+        expect(run.outputs.dnsRecords).toEqual([
+            { name: "matrix.phillymesh.test", type: "A", content: "10.250.0.10" },
+            { name: "chat.phillymesh.test", type: "A", content: "10.250.0.10" },
+            { name: "phillymesh.test", type: "A", content: "10.250.0.10" },
+            { name: "_matrix-fed._tcp.phillymesh.test", type: "SRV", priority: 10, weight: 5, port: 8448, target: "matrix.phillymesh.test" },
+            { name: "_matrix._tcp.phillymesh.test", type: "SRV", priority: 10, weight: 5, port: 8448, target: "matrix.phillymesh.test" },
+        ]);
+    });
+});
+
+describe("a version bump is an edit of stack config that touches only its own step", () => {
+    async function inputsByName(config: Record<string, string>) {
+        const run = await runProgram(config);
+        return new Map(run.resources.filter((r) => r.type !== "phillymesh-chat:index:RemoteStep").map((r) => [`${r.type}::${r.name}`, JSON.stringify(r.inputs)]));
+    }
+
+    test.each([
+        ["synapseVersion", "1.163.1", "chat-synapse-run"],
+        ["elementVersion", "1.12.4", "chat-element-run"],
+    ])("bumping %s to %s changes only %s", async (key, version, expected) => {
+        const before = await inputsByName(BASE_CONFIG);
+        const after = await inputsByName({ ...BASE_CONFIG, [key]: version });
+        const changed = [...before.keys()].filter((k) => before.get(k) !== after.get(k));
+        expect(changed).toEqual([`command:remote:Command::${expected}`]);
+        const stdinAfter = JSON.parse(after.get(`command:remote:Command::${expected}`)!).stdin as string;
+        expect(stdinAfter).toContain(version);
+        // ...and its trigger changes with it, so the preview says the step will run again.
+        const trigBefore = JSON.parse(before.get(`command:remote:Command::${expected}`)!).triggers;
+        const trigAfter = JSON.parse(after.get(`command:remote:Command::${expected}`)!).triggers;
+        expect(trigAfter).not.toEqual(trigBefore);
+    });
+
+    test("a tuning edit (cache factor) re-runs Synapse only; a PostgreSQL edit re-runs PostgreSQL only", async () => {
+        const before = await inputsByName(BASE_CONFIG);
+        const cache = await inputsByName({ ...BASE_CONFIG, cacheFactor: "0.25" });
+        expect([...before.keys()].filter((k) => before.get(k) !== cache.get(k))).toEqual(["command:remote:Command::chat-synapse-run"]);
+        const pg = await inputsByName({ ...BASE_CONFIG, postgresSharedBuffersMb: "96" });
+        expect([...before.keys()].filter((k) => before.get(k) !== pg.get(k))).toEqual(["command:remote:Command::chat-postgres-run"]);
+    });
+});
