@@ -105,6 +105,7 @@ export async function runProgram(
     let program: Promise<Record<string, unknown>>;
     let pulumi!: typeof PulumiModule;
     let indexExports: Record<string, unknown> = {};
+    let programError: unknown;
 
     // A fresh runtime for every run: the SDK keeps its state (stack resource, settings) in globals.
     // (Its async-local store follows awaits, so a new run also needs a new AsyncLocalStorage.)
@@ -138,11 +139,20 @@ export async function runProgram(
             });
             // index.ts runs at import: load a fresh copy for every run (the SDK's state is global,
             // so this copy shares the mocks set above).
-            jest.isolateModules(() => {
-                indexExports = require("../index");
-            });
+            // A program that throws must fail the run (the stack's own promise would never settle).
+            try {
+                jest.isolateModules(() => {
+                    indexExports = require("../index");
+                });
+            } catch (e) {
+                programError = e;
+                return {};
+            }
             return indexExports;
-        }).then(() => indexExports);
+        }).then(() => {
+            if (programError !== undefined) throw programError;
+            return indexExports;
+        });
     }
     lastRegistered = declared;
     const exportsOfIndex = await program.finally(() => {

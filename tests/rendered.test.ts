@@ -1,0 +1,222 @@
+// What the server receives, checked by the real tools: every script (as sent, variables and library
+// included) by shellcheck, the nginx sites by `nginx -t` with throwaway certificates, and the
+// Synapse and Element configuration parsed and checked for the settings that matter.
+import { execFileSync, spawnSync } from "child_process";
+import * as fs from "fs";
+import * as os from "os";
+import * as path from "path";
+import * as yaml from "js-yaml";
+import { ChatConfig } from "../components/config";
+import { homeserverConfig, logConfig, toYaml, URL_PREVIEW_IP_RANGE_BLOCKLIST } from "../components/synapse";
+import { elementConfig, elementDownloadUrl } from "../components/element";
+import { nginxFiles, certificateNames } from "../components/webServer";
+import { readFile, renderTemplate, stepScript, shellQuote } from "../components/templates";
+import { runnerCommand } from "../components/remoteStep";
+import { BASE_CONFIG, SECRETS } from "./harness";
+
+function loadTestConfig(overrides: Record<string, string> = {}, secrets: Record<string, string> = SECRETS): ChatConfig {
+    let cfg!: ChatConfig;
+    jest.isolateModules(() => {
+        const pulumi = require("@pulumi/pulumi");
+        const all: Record<string, string> = {};
+        for (const [k, v] of Object.entries({ ...BASE_CONFIG, ...overrides, ...secrets })) all[`phillymesh-chat:${k}`] = v;
+        pulumi.runtime.setAllConfig(all, Object.keys(secrets).map((k) => `phillymesh-chat:${k}`));
+        cfg = require("../components/config").loadConfig();
+    });
+    return cfg;
+}
+
+const SCRIPTS = fs.readdirSync(path.join(__dirname, "..", "files", "scripts")).filter((f) => f.endsWith(".sh"));
+
+describe("scripts pass shellcheck", () => {
+    test.each(SCRIPTS)("files/scripts/%s", (script) => {
+        const r = spawnSync("shellcheck", ["-x", "--severity=style", path.join("files", "scripts", script)], { cwd: path.join(__dirname, ".."), encoding: "utf8" });
+        expect(r.error).toBeUndefined();
+        expect(r.stdout + r.stderr).toBe("");
+        expect(r.status).toBe(0);
+    });
+
+    test.each(SCRIPTS.filter((s) => s !== "lib.sh" && s !== "cert-check.sh"))("%s as sent to the server, with hostile values", (script) => {
+        const hostile = `it's "quoted" $(reboot) \`id\` ; rm -rf / \n second line`;
+        const text = stepScript(script, { STEP_NAME: "t", DOMAIN: "phillymesh.net", ODD_VALUE: hostile });
+        const r = spawnSync("shellcheck", ["--shell=bash", "--severity=warning", "-"], { input: text, encoding: "utf8" });
+        expect(r.stdout + r.stderr).toBe("");
+        // bash reads the hostile value back unchanged, running nothing.
+        const header = text.slice(0, text.indexOf(readFile("scripts/lib.sh")));
+        const echo = spawnSync("bash", ["-c", `${header}\nprintf %s "$ODD_VALUE"`], {
+            encoding: "utf8",
+        });
+        expect(echo.stdout).toBe(hostile);
+    });
+
+    test("the runner reads the whole script before running it, and passes on its exit code", () => {
+        const cmd = runnerCommand(false);
+        const ok = spawnSync("bash", ["-c", cmd], { input: "read -r x || true\necho after-read\n", encoding: "utf8" });
+        // `read` gets EOF (stdin is /dev/null for the script), so the rest of the script still runs.
+        expect(ok.stdout).toBe("after-read\n");
+        const bad = spawnSync("bash", ["-c", cmd], { input: "exit 7\n", encoding: "utf8" });
+        expect(bad.status).toBe(7);
+        expect(shellQuote("a'b")).toBe(`'a'\\''b'`);
+    });
+});
+
+describe("nginx accepts the rendered sites", () => {
+    const nginx = ["/usr/sbin/nginx", "/usr/bin/nginx"].find((p) => fs.existsSync(p));
+
+    test.each([
+        ["apex elsewhere (DNS-01)", {}],
+        ["apex on this server (HTTP-01)", { dns: "none", acmeChallenge: "http", apexOnServer: "true" }],
+    ])("%s", (_what, overrides) => {
+        expect(nginx).toBeDefined();
+        const cfg = loadTestConfig(overrides as Record<string, string>);
+        const dir = fs.mkdtempSync(path.join(os.tmpdir(), "nginx-t-"));
+        try {
+            // Throwaway certificate standing in for Let's Encrypt's.
+            const certDir = path.join(dir, "live");
+            fs.mkdirSync(certDir);
+            execFileSync("openssl", [
+                "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-days", "1",
+                "-subj", `/CN=${cfg.domain}`, "-keyout", path.join(certDir, "privkey.pem"), "-out", path.join(certDir, "fullchain.pem"),
+            ], { stdio: "ignore" });
+            fs.mkdirSync(path.join(dir, "sites-available"));
+            fs.mkdirSync(path.join(dir, "snippets"));
+            for (const [rel, text] of Object.entries(nginxFiles(cfg))) {
+                fs.writeFileSync(path.join(dir, rel), text.split("/etc/letsencrypt/live/matrix-chat").join(certDir));
+            }
+            fs.writeFileSync(
+                path.join(dir, "nginx.conf"),
+                [
+                    `pid ${dir}/nginx.pid;`,
+                    `error_log ${dir}/error.log;`,
+                    "events {}",
+                    "http {",
+                    `  include /etc/nginx/mime.types;`,
+                    `  access_log off;`,
+                    `  include ${dir}/sites-available/*.conf;`,
+                    "}",
+                ].join("\n"),
+            );
+            const r = spawnSync(nginx!, ["-t", "-p", dir, "-c", path.join(dir, "nginx.conf"), "-e", path.join(dir, "error.log")], { encoding: "utf8" });
+            expect(r.stderr).toContain("syntax is ok");
+            expect(r.status).toBe(0);
+        } finally {
+            fs.rmSync(dir, { recursive: true, force: true });
+        }
+    });
+
+    test("TLS: 1.2 and 1.3 only, no stapling, no DHE, HSTS two years", () => {
+        const tls = readFile("nginx/tls.conf");
+        expect(tls).toMatch(/^ssl_protocols TLSv1\.2 TLSv1\.3;$/m);
+        expect(tls).not.toMatch(/^\s*ssl_stapling/m);
+        expect(tls).not.toMatch(/[\s:]DHE-|ssl_dhparam/);
+        expect(tls).toMatch(/Strict-Transport-Security "max-age=63072000"/);
+    });
+
+    test("the homeserver site proxies /_matrix and /_synapse/client only, on 443 and 8448, with the upload limit", () => {
+        const cfg = loadTestConfig({ maxUploadSizeMb: "75" });
+        const site = nginxFiles(cfg)["sites-available/phillymesh-chat-matrix.conf"];
+        expect(site).toMatch(/listen 8448 ssl default_server;/);
+        expect(site).toMatch(/listen 443 ssl;/);
+        expect(site).toMatch(/client_max_body_size 75M;/);
+        expect(site).toMatch(/location ~ \^\(\/_matrix\|\/_synapse\/client\) \{\s*proxy_pass http:\/\/127\.0\.0\.1:8008;/);
+        expect(site).not.toMatch(/_synapse\/admin/);
+    });
+
+    test("Element's site sends the headers Element asks for and never caches index.html or config.json", () => {
+        const site = nginxFiles(loadTestConfig())["sites-available/phillymesh-chat-chat.conf"];
+        for (const h of ["X-Frame-Options SAMEORIGIN", "X-Content-Type-Options nosniff", `Content-Security-Policy "frame-ancestors 'self'"`]) expect(site).toContain(h);
+        expect(site).toMatch(/location ~ \^\/\(index\\\.html\|config\.\*\\\.json\|version\)\?\$ \{\s*expires -1;/);
+        // No add_header inside a location (that would silently drop the server-level headers).
+        const locations = site.split("location").slice(1).map((l) => l.slice(0, l.indexOf("}")));
+        for (const l of locations) expect(l).not.toContain("add_header");
+    });
+
+    test("the certificate covers the server name itself (SRV delegation), matrix and chat", () => {
+        expect(certificateNames(loadTestConfig())).toEqual(["phillymesh.net", "matrix.phillymesh.net", "chat.phillymesh.net"]);
+    });
+});
+
+describe("homeserver.yaml", () => {
+    const cfg = loadTestConfig({ federationIpAllowlist: '["10.250.0.0/24"]', cacheFactor: "0.25", maxUploadSizeMb: "40" });
+    const rendered = toYaml(homeserverConfig(cfg));
+    const hs = yaml.load(rendered) as Record<string, any>;
+
+    test("parses, and names the server, its URL and the PostgreSQL database", () => {
+        expect(hs.server_name).toBe("phillymesh.net");
+        expect(hs.public_baseurl).toBe("https://matrix.phillymesh.net/");
+        expect(hs.database.name).toBe("psycopg2");
+        expect(hs.database.args).toMatchObject({ user: "synapse", dbname: "synapse", host: "127.0.0.1", cp_max: 5 });
+        expect(hs.listeners).toEqual([
+            { port: 8008, tls: false, type: "http", x_forwarded: true, bind_addresses: ["127.0.0.1"], resources: [{ names: ["client", "federation"], compress: false }] },
+        ]);
+    });
+
+    test("holds no secret: every secret is a *_path file on the data volume", () => {
+        for (const secret of Object.values(SECRETS)) expect(rendered).not.toContain(secret);
+        for (const key of ["registration_shared_secret", "macaroon_secret_key", "form_secret"]) {
+            expect(hs[key]).toBeUndefined();
+            expect(hs[`${key}_path`]).toBe(`/mnt/matrix_data/synapse/secrets/${key}`);
+        }
+        expect(hs.signing_key_path).toBe("/mnt/matrix_data/synapse/keys/signing.key");
+        expect(hs.media_store_path).toBe("/mnt/matrix_data/synapse/media");
+        expect(hs.database.args.password).toBeUndefined();
+    });
+
+    test("registration by token, guests, previews with the full blocklist, caches, presence, upload size", () => {
+        expect(hs.enable_registration).toBe(true);
+        expect(hs.registration_requires_token).toBe(true);
+        expect(hs.enable_registration_without_verification).toBeUndefined();
+        expect(hs.allow_guest_access).toBe(true);
+        expect(hs.url_preview_enabled).toBe(true);
+        expect(hs.url_preview_ip_range_blacklist).toEqual([...URL_PREVIEW_IP_RANGE_BLOCKLIST]);
+        for (const r of ["100.64.0.0/10", "169.254.0.0/16", "fc00::/7", "::1/128", "224.0.0.0/4"]) expect(hs.url_preview_ip_range_blacklist).toContain(r);
+        expect(hs.ip_range_whitelist).toEqual(["10.250.0.0/24"]);
+        expect(hs.caches).toEqual({ global_factor: 0.25 });
+        expect(hs.presence).toEqual({ enabled: false });
+        expect(hs.max_upload_size).toBe("40M");
+        expect(hs.report_stats).toBe(false);
+    });
+
+    test("closed registration turns registration off", () => {
+        const closed = homeserverConfig(loadTestConfig({ registration: "closed" }));
+        expect(closed.enable_registration).toBe(false);
+        expect(closed.registration_requires_token).toBe(false);
+    });
+
+    test("logs rotate nightly keeping logBackupCount files", () => {
+        const log = yaml.load(toYaml(logConfig(loadTestConfig({ logBackupCount: "3" })))) as any;
+        expect(log.handlers.file).toMatchObject({ class: "logging.handlers.TimedRotatingFileHandler", backupCount: 3, when: "midnight" });
+    });
+});
+
+describe("Element's config.json", () => {
+    const cfg = loadTestConfig();
+    const json = JSON.parse(JSON.stringify(elementConfig(cfg)));
+
+    test("points at our homeserver with today's key names and the runbook's room directory", () => {
+        expect(json.default_server_config).toEqual({ "m.homeserver": { base_url: "https://matrix.phillymesh.net", server_name: "phillymesh.net" } });
+        expect(json.default_server_name).toBeUndefined();
+        expect(json.default_hs_url).toBeUndefined();
+        expect(json.room_directory).toEqual({ servers: ["phillymesh.net", "nycmesh.net", "matrix.org"] });
+        expect(json.disable_guests).toBe(false);
+        expect(json.brand).toBe("Element");
+    });
+
+    test("downloads the configured version from the configured URL", () => {
+        expect(elementDownloadUrl(cfg)).toBe("https://github.com/element-hq/element-web/releases/download/v1.12.5/element-v1.12.5.tar.gz");
+    });
+});
+
+describe("templates", () => {
+    test("the systemd unit preloads jemalloc and runs the current virtualenv", () => {
+        const unit = renderTemplate("systemd/matrix-synapse.service", { data_dir: "/mnt/matrix_data" });
+        expect(unit).toContain("Environment=LD_PRELOAD=/usr/lib/x86_64-linux-gnu/libjemalloc.so.2");
+        expect(unit).toContain("ExecStart=/opt/synapse/current/bin/python -m synapse.app.homeserver");
+        expect(unit).toContain("RequiresMountsFor=/mnt/matrix_data");
+    });
+
+    test("a missing or unused template value is an error, not an empty string", () => {
+        expect(() => renderTemplate("nginx/chat.conf", {})).toThrow(/no value for \{\{domain\}\}/);
+        expect(() => renderTemplate("nginx/chat.conf", { domain: "x.org", extra: "1" })).toThrow(/never used: extra/);
+    });
+});
