@@ -6,4 +6,5 @@ module.exports = {
     testMatch: ["**/*.test.ts"],
     testPathIgnorePatterns: ["/node_modules/", "/tests/e2e/"],
     testTimeout: 60000,
+    reporters: ["default", "<rootDir>/tests/summaryReporter.js"],
 };

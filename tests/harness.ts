@@ -103,7 +103,6 @@ export async function runProgram(
     const declared: { type: string; name: string; props: Record<string, unknown>; opts: PulumiModule.ResourceOptions; resource: PulumiModule.Resource }[] = [];
     const provided = new Map<string, any>();
     let program: Promise<Record<string, unknown>>;
-    let pulumi!: typeof PulumiModule;
     let indexExports: Record<string, unknown> = {};
     let programError: unknown;
 
@@ -112,9 +111,9 @@ export async function runProgram(
     (global as any).globalStore = undefined;
     (global as any).asyncLocalStorage = new AsyncLocalStorage();
     (globalThis as any).stackResource = undefined;
-    pulumi = require("@pulumi/pulumi");
+    const pulumi: typeof PulumiModule = require("@pulumi/pulumi");
     {
-        pulumi.runtime.setMocks(
+        void pulumi.runtime.setMocks(
             {
                 newResource: (args) => {
                     provided.set(args.name, unwrapSecrets(args.inputs));
