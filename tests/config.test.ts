@@ -106,4 +106,9 @@ describe("the config schema", () => {
             if (line !== undefined) expect(prod).toMatch(new RegExp(`phillymesh-chat:${key}:\\s*\\n\\s+secure:`));
         }
     });
+
+    test("the README documents every key", () => {
+        const readme = fs.readFileSync(path.join(__dirname, "..", "README.md"), "utf8");
+        for (const key of Object.keys(project.config)) expect(readme).toContain(`| \`${key}\``);
+    });
 });
