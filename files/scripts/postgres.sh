@@ -33,7 +33,10 @@ apt_install postgresql postgresql-contrib
 PG_MAJOR=$(pg_lsclusters --no-header | awk '$2 == "main" {print $1; exit}')
 [ -n "$PG_MAJOR" ] || die "no PostgreSQL cluster 'main' after installing postgresql"
 [ "$PG_MAJOR" -ge 14 ] || die "PostgreSQL $PG_MAJOR is too old: Synapse needs 14 or newer"
-chown postgres:postgres "$PG_HOME/lib"
+# A new server may give postgres another uid than the one that wrote the files on the volume.
+for d in "$PG_HOME/lib" "$PG_HOME/etc"; do
+    [ "$(stat -c %U "$d")" = postgres ] || chown -R postgres:postgres "$d"
+done
 
 CHANGED=0
 put_file "/etc/postgresql/$PG_MAJOR/main/conf.d/50-phillymesh-chat.conf" 644 postgres:postgres "# Managed by phillymesh-chat: sized for a 1 GB server that also runs Synapse.

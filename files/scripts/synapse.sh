@@ -16,6 +16,11 @@ apt_install python3 python3-venv python3-psycopg2 libjemalloc2 libpq5 curl
 id synapse >/dev/null 2>&1 || useradd --system --home-dir "$DATA_DIR/synapse" --shell /usr/sbin/nologin synapse
 
 SYN=$DATA_DIR/synapse
+# A new server may give synapse another uid than the one that wrote the files on the volume.
+if [ -d "$SYN" ] && [ "$(stat -c %U "$SYN")" != synapse ]; then
+    log "taking back ownership of $SYN for this server's synapse user"
+    chown -R synapse:synapse "$SYN"
+fi
 install -d -m 750 -o synapse -g synapse "$SYN" "$SYN/media" "$SYN/keys" "$SYN/secrets"
 install -d -m 750 -o synapse -g synapse /var/log/matrix-synapse
 install -d -m 755 /etc/matrix-synapse /opt/synapse/venvs
