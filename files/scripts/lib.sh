@@ -56,7 +56,9 @@ apt_install() {
 CHANGED=0
 # put_file DEST MODE OWNER:GROUP CONTENT — writes atomically, only when different; sets CHANGED=1.
 put_file() {
-    local dest=$1 mode=$2 owner=$3 content=$4 tmp
+    local dest=$1 mode=$2 owner=$3 content tmp
+    # Compare as the shell reads files back: without trailing newlines (the file gets exactly one).
+    content=$(printf '%s' "$4")
     if [ -f "$dest" ] && [ "$(cat "$dest")" = "$content" ] &&
         [ "$(stat -c '%a %U:%G' "$dest")" = "$mode $owner" ]; then
         return 0

@@ -29,7 +29,7 @@ for pair in etc:/etc/postgresql lib:/var/lib/postgresql; do
     ln -s "$PG_HOME/$sub" "$sys"
 done
 
-apt_install postgresql postgresql-contrib
+apt_install postgresql
 PG_MAJOR=$(pg_lsclusters --no-header | awk '$2 == "main" {print $1; exit}')
 [ -n "$PG_MAJOR" ] || die "no PostgreSQL cluster 'main' after installing postgresql"
 [ "$PG_MAJOR" -ge 14 ] || die "PostgreSQL $PG_MAJOR is too old: Synapse needs 14 or newer"
