@@ -1,0 +1,123 @@
+#!/bin/bash
+# boot.sh NAME IP [MEM]: start a throwaway "droplet" NAME at IP (10.250.0.2-254), systemd as PID 1,
+# and wait until ssh answers and boot has finished. MEM caps its memory (bytes or 1G/768M; default
+# 1G, the s-1vcpu-1gb droplet).
+#
+# The guest is an overlay over the template (its changes are thrown away by destroy.sh), in its own
+# network namespace on bridge brtest (no default route: only the host's services are reachable),
+# under its own memory cgroup. $B/data-NAME/ is bind-mounted at /mnt/matrix_data: the stand-in for
+# the DigitalOcean Volume, it survives destroy.sh (unless --wipe-data), so destroying and booting
+# NAME again is "the droplet was replaced, the volume kept".
+set -euo pipefail
+HERE=$(cd "$(dirname "$0")" && pwd)
+# shellcheck source=lib.sh source-path=SCRIPTDIR
+. "$HERE/lib.sh"
+
+if [ $# -lt 2 ] || [ $# -gt 3 ]; then
+    echo "usage: $0 NAME IP [MEM]" >&2
+    exit 2
+fi
+NAME=$1
+IP=$2
+MEM=$(numfmt --from=iec "${3:-1G}")
+T=$B/tpl-trixie
+W=$B/run-$NAME
+DATA=$B/data-$NAME
+
+# The host side of the veth is "vh-NAME", and interface names stop at 15 characters.
+[[ $NAME =~ ^[a-z][a-z0-9-]{0,11}$ ]] || { echo "NAME: 1-12 of a-z 0-9 -, starting with a letter" >&2; exit 2; }
+if ! [[ $IP =~ ^10\.250\.0\.([0-9]{1,3})$ ]] || [ "${BASH_REMATCH[1]}" -lt 2 ] || [ "${BASH_REMATCH[1]}" -gt 254 ]; then
+    echo "IP: 10.250.0.2 to 10.250.0.254 (10.250.0.1 is the host)" >&2
+    exit 2
+fi
+[ -f "$T/.testbed-template" ] || { echo "no template: run testbed/template.sh" >&2; exit 1; }
+pid_alive dnsmasq dnsmasq || { echo "host services are not up: run testbed/host.sh up" >&2; exit 1; }
+
+ssh_ready() {
+    local state
+    state=$(TSSH_CONNECT_TIMEOUT=2 timeout 10 "$HERE/tssh" "root@$IP" 'systemctl is-system-running --wait' 2>/dev/null) || true
+    [ "$state" = running ] || [ "$state" = degraded ]
+}
+
+if [ -d "$W" ]; then
+    if [ "$(cat "$W/ip" 2>/dev/null)" = "$IP" ] && ssh_ready; then
+        echo "$NAME already up at $IP"
+        exit 0
+    fi
+    echo "$W exists but $NAME is not up at $IP: run testbed/destroy.sh $NAME first" >&2
+    exit 1
+fi
+for other in "$B"/run-*/ip; do
+    [ -f "$other" ] && [ "$(cat "$other")" = "$IP" ] && { echo "$IP is taken by $(basename "$(dirname "$other")")" >&2; exit 1; }
+done
+
+mkdir -p "$W/upper" "$W/work" "$W/merged" "$DATA"
+echo "$IP" > "$W/ip"
+echo "$MEM" > "$W/mem"
+
+# Network: netns with host0 = IP/24, its veth peer on the bridge, no default route. The guest's
+# MAC follows from its IP: a guest destroyed and booted again keeps it, so the neighbour caches of
+# the host and the other guests (which hold the old MAC for up to a minute) stay right.
+ip netns add "$NAME"
+MAC=$(printf '02:fa:0a:fa:00:%02x' "${IP##*.}")
+ip link add "vh-$NAME" type veth peer name host0 address "$MAC" netns "$NAME"
+ip link set "vh-$NAME" master "$BRIDGE" up
+ip -n "$NAME" link set lo up
+ip -n "$NAME" addr add "$IP/24" dev host0
+ip -n "$NAME" link set host0 up
+
+# Root filesystem: a writable overlay over the read-only template.
+mount -t overlay overlay -o "lowerdir=$T,upperdir=$W/upper,workdir=$W/work" "$W/merged"
+R=$W/merged
+echo "$NAME" > "$R/etc/hostname"
+sed -i '/^127\.0\.1\.1/d' "$R/etc/hosts"
+sed -i "1a 127.0.1.1\t$NAME" "$R/etc/hosts"
+# Own ssh host keys per guest (the template has none, as a cloud image before first boot).
+ssh-keygen -A -f "$R" >/dev/null
+# Pebble makes a new ACME root at every start: trust the ones it has now.
+install_roots "$R"
+
+# cgroups: this host runs no systemd, so the guest gets its own subtrees (name=systemd, the v2
+# hierarchy that SYSTEMD_NSPAWN_UNIFIED_HIERARCHY gives the guest) plus a v1 memory cgroup with the
+# cap, below the memory cgroup we already run in.
+MEMCG=/sys/fs/cgroup/memory$(awk -F: '/:memory:/ {print $3}' /proc/self/cgroup)/testbed-$NAME
+CGS=("/sys/fs/cgroup/systemd/testbed-$NAME" "/sys/fs/cgroup/unified/testbed-$NAME" "$MEMCG")
+mkdir -p "${CGS[@]}"
+echo "$MEM" > "$MEMCG/memory.limit_in_bytes"
+printf '%s\n' "${CGS[@]}" > "$W/cgroups"
+
+# The supervisor: like systemd-nspawn@.service, start the guest again when it asks for a reboot
+# (exit code 133). setsid: it outlives this script and whatever kills the caller's process group.
+cat > "$W/supervise.sh" <<EOF
+#!/bin/bash
+for c in ${CGS[*]}; do echo \$\$ > "\$c/cgroup.procs"; done
+export SYSTEMD_NSPAWN_UNIFIED_HIERARCHY=1
+while :; do
+    systemd-nspawn -D "$R" --machine="$NAME" --boot --register=no --keep-unit \\
+        --network-namespace-path="/run/netns/$NAME" --capability=CAP_NET_ADMIN \\
+        --bind="$DATA:/mnt/matrix_data" \\
+        --resolv-conf=off --timezone=off --link-journal=no --console=pipe < /dev/null
+    rc=\$?
+    echo "nspawn exited rc=\$rc at \$(date -u +%FT%TZ)"
+    [ "\$rc" = 133 ] || break
+done
+EOF
+chmod 755 "$W/supervise.sh"
+setsid "$W/supervise.sh" > "$W/nspawn.log" 2>&1 < /dev/null &
+echo $! > "$W/supervise.pid"
+
+deadline=$((SECONDS + 90))
+while [ "$SECONDS" -lt "$deadline" ]; do
+    if ssh_ready; then
+        echo "$NAME up at $IP (data disk $DATA at /mnt/matrix_data, memory cap $(numfmt --to=iec "$MEM"))"
+        exit 0
+    fi
+    if proc_gone "$(cat "$W/supervise.pid")"; then
+        echo "$NAME: nspawn died:" >&2
+        tail -20 "$W/nspawn.log" >&2
+        exit 1
+    fi
+    sleep 0.2
+done
+echo "$NAME: no ssh after 90 s; see $W/nspawn.log (testbed/destroy.sh $NAME cleans up)" >&2
+exit 1

@@ -1,0 +1,402 @@
+// Runs the real program (index.ts) through the real Pulumi engine (the CLI that scripts/engine.sh
+// builds), with one stand-in: remote.Command (see commandShim.ts; its provider binary cannot be
+// built here). The Node language host cannot be built either, so the program runs *inline* through
+// the Automation API: this process hosts the program and the CLI drives it.
+//
+//   PATH=$PWD/node_modules/.bin:$PATH
+//   ts-node --transpile-only testbed/deploy/deploy.ts up       --stack NAME --config FILE.json [--events OUT.json]
+//   ts-node --transpile-only testbed/deploy/deploy.ts preview  --stack NAME [--config FILE.json] [--expect-no-changes] [--events OUT.json]
+//   ts-node --transpile-only testbed/deploy/deploy.ts outputs  --stack NAME [--show-secrets]
+//   ts-node --transpile-only testbed/deploy/deploy.ts destroy  --stack NAME
+//   ts-node --transpile-only testbed/deploy/deploy.ts export   --stack NAME
+//
+// FILE.json: { "config": { "domain": "phillymesh.test", ... }, "secrets": { "postgresPassword": "...", ... } }
+// (keys without the "phillymesh-chat:" prefix). It is the stack's whole configuration: keys set
+// earlier and missing from the file are removed. Values that are not strings are set as JSON.
+//
+// Environment: PHILLYMESH_TESTBED_STATE (default /var/tmp/phillymesh-testbed/state: the file
+// backend, PULUMI_HOME and the workspace with Pulumi.<stack>.yaml), PULUMI_CONFIG_PASSPHRASE
+// (default a fixed testbed passphrase), PULUMI_ENGINE_DIR (default: `scripts/engine.sh --partial`).
+//
+// The engine's progress goes to stdout; timings and summaries to stderr; `outputs` and `export`
+// print JSON on stdout. Any secret value of the config file that shows up in the engine's output is
+// replaced by [secret:KEY] and makes the command exit 3.
+import * as childProcess from "child_process";
+import * as fs from "fs";
+import * as path from "path";
+import * as yaml from "js-yaml";
+import { EngineEvent, LocalWorkspace, OpMap, ProjectSettings, PulumiCommand, Stack } from "@pulumi/pulumi/automation";
+import { installCommandShim } from "./commandShim";
+
+const REPO = path.resolve(__dirname, "..", "..");
+const PROJECT = "phillymesh-chat";
+const STATE_DIR = path.resolve(process.env.PHILLYMESH_TESTBED_STATE || "/var/tmp/phillymesh-testbed/state");
+const PASSPHRASE = process.env.PULUMI_CONFIG_PASSPHRASE || "phillymesh-testbed-passphrase (not a secret)";
+
+const USAGE = `usage: deploy.ts up --stack NAME --config FILE.json [--events OUT.json]
+       deploy.ts preview --stack NAME [--config FILE.json] [--expect-no-changes] [--events OUT.json]
+       deploy.ts outputs --stack NAME [--show-secrets]
+       deploy.ts destroy --stack NAME
+       deploy.ts export --stack NAME`;
+
+interface Args {
+    op: "up" | "preview" | "outputs" | "destroy" | "export";
+    stack: string;
+    config?: string;
+    events?: string;
+    expectNoChanges: boolean;
+    showSecrets: boolean;
+}
+
+class UsageError extends Error {}
+
+function parseArgs(argv: string[]): Args {
+    const [op, ...rest] = argv;
+    if (!["up", "preview", "outputs", "destroy", "export"].includes(op)) throw new UsageError(`unknown operation '${op ?? ""}'`);
+    const a: Args = { op: op as Args["op"], stack: "", expectNoChanges: false, showSecrets: false };
+    for (let i = 0; i < rest.length; i++) {
+        const value = () => {
+            const v = rest[++i];
+            if (v === undefined) throw new UsageError(`${rest[i - 1]} needs a value`);
+            return v;
+        };
+        switch (rest[i]) {
+            case "--stack": a.stack = value(); break;
+            case "--config": a.config = path.resolve(value()); break;
+            case "--events": a.events = path.resolve(value()); break;
+            case "--expect-no-changes": a.expectNoChanges = true; break;
+            case "--show-secrets": a.showSecrets = true; break;
+            default: throw new UsageError(`unknown argument '${rest[i]}'`);
+        }
+    }
+    if (!/^[A-Za-z0-9_.-]+$/.test(a.stack)) throw new UsageError("--stack NAME is required (letters, digits, _ . -)");
+    if (a.op === "up" && !a.config) throw new UsageError("up needs --config FILE.json");
+    if (a.config && !["up", "preview"].includes(a.op)) throw new UsageError("--config is for up and preview");
+    return a;
+}
+
+function log(msg: string): void {
+    process.stderr.write(`deploy.ts: ${msg}\n`);
+}
+
+/** Seconds since `t0`, for the timing lines. */
+function since(t0: number): string {
+    return `${((Date.now() - t0) / 1000).toFixed(1)}s`;
+}
+
+// --- the engine and its environment ----------------------------------------------------------
+
+function engineDir(): string {
+    if (process.env.PULUMI_ENGINE_DIR) return process.env.PULUMI_ENGINE_DIR;
+    const r = childProcess.spawnSync("bash", [path.join(REPO, "scripts", "engine.sh"), "--partial"], { encoding: "utf8" });
+    const dir = r.stdout.trim().split("\n").pop() ?? "";
+    if (r.status !== 0 || !fs.existsSync(path.join(dir, "pulumi"))) {
+        throw new Error(`scripts/engine.sh --partial found no pulumi CLI (exit ${r.status}):\n${r.stderr}`);
+    }
+    return dir;
+}
+
+/**
+ * The environment for the CLI: what scripts/pulumi-env.sh exports (PATH with the engine first,
+ * PULUMI_SKIP_UPDATE_CHECK, PULUMI_DISABLE_AUTOMATIC_PLUGIN_ACQUISITION, PULUMI_IGNORE_AMBIENT_PLUGINS),
+ * plus the backend, passphrase and PULUMI_HOME under the state directory. Node 24 from
+ * node_modules/.bin comes first on PATH and NODE_PATH points at the repo's node_modules, because
+ * the dynamic provider (pulumi-resource-pulumi-nodejs) runs `node` from the workspace directory.
+ */
+function cliEnv(engine: string): Record<string, string> {
+    const base: Record<string, string> = {
+        PULUMI_HOME: path.join(STATE_DIR, "home"),
+        PULUMI_BACKEND_URL: `file://${path.join(STATE_DIR, "backend")}`,
+        PULUMI_CONFIG_PASSPHRASE: PASSPHRASE,
+        PATH: `${path.join(REPO, "node_modules", ".bin")}:${process.env.PATH ?? "/usr/bin:/bin"}`,
+        NODE_PATH: path.join(REPO, "node_modules"),
+    };
+    fs.mkdirSync(base.PULUMI_HOME, { recursive: true });
+    fs.mkdirSync(path.join(STATE_DIR, "backend"), { recursive: true });
+    const r = childProcess.spawnSync("bash", ["-c", '. "$0" "$1" >&2 && env -0', path.join(REPO, "scripts", "pulumi-env.sh"), engine], {
+        encoding: "utf8",
+        env: { ...process.env, ...base },
+    });
+    if (r.status !== 0) throw new Error(`scripts/pulumi-env.sh failed:\n${r.stderr}`);
+    const env: Record<string, string> = { ...base };
+    for (const entry of r.stdout.split("\0")) {
+        const eq = entry.indexOf("=");
+        if (eq <= 0) continue;
+        const [k, v] = [entry.slice(0, eq), entry.slice(eq + 1)];
+        if (process.env[k] !== v && !["SHLVL", "_", "PWD", "OLDPWD"].includes(k)) env[k] = v;
+    }
+    return env;
+}
+
+/** Pulumi.yaml as it is, `config:` block included (ProjectSettings' type has no room for it, the file writer has). */
+function projectSettings(): ProjectSettings {
+    const project = yaml.load(fs.readFileSync(path.join(REPO, "Pulumi.yaml"), "utf8")) as Record<string, unknown>;
+    if (project.name !== PROJECT) throw new Error(`Pulumi.yaml names project '${String(project.name)}', expected ${PROJECT}`);
+    return project as unknown as ProjectSettings;
+}
+
+// --- the program -------------------------------------------------------------------------------
+
+/** ts-node in transpile-only mode (a type-checking instance, e.g. from the ts-node CLI, is swapped out). */
+function registerTsNode(): void {
+    type Service = { enabled(v?: boolean): boolean; options: { transpileOnly?: boolean } };
+    const key = Symbol.for("ts-node.register.instance");
+    const current = (process as unknown as Record<symbol, Service | undefined>)[key];
+    if (current?.options.transpileOnly && current.enabled()) return;
+    current?.enabled(false);
+    // eslint-disable-next-line @typescript-eslint/no-require-imports
+    (require("ts-node") as { register(o: object): Service }).register({ transpileOnly: true, project: path.join(REPO, "tsconfig.json") });
+}
+
+/** The inline program: index.ts with @pulumi/command replaced by the stand-in; its exports become the stack outputs. */
+async function program(): Promise<Record<string, unknown>> {
+    installCommandShim(REPO);
+    registerTsNode();
+    // A fresh copy of the program's own modules for every run of the program.
+    for (const k of Object.keys(require.cache)) {
+        if (k.startsWith(REPO + path.sep) && !k.includes(`${path.sep}node_modules${path.sep}`) && !k.startsWith(__dirname + path.sep)) delete require.cache[k];
+    }
+    // eslint-disable-next-line @typescript-eslint/no-require-imports
+    const mod = require(path.join(REPO, "index.ts")) as Record<string, unknown>;
+    return Object.fromEntries(Object.entries(mod).filter(([k]) => k !== "__esModule"));
+}
+
+// --- config ------------------------------------------------------------------------------------
+
+interface ConfigFile {
+    config: Record<string, unknown>;
+    secrets: Record<string, unknown>;
+}
+
+function readConfigFile(file: string): ConfigFile {
+    const parsed = JSON.parse(fs.readFileSync(file, "utf8")) as Partial<ConfigFile>;
+    const obj = (v: unknown, what: string) => {
+        if (v === undefined) return {};
+        if (!v || typeof v !== "object" || Array.isArray(v)) throw new Error(`${file}: "${what}" must be an object`);
+        return v as Record<string, unknown>;
+    };
+    const out = { config: obj(parsed.config, "config"), secrets: obj(parsed.secrets, "secrets") };
+    for (const k of [...Object.keys(out.config), ...Object.keys(out.secrets)]) {
+        if (k.includes(":")) throw new Error(`${file}: write key '${k}' without a namespace (it is ${PROJECT}:<key>)`);
+        if (k in out.config && k in out.secrets) throw new Error(`${file}: '${k}' is in both config and secrets`);
+    }
+    return out;
+}
+
+const asText = (v: unknown) => (typeof v === "string" ? v : JSON.stringify(v));
+
+/** Makes the stack's configuration exactly the file's. */
+async function applyConfig(stack: Stack, file: ConfigFile): Promise<void> {
+    const wanted: Record<string, { value: string; secret: boolean }> = {};
+    for (const [k, v] of Object.entries(file.config)) wanted[`${PROJECT}:${k}`] = { value: asText(v), secret: false };
+    for (const [k, v] of Object.entries(file.secrets)) wanted[`${PROJECT}:${k}`] = { value: asText(v), secret: true };
+    const current = await stack.getAllConfig();
+    const stale = Object.keys(current).filter((k) => !(k in wanted));
+    if (stale.length > 0) await stack.removeAllConfig(stale);
+    const changed = Object.fromEntries(
+        Object.entries(wanted).filter(([k, w]) => current[k]?.value !== w.value || Boolean(current[k]?.secret) !== w.secret),
+    );
+    if (Object.keys(changed).length > 0) await stack.setAllConfig(changed);
+    log(`config: ${Object.keys(wanted).length} keys (${Object.keys(changed).length} set, ${stale.length} removed)`);
+}
+
+// --- output: streaming, secret guard, per-resource timings -------------------------------------
+
+/** Streams the engine's output line by line, replacing any secret value of the config file. */
+class Guard {
+    private pending = "";
+    readonly leaks = new Set<string>();
+    private readonly needles: [string, string][] = [];
+
+    constructor(file?: ConfigFile) {
+        for (const [k, v] of Object.entries(file?.secrets ?? {})) {
+            const text = asText(v);
+            // The whole value, its JSON form, and every long line of a multi-line value (a key).
+            const parts = [text, JSON.stringify(text).slice(1, -1), ...text.split("\n").map((l) => l.trim())];
+            for (const p of parts) if (p.length >= 8 && !/^-----(BEGIN|END) /.test(p)) this.needles.push([p, k]);
+        }
+        this.needles.sort((a, b) => b[0].length - a[0].length);
+    }
+
+    scrub(text: string): string {
+        for (const [needle, key] of this.needles) {
+            if (text.includes(needle)) {
+                this.leaks.add(key);
+                text = text.split(needle).join(`[secret:${key}]`);
+            }
+        }
+        return text;
+    }
+
+    readonly write = (chunk: string): void => {
+        const lines = (this.pending + chunk).split("\n");
+        this.pending = lines.pop() ?? "";
+        if (lines.length > 0) process.stdout.write(this.scrub(lines.join("\n") + "\n"));
+    };
+
+    flush(): void {
+        if (this.pending) process.stdout.write(this.scrub(this.pending) + "\n");
+        this.pending = "";
+    }
+}
+
+interface StepTiming {
+    urn: string;
+    type: string;
+    ops: string[];
+    start: number;
+    end?: number;
+    failed?: boolean;
+}
+
+/** Records, from engine events, when each resource's step started and finished (ms since t0). */
+class Timeline {
+    readonly steps = new Map<string, StepTiming>();
+    constructor(private readonly t0: number) {}
+
+    readonly onEvent = (e: EngineEvent): void => {
+        const now = Date.now() - this.t0;
+        const meta = e.resourcePreEvent?.metadata ?? e.resOutputsEvent?.metadata ?? e.resOpFailedEvent?.metadata;
+        if (!meta) return;
+        const s = this.steps.get(meta.urn) ?? { urn: meta.urn, type: meta.type, ops: [], start: now };
+        if (e.resourcePreEvent && !s.ops.includes(meta.op)) s.ops.push(meta.op);
+        if (e.resOutputsEvent) s.end = now;
+        if (e.resOpFailedEvent) s.failed = true;
+        this.steps.set(meta.urn, s);
+    };
+
+    /** The resources whose step is not "same". */
+    changed(): StepTiming[] {
+        return [...this.steps.values()].filter((s) => s.ops.some((op) => op !== "same"));
+    }
+
+    print(title: string, all: boolean): void {
+        const rows = (all ? [...this.steps.values()] : this.changed()).filter((s) => !s.type.startsWith("pulumi:pulumi:Stack"));
+        if (rows.length === 0) return;
+        log(title);
+        for (const s of rows.sort((a, b) => a.start - b.start)) {
+            const name = s.urn.split("::").pop();
+            const when = s.end === undefined ? `at ${(s.start / 1000).toFixed(1)}s` : `${(s.start / 1000).toFixed(1)}s -> ${(s.end / 1000).toFixed(1)}s`;
+            log(`  ${s.ops.join("/").padEnd(24)} ${name} (${s.type.split(":").pop()}) ${when}${s.failed ? " FAILED" : ""}`);
+        }
+    }
+
+    save(file: string | undefined): void {
+        if (file) fs.writeFileSync(file, JSON.stringify([...this.steps.values()], null, 2) + "\n");
+    }
+}
+
+function summary(changes: OpMap | Record<string, number> | undefined): string {
+    return JSON.stringify(changes ?? {});
+}
+
+/** The guard of this run, also used on the error path. */
+let activeGuard: Guard | undefined;
+
+// --- main --------------------------------------------------------------------------------------
+
+async function main(): Promise<number> {
+    const args = parseArgs(process.argv.slice(2));
+    const tStart = Date.now();
+    const file = args.config ? readConfigFile(args.config) : undefined;
+    const guard = (activeGuard = new Guard(file));
+    const engine = engineDir();
+    const env = cliEnv(engine);
+    const workDir = path.join(STATE_DIR, "work");
+    fs.mkdirSync(workDir, { recursive: true });
+    const pulumiCommand = await PulumiCommand.get({ root: path.dirname(engine), skipVersionCheck: true });
+    const stack = await LocalWorkspace.createOrSelectStack(
+        { stackName: args.stack, projectName: PROJECT, program },
+        { workDir, envVars: env, pulumiCommand, projectSettings: projectSettings() },
+    );
+    log(`stack ${args.stack} (engine ${engine}, state ${STATE_DIR}) ready in ${since(tStart)}`);
+
+    if (file) await applyConfig(stack, file);
+    const t0 = Date.now();
+    const timeline = new Timeline(t0);
+    const streams = { onOutput: guard.write, onError: guard.write, onEvent: timeline.onEvent, color: "never" as const };
+    let code = 0;
+
+    switch (args.op) {
+        case "up": {
+            try {
+                const r = await stack.up(streams);
+                guard.flush();
+                timeline.print("steps:", true);
+                log(`up: ${r.summary.result} in ${since(t0)}; changes ${summary(r.summary.resourceChanges)}`);
+                printOutputs(r.outputs, false, guard);
+            } finally {
+                guard.flush();
+                timeline.save(args.events);
+            }
+            break;
+        }
+        case "preview": {
+            try {
+                const r = await stack.preview(streams);
+                guard.flush();
+                timeline.print("would change:", false);
+                const changed = Object.entries(r.changeSummary).filter(([op, n]) => op !== "same" && n > 0);
+                log(`preview: ${since(t0)}; changes ${summary(r.changeSummary)}`);
+                if (args.expectNoChanges && changed.length > 0) {
+                    log(`expected no changes, found: ${changed.map(([op, n]) => `${n} ${op}`).join(", ")}`);
+                    code = 1;
+                }
+            } finally {
+                guard.flush();
+                timeline.save(args.events);
+            }
+            break;
+        }
+        case "outputs": {
+            const outs = await stack.outputs();
+            log(`outputs: ${since(t0)}`);
+            printOutputs(outs, args.showSecrets, undefined, true);
+            break;
+        }
+        case "destroy": {
+            log("note: the program sets no delete commands, so destroy changes nothing on the server; it only forgets the state");
+            const r = await stack.destroy(streams);
+            guard.flush();
+            log(`destroy: ${r.summary.result} in ${since(t0)}; changes ${summary(r.summary.resourceChanges)}`);
+            break;
+        }
+        case "export": {
+            const d = await stack.exportStack();
+            log(`export: ${since(t0)}`);
+            process.stdout.write(JSON.stringify(d, null, 2) + "\n");
+            break;
+        }
+    }
+    if (guard.leaks.size > 0) {
+        log(`SECRET LEAK: the engine output contained the value of ${[...guard.leaks].join(", ")} (replaced above)`);
+        code = 3;
+    }
+    log(`${args.op} wall time ${since(tStart)}`);
+    return code;
+}
+
+function printOutputs(outs: Record<string, { value: unknown; secret: boolean }>, showSecrets: boolean, guard?: Guard, json = false): void {
+    const shown = Object.fromEntries(Object.entries(outs).map(([k, o]) => [k, o.secret && !showSecrets ? "[secret]" : o.value]));
+    const text = JSON.stringify(shown, null, 2);
+    if (json) process.stdout.write(text + "\n");
+    else log(`outputs: ${guard ? guard.scrub(text) : text}`);
+}
+
+main().then(
+    (code) => process.exit(code),
+    (e: unknown) => {
+        if (e instanceof UsageError) {
+            log(e.message);
+            process.stderr.write(USAGE + "\n");
+            process.exit(64);
+        }
+        // CommandError carries the CLI's whole output, already streamed above; show its tail.
+        activeGuard?.flush();
+        const raw = e instanceof Error ? e.message : String(e);
+        const text = activeGuard ? activeGuard.scrub(raw) : raw;
+        const lines = text.split("\n");
+        log(`FAILED: ${lines.length > 40 ? ["...", ...lines.slice(-40)].join("\n") : text}`);
+        process.exit(activeGuard && activeGuard.leaks.size > 0 ? 3 : 2);
+    },
+);
