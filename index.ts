@@ -10,6 +10,7 @@ import { Postgres } from "./components/postgres";
 import { Synapse } from "./components/synapse";
 import { Element } from "./components/element";
 import { WebServer, wellKnownClient, wellKnownServer } from "./components/webServer";
+import { Backups } from "./components/backups";
 
 const cfg = loadConfig();
 const name = "chat";
@@ -58,6 +59,7 @@ const postgres = new Postgres(name, { connection, sudo, dataDir: cfg.dataDir, se
 const synapse = new Synapse(name, { connection, sudo, config: cfg }, { dependsOn: [postgres.ready] });
 const element = new Element(name, { connection, sudo, config: cfg }, { dependsOn: [base.ready] });
 new WebServer(name, { connection, sudo, config: cfg, backends: [synapse.ready, element.ready] }, { dependsOn: [base.ready, dns] });
+new Backups(name, { connection, sudo, config: cfg }, { dependsOn: [synapse.ready] });
 
 // 4. What the operator needs next.
 export const serverName = cfg.domain;
@@ -75,4 +77,5 @@ export const apexWellKnownNote = cfg.tls.apexOnServer
     ? `https://${cfg.domain}/.well-known/matrix/* is served by this server.`
     : `Serve wellKnownMatrixClient at https://${cfg.domain}/.well-known/matrix/client from your website (with Access-Control-Allow-Origin: *) so clients find ${homeserverUrl}.`;
 export const sshCommand = pulumi.interpolate`ssh ${port === 22 ? "" : `-p ${port} `}${user}@${address}`;
+export const backups = `Daily to ${cfg.dataDir}/backups (newest ${cfg.backups.keep} kept)${cfg.backups.rsyncTarget ? ` and to ${cfg.backups.rsyncTarget}` : ""}; restore: phillymesh-chat-restore <dir> on the server`;
 export const federationTester = `https://federationtester.matrix.org/api/report?server_name=${cfg.domain}`;

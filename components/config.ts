@@ -75,6 +75,10 @@ export interface ChatConfig {
         readonly federationIpAllowlist: readonly string[];
         readonly trustedKeyServers: readonly string[];
     };
+    readonly backups: {
+        readonly keep: number;
+        readonly rsyncTarget: string;
+    };
     readonly element: {
         readonly version: string;
         readonly downloadUrl: string;
@@ -215,6 +219,14 @@ class Reader {
             return "";
         }
         const err = check(v);
+        if (err) this.problem(key, err, v);
+        return v;
+    }
+
+    /** A key that may be empty; when set it must pass `check`. */
+    optional(key: string, check: (v: string) => string | undefined): string {
+        const v = this.raw(key) ?? "";
+        const err = v === "" ? undefined : check(v);
         if (err) this.problem(key, err, v);
         return v;
     }
@@ -404,6 +416,13 @@ export function loadConfig(): ChatConfig {
         roomDirectoryServers: roomDirectory.length > 0 ? roomDirectory : [domain, "nycmesh.net", "matrix.org"].filter((s, i, a) => a.indexOf(s) === i),
     };
 
+    const backups = {
+        keep: r.int("backupKeep", 1, 365),
+        rsyncTarget: r.optional("backupRsyncTarget", (v) =>
+            /^[a-z_][a-z0-9_-]{0,31}@[A-Za-z0-9.-]{1,200}:\/?[A-Za-z0-9._/-]{1,200}$/.test(v) ? undefined : "an rsync target such as backup@nas.example.org:/srv/backups/chat",
+        ),
+    };
+
     const config: ChatConfig = {
         domain,
         adminEmail,
@@ -415,6 +434,7 @@ export function loadConfig(): ChatConfig {
         tls,
         postgres,
         synapse,
+        backups,
         element,
     };
 

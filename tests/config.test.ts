@@ -38,6 +38,8 @@ const BAD: Case[] = [
     ["a public key that is not one", "sshPublicKey", "AAAA-not-a-key", false],
     ["a zone id of the wrong shape", "cloudflareZoneId", "phillymesh.net", false],
     ["a pool larger than PostgreSQL allows", "databasePoolMax", "40", false],
+    ["a backup target with a shell command", "backupRsyncTarget", "u@h:/x;reboot", false],
+    ["a backup count of zero", "backupKeep", "0", false],
     ["a missing Synapse version", "synapseVersion", undefined, false],
     ["a missing domain", "domain", undefined, false],
     ["a missing admin password", "adminPassword", undefined, true],
@@ -87,7 +89,7 @@ describe("the config schema", () => {
     const source = fs.readFileSync(path.join(__dirname, "..", "components", "config.ts"), "utf8");
 
     test("every key the program reads is declared, with a type and a description", () => {
-        const read = [...source.matchAll(/r\.(?:required|secret|int|decimal|bool|list|oneOf)(?:<[^>]*>)?\("([A-Za-z0-9]+)"/g)].map((m) => m[1]);
+        const read = [...source.matchAll(/r\.(?:required|optional|secret|int|decimal|bool|list|oneOf)(?:<[^>]*>)?\("([A-Za-z0-9]+)"/g)].map((m) => m[1]);
         expect(read.length).toBeGreaterThan(40);
         for (const key of read) {
             expect(project.config[key]).toBeDefined();

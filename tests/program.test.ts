@@ -82,6 +82,7 @@ describe.each([
         expect(step(run, "synapse").dependsOn).toEqual(["chat-postgres-run"]);
         expect(step(run, "synapse-admin").dependsOn).toEqual(["chat-synapse-run"]);
         expect(step(run, "element").dependsOn).toEqual(["chat-base-run"]);
+        expect(step(run, "backups").dependsOn).toEqual(["chat-synapse-run"]);
         expect(step(run, "certificates").dependsOn).toContain("chat-base-run");
         expect(step(run, "sites").dependsOn.sort()).toEqual(["chat-certificates-run", "chat-element-run", "chat-synapse-run"]);
         // Certificates wait for the DNS records, which ACME validation reads.
@@ -92,7 +93,7 @@ describe.each([
     test("every step connects to the reserved IP as root with the key, and never deletes anything", () => {
         const steps = run.ofType(COMMAND);
         expect(steps.map((s) => s.name).sort()).toEqual(
-            ["base", "postgres", "synapse", "synapse-admin", "element", "certificates", "sites"].map((n) => `chat-${n}-run`).sort(),
+            ["base", "postgres", "synapse", "synapse-admin", "element", "certificates", "sites", "backups"].map((n) => `chat-${n}-run`).sort(),
         );
         for (const s of steps) {
             expect(s.inputs.connection.user).toBe("root");

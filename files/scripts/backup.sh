@@ -1,0 +1,42 @@
+#!/bin/bash
+# Installed as /usr/local/sbin/phillymesh-chat-backup and run daily by its timer (or by hand).
+# A backup is a directory under $DATA_DIR/backups/<UTC time>/ holding:
+#   synapse.dump   pg_dump -Fc of the database, without the one-time keys (Synapse's documented exclusion)
+#   keys.tar       the signing key and the secrets files
+#   media/         the media store, hard-linked to the previous backup where unchanged (cheap on the volume)
+# The newest BACKUP_KEEP backups are kept. With BACKUP_RSYNC_TARGET set (user@host:path) the new
+# backup is also copied off the server.
+set -euo pipefail
+umask 077
+CONF=/etc/phillymesh-chat/backup.env
+# shellcheck source=/dev/null
+[ -f "$CONF" ] && . "$CONF"
+: "${DATA_DIR:?}" "${BACKUP_KEEP:?}"
+BACKUP_RSYNC_TARGET=${BACKUP_RSYNC_TARGET:-}
+
+root=$DATA_DIR/backups
+stamp=$(date -u +%Y%m%dT%H%M%SZ)
+dest=$root/$stamp
+install -d -m 700 "$root"
+previous=$(find "$root" -mindepth 1 -maxdepth 1 -type d -name '20*' | sort | tail -n 1)
+mkdir "$dest.partial"
+trap 'rm -rf "$dest.partial"' EXIT
+
+runuser -u postgres -- pg_dump -Fc --exclude-table-data e2e_one_time_keys_json synapse >"$dest.partial/synapse.dump"
+tar -C "$DATA_DIR/synapse" -cf "$dest.partial/keys.tar" keys secrets
+if [ -n "$previous" ] && [ -d "$previous/media" ]; then
+    rsync -a --link-dest="$previous/media" "$DATA_DIR/synapse/media/" "$dest.partial/media/"
+else
+    rsync -a "$DATA_DIR/synapse/media/" "$dest.partial/media/"
+fi
+mv "$dest.partial" "$dest"
+trap - EXIT
+echo "backup $dest: database $(du -h "$dest/synapse.dump" | cut -f1), media $(find "$dest/media" -type f | wc -l) files"
+
+find "$root" -mindepth 1 -maxdepth 1 -type d -name '20*' | sort -r | tail -n +$((BACKUP_KEEP + 1)) | while read -r old; do
+    rm -rf "$old"
+done
+if [ -n "$BACKUP_RSYNC_TARGET" ]; then
+    rsync -a -e "ssh -o BatchMode=yes -o StrictHostKeyChecking=accept-new" "$dest" "$BACKUP_RSYNC_TARGET/"
+    echo "copied to $BACKUP_RSYNC_TARGET"
+fi

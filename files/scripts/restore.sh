@@ -1,0 +1,28 @@
+#!/bin/bash
+# Installed as /usr/local/sbin/phillymesh-chat-restore. Restores a backup made by
+# phillymesh-chat-backup onto this server: database, signing key, secrets and media.
+#   phillymesh-chat-restore /mnt/matrix_data/backups/20261127T020000Z
+# Synapse is stopped while it runs and started again after. The current database is kept as
+# synapse_before_restore_<time> until you drop it.
+set -euo pipefail
+CONF=/etc/phillymesh-chat/backup.env
+# shellcheck source=/dev/null
+[ -f "$CONF" ] && . "$CONF"
+: "${DATA_DIR:?}"
+src=${1:?usage: phillymesh-chat-restore BACKUP_DIR}
+if [ ! -f "$src/synapse.dump" ] || [ ! -f "$src/keys.tar" ]; then
+    echo "$src is not a phillymesh-chat backup" >&2
+    exit 1
+fi
+
+systemctl stop matrix-synapse
+keep=synapse_before_restore_$(date -u +%Y%m%d%H%M%S)
+runuser -u postgres -- psql -q -v ON_ERROR_STOP=1 -d postgres \
+    -c "ALTER DATABASE synapse RENAME TO $keep" \
+    -c "CREATE DATABASE synapse ENCODING 'UTF8' LC_COLLATE 'C' LC_CTYPE 'C' TEMPLATE template0 OWNER synapse"
+runuser -u postgres -- pg_restore --no-owner --role=synapse -d synapse "$src/synapse.dump"
+tar -C "$DATA_DIR/synapse" -xf "$src/keys.tar"
+rsync -a "$src/media/" "$DATA_DIR/synapse/media/"
+chown -R synapse:synapse "$DATA_DIR/synapse"
+systemctl start matrix-synapse
+echo "restored $src; the database as it was before is kept as $keep"
