@@ -8,6 +8,9 @@ import * as net from "net";
 import * as path from "path";
 import * as yaml from "js-yaml";
 import * as pulumi from "@pulumi/pulumi";
+// Not in the SDK's typings, but exported by it: whether the stack stores a key encrypted.
+// eslint-disable-next-line @typescript-eslint/no-require-imports
+const { isConfigSecret } = require("@pulumi/pulumi/runtime/config") as { isConfigSecret(key: string): boolean };
 
 export const PROJECT = "phillymesh-chat";
 
@@ -288,6 +291,11 @@ class Reader {
         if (v === undefined || v === "") {
             this.problems.push(`${PROJECT}:${key} is required${when ? ` ${when}` : ""}: \`pulumi config set --secret ${key} <value>\``);
             return pulumi.secret("");
+        }
+        // Optional secrets cannot be declared `secret: true` in Pulumi.yaml (the engine would reject
+        // their empty default as unencrypted), so this is where a plain-text value is refused.
+        if (!isConfigSecret(`${PROJECT}:${key}`)) {
+            this.problems.push(`${PROJECT}:${key} must be stored encrypted: \`pulumi config set --secret ${key} <value>\``);
         }
         const err = check ? check(v) : undefined;
         // Never echo a secret back, not even in an error.

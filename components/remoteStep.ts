@@ -4,7 +4,7 @@
 // again exactly when its stdin changes: its script, its files or its settings.
 import * as pulumi from "@pulumi/pulumi";
 import * as command from "@pulumi/command";
-import { sha256, stepScript } from "./templates";
+import { stepScript } from "./templates";
 
 export type Connection = command.types.input.remote.ConnectionArgs;
 
@@ -50,9 +50,9 @@ export class RemoteStep extends pulumi.ComponentResource {
                 create: run,
                 update: run,
                 stdin: script,
-                // A hash of the script, so `pulumi preview` says *that* the step will run again
-                // even when the script itself is hidden as a secret.
-                triggers: [script.apply(sha256)],
+                // No `triggers`: the SDK marks them replaceOnChanges, so a version bump would show as
+                // a replacement. A changed stdin (script, files, settings) is an in-place update,
+                // which runs `update`.
                 addPreviousOutputInEnv: false,
                 logging: "stdoutAndStderr",
             },

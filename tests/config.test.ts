@@ -66,6 +66,12 @@ describe("every kind of wrong value is rejected at preview, naming the key", () 
         await expect(runProgram(BASE_CONFIG, secrets, { preview: true })).rejects.toThrow(/phillymesh-chat:adminPassword must be at least 12 characters$/m);
     });
 
+    test("a secret stored in plain text is refused", async () => {
+        const err = await runProgram({ ...BASE_CONFIG, cloudflareDnsToken: SECRETS.cloudflareDnsToken }, (({ cloudflareDnsToken, ...rest }) => (void cloudflareDnsToken, rest))(SECRETS), { preview: true }).catch((e: Error) => e);
+        expect(String(err)).toContain("phillymesh-chat:cloudflareDnsToken must be stored encrypted");
+        expect(String(err)).not.toContain(SECRETS.cloudflareDnsToken);
+    });
+
     test("all problems are reported at once", async () => {
         const config = { ...BASE_CONFIG, domain: "bad domain", swapSizeMb: "-5", synapseVersion: "latest" };
         const err = await runProgram(config, SECRETS, { preview: true }).catch((e: Error) => e);
@@ -101,7 +107,9 @@ describe("the config schema", () => {
     });
 
     test("every secret is declared secret, and the prod stack holds no plain secret", () => {
-        for (const key of Object.keys(SECRETS)) expect(project.config[key].secret).toBe(true);
+        // Required secrets are declared secret; optional ones (with an empty default) cannot be, and
+        // the program refuses them in plain text instead (tested below).
+        for (const key of Object.keys(SECRETS)) expect(project.config[key].secret === true || project.config[key].default === "").toBe(true);
         const prod = fs.readFileSync(path.join(__dirname, "..", "Pulumi.prod.yaml"), "utf8");
         for (const key of Object.keys(project.config).filter((k) => project.config[k].secret)) {
             const line = prod.split("\n").find((l) => l.includes(`phillymesh-chat:${key}:`));

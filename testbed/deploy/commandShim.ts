@@ -27,9 +27,12 @@
 // What it does NOT cover: password / privateKeyPassword / agentSocketPath / proxy connections,
 // `environment` (rejected with an error), addPreviousOutputInEnv=true (PULUMI_COMMAND_STDOUT/STDERR
 // are not set), customTimeouts and cancellation, `pulumi refresh`/import semantics, the other
-// resources of @pulumi/command (local.Command, remote.CopyToRemote ...). Its streamed lines appear as
-// diagnostics of the stack rather than of the resource, and its resource type is
-// pulumi-nodejs:dynamic/remote:Command, so its state cannot be adopted by the real provider.
+// resources of @pulumi/command (local.Command, remote.CopyToRemote ...).
+// Differences a user can see: the resource type is pulumi-nodejs:dynamic/remote:Command (its state
+// cannot be adopted by the real provider); it has one extra input, `__step` (the resource name,
+// to label streamed lines; never diffed); the streamed lines are diagnostics of the stack rather
+// than of the resource; and the dynamic provider is configured with the whole stack config (secrets
+// stay ciphertext in the state), so a config edit also shows its default provider as "update".
 import * as pulumi from "@pulumi/pulumi";
 
 /** The inputs of remote.Command this stand-in understands (the program's subset of the real ones). */
@@ -193,7 +196,8 @@ function canonical(v: unknown): string {
     return JSON.stringify(v ?? null);
 }
 
-const provider: pulumi.dynamic.ResourceProvider = {
+/** The provider (exported for direct tests of the stand-in). */
+export const provider: pulumi.dynamic.ResourceProvider = {
     async diff(_id: string, olds: any, news: any): Promise<pulumi.dynamic.DiffResult> {
         const changed = INPUT_KEYS.filter((k) => canonical(olds[k]) !== canonical(news[k]));
         return { changes: changed.length > 0, replaces: changed.includes("triggers") ? ["triggers"] : [] };
@@ -217,6 +221,17 @@ const provider: pulumi.dynamic.ResourceProvider = {
 
 // ---------------------------------------------------------------------------------------------
 
+/** While set, every Command's `create` input waits for this promise (deploy.ts --dns-hook). */
+let gate: Promise<unknown> | undefined;
+
+/**
+ * Makes the Commands constructed from now on wait for `p` before they are registered (and so before
+ * they run); undefined stops that. Used by deploy.ts to load DNS records before any step runs.
+ */
+export function setCommandGate(p: Promise<unknown> | undefined): void {
+    gate = p;
+}
+
 export class Command extends pulumi.dynamic.Resource {
     public readonly connection!: pulumi.Output<ConnectionArgs>;
     public readonly create!: pulumi.Output<string | undefined>;
@@ -228,6 +243,11 @@ export class Command extends pulumi.dynamic.Resource {
     public readonly stderr!: pulumi.Output<string>;
 
     constructor(name: string, args: CommandArgs, opts?: pulumi.CustomResourceOptions) {
+        if (gate && args.create !== undefined) {
+            // Same value: only the moment it is known (and so the moment the step may run) changes.
+            const g = gate;
+            args = { ...args, create: pulumi.output(args.create).apply(async (v) => (await g, v)) };
+        }
         super(
             provider,
             name,

@@ -4,46 +4,55 @@
 // the Automation API: this process hosts the program and the CLI drives it.
 //
 //   PATH=$PWD/node_modules/.bin:$PATH
-//   ts-node --transpile-only testbed/deploy/deploy.ts up       --stack NAME --config FILE.json [--events OUT.json]
+//   ts-node --transpile-only testbed/deploy/deploy.ts up       --stack NAME --config FILE.json [--events OUT.json] [--dns-hook CMD]
 //   ts-node --transpile-only testbed/deploy/deploy.ts preview  --stack NAME [--config FILE.json] [--expect-no-changes] [--events OUT.json]
 //   ts-node --transpile-only testbed/deploy/deploy.ts outputs  --stack NAME [--show-secrets]
 //   ts-node --transpile-only testbed/deploy/deploy.ts destroy  --stack NAME
-//   ts-node --transpile-only testbed/deploy/deploy.ts export   --stack NAME
+//   ts-node --transpile-only testbed/deploy/deploy.ts export   --stack NAME [--show-secrets]
 //
 // FILE.json: { "config": { "domain": "phillymesh.test", ... }, "secrets": { "postgresPassword": "...", ... } }
 // (keys without the "phillymesh-chat:" prefix). It is the stack's whole configuration: keys set
-// earlier and missing from the file are removed. Values that are not strings are set as JSON.
+// earlier and missing from the file are removed. Lists are set as lists (the engine checks
+// `type: array`), numbers and booleans as their text.
+//
+// --dns-hook CMD (up only): the stand-in for Cloudflare with `dns: none`. As soon as the program's
+// `dnsRecords` output is known, `bash -c CMD` gets it as JSON on stdin (e.g. testbed/dns-load.sh -
+// NAME), and no provisioning step starts before it has succeeded (certificates need the records).
+// --events OUT.json: when each resource's step started and ended, as seen in the engine's events.
 //
 // Environment: PHILLYMESH_TESTBED_STATE (default /var/tmp/phillymesh-testbed/state: the file
-// backend, PULUMI_HOME and the workspace with Pulumi.<stack>.yaml), PULUMI_CONFIG_PASSPHRASE
+// backend in backend/, PULUMI_HOME in home/, and per stack a workspace work/<stack>/ holding a copy
+// of Pulumi.yaml and Pulumi.<stack>.yaml with the encrypted config), PULUMI_CONFIG_PASSPHRASE
 // (default a fixed testbed passphrase), PULUMI_ENGINE_DIR (default: `scripts/engine.sh --partial`).
 //
 // The engine's progress goes to stdout; timings and summaries to stderr; `outputs` and `export`
-// print JSON on stdout. Any secret value of the config file that shows up in the engine's output is
-// replaced by [secret:KEY] and makes the command exit 3.
+// print JSON on stdout, secrets as "[secret]" / ciphertext unless --show-secrets. Any secret value
+// of the config file that shows up in the engine's output is replaced by [secret:KEY] and makes the
+// command exit 3.
 import * as childProcess from "child_process";
 import * as fs from "fs";
 import * as path from "path";
 import * as yaml from "js-yaml";
 import { EngineEvent, LocalWorkspace, OpMap, ProjectSettings, PulumiCommand, Stack } from "@pulumi/pulumi/automation";
-import { installCommandShim } from "./commandShim";
+import { installCommandShim, setCommandGate } from "./commandShim";
 
 const REPO = path.resolve(__dirname, "..", "..");
 const PROJECT = "phillymesh-chat";
 const STATE_DIR = path.resolve(process.env.PHILLYMESH_TESTBED_STATE || "/var/tmp/phillymesh-testbed/state");
 const PASSPHRASE = process.env.PULUMI_CONFIG_PASSPHRASE || "phillymesh-testbed-passphrase (not a secret)";
 
-const USAGE = `usage: deploy.ts up --stack NAME --config FILE.json [--events OUT.json]
+const USAGE = `usage: deploy.ts up --stack NAME --config FILE.json [--events OUT.json] [--dns-hook CMD]
        deploy.ts preview --stack NAME [--config FILE.json] [--expect-no-changes] [--events OUT.json]
        deploy.ts outputs --stack NAME [--show-secrets]
        deploy.ts destroy --stack NAME
-       deploy.ts export --stack NAME`;
+       deploy.ts export --stack NAME [--show-secrets]`;
 
 interface Args {
     op: "up" | "preview" | "outputs" | "destroy" | "export";
     stack: string;
     config?: string;
     events?: string;
+    dnsHook?: string;
     expectNoChanges: boolean;
     showSecrets: boolean;
 }
@@ -64,6 +73,7 @@ function parseArgs(argv: string[]): Args {
             case "--stack": a.stack = value(); break;
             case "--config": a.config = path.resolve(value()); break;
             case "--events": a.events = path.resolve(value()); break;
+            case "--dns-hook": a.dnsHook = value(); break;
             case "--expect-no-changes": a.expectNoChanges = true; break;
             case "--show-secrets": a.showSecrets = true; break;
             default: throw new UsageError(`unknown argument '${rest[i]}'`);
@@ -72,6 +82,7 @@ function parseArgs(argv: string[]): Args {
     if (!/^[A-Za-z0-9_.-]+$/.test(a.stack)) throw new UsageError("--stack NAME is required (letters, digits, _ . -)");
     if (a.op === "up" && !a.config) throw new UsageError("up needs --config FILE.json");
     if (a.config && !["up", "preview"].includes(a.op)) throw new UsageError("--config is for up and preview");
+    if (a.dnsHook && a.op !== "up") throw new UsageError("--dns-hook is for up");
     return a;
 }
 
@@ -148,17 +159,58 @@ function registerTsNode(): void {
     (require("ts-node") as { register(o: object): Service }).register({ transpileOnly: true, project: path.join(REPO, "tsconfig.json") });
 }
 
-/** The inline program: index.ts with @pulumi/command replaced by the stand-in; its exports become the stack outputs. */
-async function program(): Promise<Record<string, unknown>> {
-    installCommandShim(REPO);
-    registerTsNode();
-    // A fresh copy of the program's own modules for every run of the program.
-    for (const k of Object.keys(require.cache)) {
-        if (k.startsWith(REPO + path.sep) && !k.includes(`${path.sep}node_modules${path.sep}`) && !k.startsWith(__dirname + path.sep)) delete require.cache[k];
-    }
-    // eslint-disable-next-line @typescript-eslint/no-require-imports
-    const mod = require(path.join(REPO, "index.ts")) as Record<string, unknown>;
-    return Object.fromEntries(Object.entries(mod).filter(([k]) => k !== "__esModule"));
+/** Runs the --dns-hook command with the records on stdin; its output goes to stderr. */
+function runDnsHook(hook: string, records: unknown): Promise<void> {
+    return new Promise((resolve, reject) => {
+        const t0 = Date.now();
+        const p = childProcess.spawn("bash", ["-c", hook], { stdio: ["pipe", "inherit", "inherit"] });
+        p.on("error", reject);
+        p.on("close", (code) => {
+            if (code === 0) {
+                log(`dns hook: ${Array.isArray(records) ? records.length : "?"} records loaded in ${since(t0)}`);
+                resolve();
+            } else reject(new Error(`--dns-hook '${hook}' exited with status ${code}`));
+        });
+        p.stdin.end(JSON.stringify(records));
+    });
+}
+
+/**
+ * The inline program: index.ts with @pulumi/command replaced by the stand-in; its exports become
+ * the stack outputs. With a DNS hook, every step waits for the hook (see commandShim's gate).
+ */
+function makeProgram(dnsHook?: string): () => Promise<Record<string, unknown>> {
+    return async () => {
+        installCommandShim(REPO);
+        registerTsNode();
+        // A fresh copy of the program's own modules for every run of the program.
+        for (const k of Object.keys(require.cache)) {
+            if (k.startsWith(REPO + path.sep) && !k.includes(`${path.sep}node_modules${path.sep}`) && !k.startsWith(__dirname + path.sep)) delete require.cache[k];
+        }
+        let open: () => void = () => undefined;
+        let fail: (e: unknown) => void = () => undefined;
+        setCommandGate(dnsHook ? new Promise<void>((res, rej) => ((open = res), (fail = rej))) : undefined);
+        try {
+            // eslint-disable-next-line @typescript-eslint/no-require-imports
+            const mod = require(path.join(REPO, "index.ts")) as Record<string, unknown>;
+            if (dnsHook) {
+                const records = mod.dnsRecords as { apply?: (f: (v: unknown) => Promise<void>) => unknown } | undefined;
+                if (!records?.apply) throw new Error("--dns-hook: the program exports no dnsRecords output");
+                records.apply(async (v) => {
+                    try {
+                        await runDnsHook(dnsHook, v);
+                        open();
+                    } catch (e) {
+                        fail(e);
+                        throw e;
+                    }
+                });
+            }
+            return Object.fromEntries(Object.entries(mod).filter(([k]) => k !== "__esModule"));
+        } finally {
+            setCommandGate(undefined);
+        }
+    };
 }
 
 // --- config ------------------------------------------------------------------------------------
@@ -185,19 +237,37 @@ function readConfigFile(file: string): ConfigFile {
 
 const asText = (v: unknown) => (typeof v === "string" ? v : JSON.stringify(v));
 
-/** Makes the stack's configuration exactly the file's. */
+/**
+ * Makes the stack's configuration exactly the file's. Strings, numbers and booleans are set with
+ * setAllConfig (secrets with secret: true); lists and maps with setAllConfigJson as object values,
+ * since the engine checks declared `type: array` keys against the stored value's type.
+ */
 async function applyConfig(stack: Stack, file: ConfigFile): Promise<void> {
-    const wanted: Record<string, { value: string; secret: boolean }> = {};
-    for (const [k, v] of Object.entries(file.config)) wanted[`${PROJECT}:${k}`] = { value: asText(v), secret: false };
-    for (const [k, v] of Object.entries(file.secrets)) wanted[`${PROJECT}:${k}`] = { value: asText(v), secret: true };
+    type Wanted = { value: string; secret: boolean; object: boolean };
+    const wanted: Record<string, Wanted> = {};
+    const add = (values: Record<string, unknown>, secret: boolean) => {
+        for (const [k, v] of Object.entries(values)) wanted[`${PROJECT}:${k}`] = { value: asText(v), secret, object: v !== null && typeof v === "object" };
+    };
+    add(file.config, false);
+    add(file.secrets, true);
+    // What Pulumi.<stack>.yaml holds (getAllConfig also lists the Pulumi.yaml defaults).
+    const onStack = new Set(Object.keys((await stack.workspace.stackSettings(stack.name).catch(() => undefined))?.config ?? {}));
     const current = await stack.getAllConfig();
-    const stale = Object.keys(current).filter((k) => !(k in wanted));
+    const stale = [...onStack].filter((k) => !(k in wanted));
     if (stale.length > 0) await stack.removeAllConfig(stale);
-    const changed = Object.fromEntries(
-        Object.entries(wanted).filter(([k, w]) => current[k]?.value !== w.value || Boolean(current[k]?.secret) !== w.secret),
+    const changed = Object.entries(wanted).filter(
+        // (getAllConfig does not say whether a stored value is an object: objects are always set.)
+        ([k, w]) => w.object || !onStack.has(k) || current[k]?.value !== w.value || Boolean(current[k]?.secret) !== w.secret,
     );
-    if (Object.keys(changed).length > 0) await stack.setAllConfig(changed);
-    log(`config: ${Object.keys(wanted).length} keys (${Object.keys(changed).length} set, ${stale.length} removed)`);
+    const scalars = changed.filter(([, w]) => !w.object);
+    const objects = changed.filter(([, w]) => w.object);
+    if (scalars.length > 0) await stack.setAllConfig(Object.fromEntries(scalars.map(([k, w]) => [k, { value: w.value, secret: w.secret }])));
+    if (objects.length > 0) {
+        await stack.setAllConfigJson(
+            JSON.stringify(Object.fromEntries(objects.map(([k, w]) => [k, { value: w.value, objectValue: JSON.parse(w.value), secret: w.secret }]))),
+        );
+    }
+    log(`config: ${Object.keys(wanted).length} keys (${changed.length} set, ${stale.length} removed)`);
 }
 
 // --- output: streaming, secret guard, per-resource timings -------------------------------------
@@ -265,19 +335,26 @@ class Timeline {
         this.steps.set(meta.urn, s);
     };
 
-    /** The resources whose step is not "same". */
+    /**
+     * The resources whose step is not "same". The dynamic provider's own default provider is left out:
+     * it is handed the whole stack config, so any config edit shows it as "update" (reconfigured),
+     * which the engine does not count as a resource change either.
+     */
     changed(): StepTiming[] {
-        return [...this.steps.values()].filter((s) => s.ops.some((op) => op !== "same"));
+        return [...this.steps.values()].filter((s) => s.ops.some((op) => op !== "same") && !s.type.startsWith("pulumi:providers:"));
     }
 
-    print(title: string, all: boolean): void {
-        const rows = (all ? [...this.steps.values()] : this.changed()).filter((s) => !s.type.startsWith("pulumi:pulumi:Stack"));
-        if (rows.length === 0) return;
-        log(title);
+    /** The changed resources with their step times; the program's components are only counted. */
+    print(title: string): void {
+        const changed = this.changed().filter((s) => !s.type.startsWith("pulumi:pulumi:Stack"));
+        const components = changed.filter((s) => s.type.startsWith(`${PROJECT}:`));
+        const rows = changed.filter((s) => !components.includes(s));
+        if (changed.length === 0) return;
+        log(`${title}${components.length > 0 ? ` (and ${components.length} of the program's components)` : ""}`);
         for (const s of rows.sort((a, b) => a.start - b.start)) {
             const name = s.urn.split("::").pop();
             const when = s.end === undefined ? `at ${(s.start / 1000).toFixed(1)}s` : `${(s.start / 1000).toFixed(1)}s -> ${(s.end / 1000).toFixed(1)}s`;
-            log(`  ${s.ops.join("/").padEnd(24)} ${name} (${s.type.split(":").pop()}) ${when}${s.failed ? " FAILED" : ""}`);
+            log(`  ${s.ops.join("/").padEnd(12)} ${String(name).padEnd(26)} ${s.type.split(":").pop()} ${when}${s.failed ? " FAILED" : ""}`);
         }
     }
 
@@ -302,11 +379,12 @@ async function main(): Promise<number> {
     const guard = (activeGuard = new Guard(file));
     const engine = engineDir();
     const env = cliEnv(engine);
-    const workDir = path.join(STATE_DIR, "work");
+    // One workspace per stack, so two stacks can be deployed at once from the same state directory.
+    const workDir = path.join(STATE_DIR, "work", args.stack);
     fs.mkdirSync(workDir, { recursive: true });
     const pulumiCommand = await PulumiCommand.get({ root: path.dirname(engine), skipVersionCheck: true });
     const stack = await LocalWorkspace.createOrSelectStack(
-        { stackName: args.stack, projectName: PROJECT, program },
+        { stackName: args.stack, projectName: PROJECT, program: makeProgram(args.dnsHook) },
         { workDir, envVars: env, pulumiCommand, projectSettings: projectSettings() },
     );
     log(`stack ${args.stack} (engine ${engine}, state ${STATE_DIR}) ready in ${since(tStart)}`);
@@ -322,9 +400,12 @@ async function main(): Promise<number> {
             try {
                 const r = await stack.up(streams);
                 guard.flush();
-                timeline.print("steps:", true);
+                timeline.print("changed:");
                 log(`up: ${r.summary.result} in ${since(t0)}; changes ${summary(r.summary.resourceChanges)}`);
-                printOutputs(r.outputs, false, guard);
+            } catch (e) {
+                guard.flush();
+                timeline.print(`up FAILED after ${since(t0)}; steps so far:`);
+                throw e;
             } finally {
                 guard.flush();
                 timeline.save(args.events);
@@ -335,7 +416,7 @@ async function main(): Promise<number> {
             try {
                 const r = await stack.preview(streams);
                 guard.flush();
-                timeline.print("would change:", false);
+                timeline.print("would change:");
                 const changed = Object.entries(r.changeSummary).filter(([op, n]) => op !== "same" && n > 0);
                 log(`preview: ${since(t0)}; changes ${summary(r.changeSummary)}`);
                 if (args.expectNoChanges && changed.length > 0) {
@@ -351,7 +432,7 @@ async function main(): Promise<number> {
         case "outputs": {
             const outs = await stack.outputs();
             log(`outputs: ${since(t0)}`);
-            printOutputs(outs, args.showSecrets, undefined, true);
+            printOutputs(outs, args.showSecrets);
             break;
         }
         case "destroy": {
@@ -362,9 +443,12 @@ async function main(): Promise<number> {
             break;
         }
         case "export": {
-            const d = await stack.exportStack();
+            // Not stack.exportStack(): the Automation API always exports with --show-secrets.
+            const argv = ["stack", "export", "--stack", args.stack, "--non-interactive", ...(args.showSecrets ? ["--show-secrets"] : [])];
+            const r = childProcess.spawnSync(pulumiCommand.command, argv, { cwd: workDir, env: { ...process.env, ...env }, encoding: "utf8", maxBuffer: 1 << 30 });
+            if (r.status !== 0) throw new Error(`pulumi stack export failed (exit ${r.status}):\n${r.stderr}`);
             log(`export: ${since(t0)}`);
-            process.stdout.write(JSON.stringify(d, null, 2) + "\n");
+            process.stdout.write(r.stdout.endsWith("\n") ? r.stdout : r.stdout + "\n");
             break;
         }
     }
@@ -372,15 +456,14 @@ async function main(): Promise<number> {
         log(`SECRET LEAK: the engine output contained the value of ${[...guard.leaks].join(", ")} (replaced above)`);
         code = 3;
     }
-    log(`${args.op} wall time ${since(tStart)}`);
+    log(`${args.op} wall time ${process.uptime().toFixed(1)}s (whole process; ${since(tStart)} after ts-node had loaded deploy.ts)`);
     return code;
 }
 
-function printOutputs(outs: Record<string, { value: unknown; secret: boolean }>, showSecrets: boolean, guard?: Guard, json = false): void {
+/** The stack outputs as JSON on stdout; secret ones as "[secret]" unless showSecrets. */
+function printOutputs(outs: Record<string, { value: unknown; secret: boolean }>, showSecrets: boolean): void {
     const shown = Object.fromEntries(Object.entries(outs).map(([k, o]) => [k, o.secret && !showSecrets ? "[secret]" : o.value]));
-    const text = JSON.stringify(shown, null, 2);
-    if (json) process.stdout.write(text + "\n");
-    else log(`outputs: ${guard ? guard.scrub(text) : text}`);
+    process.stdout.write(JSON.stringify(shown, null, 2) + "\n");
 }
 
 main().then(
@@ -391,12 +474,13 @@ main().then(
             process.stderr.write(USAGE + "\n");
             process.exit(64);
         }
-        // CommandError carries the CLI's whole output, already streamed above; show its tail.
+        // A CommandError carries the CLI's whole output, already streamed above: repeat its error lines.
         activeGuard?.flush();
-        const raw = e instanceof Error ? e.message : String(e);
-        const text = activeGuard ? activeGuard.scrub(raw) : raw;
-        const lines = text.split("\n");
-        log(`FAILED: ${lines.length > 40 ? ["...", ...lines.slice(-40)].join("\n") : text}`);
+        const message = e instanceof Error ? e.message : String(e);
+        const isCommandError = message.startsWith("code: ") && message.includes("\n stderr: ");
+        const errors = [...new Set(message.split("\n").filter((l) => /^\s*error: /.test(l)).map((l) => l.trim()))];
+        const raw = isCommandError ? (errors.length > 0 ? errors.slice(0, 10).join("\n") : "(see the output above)") : message;
+        log(`FAILED: ${activeGuard ? activeGuard.scrub(raw) : raw}`);
         process.exit(activeGuard && activeGuard.leaks.size > 0 ? 3 : 2);
     },
 );
