@@ -13,13 +13,16 @@ HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 REPO=$(dirname "$HERE")
 B=${TESTBED_DIR:-/var/tmp/phillymesh-testbed}
 export TESTBED_DIR=$B
-SERVERS=(phillymesh:10.250.0.10:root nycmesh:10.250.0.11:debian)
+# name:address:ssh-user of each server (the name makes the domain, <name>.test). One logs in as
+# root like a droplet, the other as a sudo user like most existing servers.
+read -r -a SERVERS <<<"${TESTBED_SERVERS:-phillymesh:10.250.0.10:root nycmesh:10.250.0.11:debian}"
+E2E_FILE=${TESTBED_E2E_FILE:-$B/e2e.json}
 SYNAPSE_VERSION=${SYNAPSE_VERSION:-1.162.0}
 ELEMENT_VERSION=${ELEMENT_VERSION:-1.11.998}
 export PATH="$REPO/node_modules/.bin:$PATH"
 
 T0=$(date +%s)
-say() { printf '[testbed +%ss] %s\n' "$(($(date +%s) - T0))" "$*"; }
+say() { printf '[testbed +%ss] %s\n' "$(($(date +%s) - T0))" "$*" >&2; }
 deploy() { (cd "$REPO" && ts-node --transpile-only testbed/deploy/deploy.ts "$@"); }
 
 # secrets_for NAME: the stack's secrets, made once per testbed and kept (0600) beside its state.
@@ -83,7 +86,9 @@ print(json.dumps({
 PY
 }
 
-running() { [ -f "$B/run-$1/loop.pid" ] && kill -0 "$(cat "$B/run-$1/loop.pid")" 2>/dev/null; }
+# shellcheck source=testbed/lib.sh
+. "$HERE/lib.sh"
+running() { [ -f "$B/run-$1/supervise.pid" ] && proc_running "$(cat "$B/run-$1/supervise.pid")"; }
 
 cmd_up() {
     say "host services"
@@ -91,7 +96,9 @@ cmd_up() {
     say "template (cached after the first run)"
     bash "$HERE/template.sh" | tail -n 1
     say "Pulumi engine (built from Go modules; ~6 min the first time)"
-    PULUMI_ENGINE_DIR=$(bash "$REPO/scripts/engine.sh" --partial | tail -n 1)
+    PULUMI_ENGINE_DIR=$(bash "$REPO/scripts/engine.sh" --partial 2>"$B/log/engine.log" | tail -n 1) ||
+        { cat "$B/log/engine.log" >&2; exit 1; }
+    [ -x "$PULUMI_ENGINE_DIR/pulumi" ] || { cat "$B/log/engine.log" >&2; say "no pulumi CLI could be built"; exit 1; }
     export PULUMI_ENGINE_DIR
     install -d "$B/stacks"
     local s name ip user pids=()
@@ -126,7 +133,7 @@ write_e2e() {
         deploy outputs --stack "$name" >"$B/stacks/$name.outputs.json"
         outputs+=("$name" "$ip" "$user")
     done
-    (umask 077 && python3 - "$B" "${outputs[@]}" >"$B/e2e.json" <<'PY'
+    (umask 077 && python3 - "$B" "${outputs[@]}" >"$E2E_FILE" <<'PY'
 import json, sys
 b, *rest = sys.argv[1:]
 servers = []
@@ -156,8 +163,8 @@ cmd_status() {
             echo "  $name ($ip): not running"
         fi
     done
-    [ -s "$B/e2e.json" ] || return 0
-    python3 - "$B/e2e.json" <<'PY'
+    [ -s "$E2E_FILE" ] || return 0
+    python3 - "$E2E_FILE" <<'PY'
 import json, sys
 e = json.load(open(sys.argv[1]))
 print("\nThe servers (names resolve through the testbed DNS at 10.250.0.1; certificates from the testbed CA in", e["roots"] + "):")
