@@ -51,6 +51,7 @@ export interface ChatConfig {
         readonly challenge: AcmeChallenge;
         readonly cloudflareDnsToken?: pulumi.Output<string>;
         readonly apexOnServer: boolean;
+        readonly nginxWorkerProcesses: number;
     };
     readonly postgres: {
         readonly password: pulumi.Output<string>;
@@ -73,6 +74,7 @@ export interface ChatConfig {
         readonly maxUploadSizeMb: number;
         readonly cacheFactor: number;
         readonly presence: boolean;
+        readonly jemalloc: boolean;
         readonly databasePoolMax: number;
         readonly logBackupCount: number;
         readonly federationIpAllowlist: readonly string[];
@@ -368,6 +370,7 @@ export function loadConfig(): ChatConfig {
                 ? r.secret("cloudflareDnsToken", (v) => (/^[A-Za-z0-9_-]{20,}$/.test(v) ? undefined : "a Cloudflare API token"), "when acmeChallenge is dns-cloudflare")
                 : undefined,
         apexOnServer,
+        nginxWorkerProcesses: r.int("nginxWorkerProcesses", 1, 64),
     };
 
     const postgres = {
@@ -407,6 +410,7 @@ export function loadConfig(): ChatConfig {
         maxUploadSizeMb: r.int("maxUploadSizeMb", 1, 2048),
         cacheFactor: r.decimal("cacheFactor", 0.01, 10),
         presence: r.bool("presence"),
+        jemalloc: r.bool("synapseJemalloc"),
         databasePoolMax,
         logBackupCount: r.int("logBackupCount", 0, 100),
         federationIpAllowlist: r.list("federationIpAllowlist", checkCidr),

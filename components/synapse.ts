@@ -122,6 +122,14 @@ export function logConfig(cfg: ChatConfig): Record<string, unknown> {
     };
 }
 
+/** The systemd unit, with or without jemalloc. */
+export function synapseUnit(cfg: ChatConfig): string {
+    const allocator = cfg.synapse.jemalloc
+        ? "# jemalloc returns freed memory to the system; CPython's allocator on glibc keeps it (Synapse docs).\nEnvironment=LD_PRELOAD=/usr/lib/x86_64-linux-gnu/libjemalloc.so.2"
+        : "# synapseJemalloc is false: the system allocator.";
+    return renderTemplate("systemd/matrix-synapse.service", { data_dir: cfg.dataDir, allocator });
+}
+
 export function toYaml(obj: unknown): string {
     return yaml.dump(obj, { lineWidth: -1, noRefs: true, sortKeys: false });
 }
@@ -155,7 +163,7 @@ export class Synapse extends pulumi.ComponentResource {
                     PIP_INDEX_URL: s.pipIndexUrl,
                     HOMESERVER_YAML: toYaml(homeserverConfig(cfg)),
                     LOG_CONFIG_YAML: toYaml(logConfig(cfg)),
-                    SYNAPSE_UNIT: renderTemplate("systemd/matrix-synapse.service", { data_dir: cfg.dataDir }),
+                    SYNAPSE_UNIT: synapseUnit(cfg),
                     EXTRA_CONFIG_YAML: s.recaptcha ? s.recaptcha.privateKey.apply((k) => toYaml({ recaptcha_private_key: k })) : "",
                     PG_PASSWORD: cfg.postgres.password,
                     REGISTRATION_SHARED_SECRET: s.registrationSharedSecret,

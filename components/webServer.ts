@@ -69,6 +69,7 @@ export class WebServer extends pulumi.ComponentResource {
                     ACME_SERVER: cfg.tls.acmeServer,
                     ACME_EMAIL: cfg.adminEmail,
                     CHALLENGE: cfg.tls.challenge,
+                    NGINX_WORKERS: String(cfg.tls.nginxWorkerProcesses),
                     CLOUDFLARE_DNS_TOKEN: cfg.tls.cloudflareDnsToken ?? "",
                     DATA_DIR: cfg.dataDir,
                     ACME_SITE_CONF: files["sites-available/phillymesh-chat-acme.conf"],

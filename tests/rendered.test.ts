@@ -7,7 +7,7 @@ import * as os from "os";
 import * as path from "path";
 import * as yaml from "js-yaml";
 import { ChatConfig } from "../components/config";
-import { homeserverConfig, logConfig, toYaml, URL_PREVIEW_IP_RANGE_BLOCKLIST } from "../components/synapse";
+import { homeserverConfig, logConfig, synapseUnit, toYaml, URL_PREVIEW_IP_RANGE_BLOCKLIST } from "../components/synapse";
 import { elementConfig, elementDownloadUrl } from "../components/element";
 import { nginxFiles, certificateNames } from "../components/webServer";
 import { readFile, renderTemplate, stepScript, shellQuote } from "../components/templates";
@@ -209,10 +209,11 @@ describe("Element's config.json", () => {
 
 describe("templates", () => {
     test("the systemd unit preloads jemalloc and runs the current virtualenv", () => {
-        const unit = renderTemplate("systemd/matrix-synapse.service", { data_dir: "/mnt/matrix_data" });
+        const unit = synapseUnit(loadTestConfig());
         expect(unit).toContain("Environment=LD_PRELOAD=/usr/lib/x86_64-linux-gnu/libjemalloc.so.2");
         expect(unit).toContain("ExecStart=/opt/synapse/current/bin/python -m synapse.app.homeserver");
         expect(unit).toContain("RequiresMountsFor=/mnt/matrix_data");
+        expect(synapseUnit(loadTestConfig({ synapseJemalloc: "false" }))).not.toContain("LD_PRELOAD");
     });
 
     test("a missing or unused template value is an error, not an empty string", () => {

@@ -4,12 +4,12 @@
 # certificate against it). Renewal runs from certbot's timer and reloads nginx; a daily check makes an
 # expiring certificate a failed unit, since Let's Encrypt no longer e-mails about expiry.
 # Variables: CERT_NAMES (space-separated, first is the primary), ACME_SERVER, ACME_EMAIL, CHALLENGE
-# (http | dns-cloudflare), CLOUDFLARE_DNS_TOKEN (secret, dns-cloudflare only), DATA_DIR,
+# (http | dns-cloudflare), NGINX_WORKERS, CLOUDFLARE_DNS_TOKEN (secret, dns-cloudflare only), DATA_DIR,
 # ACME_SITE_CONF, EXPIRY_CHECK_SCRIPT, EXPIRY_CHECK_SERVICE, EXPIRY_CHECK_TIMER.
 # shellcheck source=files/scripts/lib.sh
 declare -F log >/dev/null || . "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 : "${CERT_NAMES:?}" "${ACME_SERVER:?}" "${ACME_EMAIL:?}" "${CHALLENGE:?}" "${DATA_DIR:?}" "${ACME_SITE_CONF:?}"
-: "${EXPIRY_CHECK_SCRIPT:?}" "${EXPIRY_CHECK_SERVICE:?}" "${EXPIRY_CHECK_TIMER:?}"
+: "${NGINX_WORKERS:?}" "${EXPIRY_CHECK_SCRIPT:?}" "${EXPIRY_CHECK_SERVICE:?}" "${EXPIRY_CHECK_TIMER:?}"
 CLOUDFLARE_DNS_TOKEN=${CLOUDFLARE_DNS_TOKEN:-}
 
 # Certificates and the ACME account live on the data volume: a replaced server keeps them.
@@ -26,6 +26,11 @@ packages=(nginx certbot)
 [ "$CHALLENGE" != dns-cloudflare ] || packages+=(python3-certbot-dns-cloudflare)
 apt_install "${packages[@]}"
 
+# One worker is plenty on one vCPU; each extra worker costs a few MB.
+if ! grep -qx "worker_processes $NGINX_WORKERS;" /etc/nginx/nginx.conf; then
+    sed -i "s/^worker_processes .*/worker_processes $NGINX_WORKERS;/" /etc/nginx/nginx.conf
+    log "nginx: $NGINX_WORKERS worker process(es)"
+fi
 install -d -m 755 /var/www/acme
 rm -f /etc/nginx/sites-enabled/default
 put_file /etc/nginx/sites-available/phillymesh-chat-acme.conf 644 root:root "$ACME_SITE_CONF"
