@@ -6,6 +6,8 @@
 #   npm run testbed -- up       build what is missing, boot both servers, `pulumi up` both stacks
 #   npm run testbed -- status   what runs, and the URLs
 #   npm run testbed -- down     stop the servers and host services (data disks kept; --wipe-data removes them)
+#   npm run testbed -- preview  `pulumi preview --expect-no-changes` of every stack (a re-run changes nothing)
+#   npm run testbed -- bump KEY=VALUE [NAME]   edit a stack's config (e.g. synapseVersion=1.163.2), preview, up
 #
 # Versions can be overridden for one run: SYNAPSE_VERSION=1.163.2 ELEMENT_VERSION=1.11.999 ... up
 set -euo pipefail
@@ -104,7 +106,11 @@ cmd_up() {
     local s name ip user pids=()
     for s in "${SERVERS[@]}"; do
         IFS=: read -r name ip user <<<"$s"
-        running "$name" || bash "$HERE/boot.sh" "$name" "$ip" | tail -n 1
+        if ! running "$name"; then
+            # A guest left half-there by an earlier session (processes gone, mounts left): clear it.
+            [ ! -d "$B/run-$name" ] || bash "$HERE/destroy.sh" "$name" >/dev/null
+            bash "$HERE/boot.sh" "$name" "$ip" | tail -n 1
+        fi
         stack_config "$name" "$ip" "$user" >"$B/stacks/$name.json"
         chmod 600 "$B/stacks/$name.json"
     done
@@ -187,9 +193,40 @@ cmd_down() {
     bash "$HERE/host.sh" down
 }
 
+cmd_preview() {
+    local s name ip user failed=0
+    for s in "${SERVERS[@]}"; do
+        IFS=: read -r name ip user <<<"$s"
+        deploy preview --stack "$name" --expect-no-changes 2>&1 | sed -u "s/^/[$name] /" || failed=1
+    done
+    return "$failed"
+}
+
+# bump KEY=VALUE [NAME]: what an operator does for a version bump, on one stack (default: the first).
+cmd_bump() {
+    local setting=${1:?usage: testbed.sh bump KEY=VALUE [NAME]} name=${2:-${SERVERS[0]%%:*}}
+    local file=$B/stacks/$name.json
+    [ -f "$file" ] || { say "no stack $name: run up first"; exit 1; }
+    python3 - "$file" "$setting" <<'PY'
+import json, sys
+path, setting = sys.argv[1:]
+key, _, value = setting.partition("=")
+stack = json.load(open(path))
+stack["config"][key] = value
+json.dump(stack, open(path, "w"), indent=2)
+PY
+    say "$name: $setting; preview"
+    deploy preview --stack "$name" --config "$file" --events "$B/stacks/$name.bump-preview.json" 2>&1 | sed -u "s/^/[$name] /"
+    say "$name: up"
+    deploy up --stack "$name" --config "$file" 2>&1 | sed -u "s/^/[$name] /"
+    write_e2e
+}
+
 case ${1:-} in
     up) shift; cmd_up "$@" ;;
     status) cmd_status ;;
+    preview) cmd_preview ;;
+    bump) shift; cmd_bump "$@" ;;
     down) shift; cmd_down "$@" ;;
-    *) sed -n '2,11p' "$0" >&2; exit 2 ;;
+    *) sed -n '2,13p' "$0" >&2; exit 2 ;;
 esac
