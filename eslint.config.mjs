@@ -4,11 +4,11 @@ import tseslint from "typescript-eslint";
 import pulumi from "@pulumi/eslint-plugin";
 
 export default tseslint.config(
-    { ignores: ["node_modules/**", "bin/**", "coverage/**", "eslint.config.mjs", "jest.config.js"] },
+    { ignores: ["node_modules/**", "bin/**", "coverage/**", "eslint.config.mjs", "jest.config.js", "tests/summaryReporter.js", "bench/**", "tests/drills/**"] },
     ...tseslint.configs.recommended,
     {
         files: ["**/*.ts"],
-        languageOptions: { parserOptions: { project: "./tsconfig.json", tsconfigRootDir: import.meta.dirname } },
+        languageOptions: { parserOptions: { project: ["./tsconfig.json", "./tests/e2e/tsconfig.json"], tsconfigRootDir: import.meta.dirname } },
         plugins: { "@pulumi": pulumi },
         rules: {
             "@pulumi/no-output-in-template-literal": "error",

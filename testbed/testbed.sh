@@ -189,8 +189,19 @@ cmd_down() {
     for s in "${SERVERS[@]}"; do
         IFS=: read -r name ip user <<<"$s"
         if running "$name" || [ -d "$B/run-$name" ]; then bash "$HERE/destroy.sh" "$name" "$@"; fi
+        rm -f "$B/dns/$name.json"
     done
-    bash "$HERE/host.sh" down
+    # Host services serve every guest: stop them only when none is left.
+    local alive="" dir
+    for dir in "$B"/run-*; do
+        [ -d "$dir" ] && running "${dir#"$B"/run-}" && alive+="${dir#"$B"/run-} "
+    done
+    if [ -n "$alive" ]; then
+        say "host services kept: other guests still run ($alive)"
+        bash "$HERE/dns-load.sh" --reload >/dev/null 2>&1 || true
+    else
+        bash "$HERE/host.sh" down
+    fi
 }
 
 cmd_preview() {
