@@ -4,7 +4,7 @@ import * as pulumi from "@pulumi/pulumi";
 import { loadConfig } from "./components/config";
 import { DropletServer } from "./components/server";
 import { ChatDns } from "./components/dns";
-import { Connection } from "./components/remoteStep";
+import { Connection, Target } from "./components/remoteStep";
 import { HostBase } from "./components/hostBase";
 import { Postgres } from "./components/postgres";
 import { Synapse } from "./components/synapse";
@@ -20,6 +20,7 @@ let address: pulumi.Output<string>;
 let ipv6: pulumi.Output<string> | undefined;
 let dataDevice: pulumi.Input<string> | undefined;
 let serverReady: pulumi.Resource[] = [];
+let serverId: pulumi.Input<string> = cfg.serverId;
 let port = 22;
 let user = "root";
 if (cfg.hosting.kind === "digitalocean") {
@@ -28,6 +29,7 @@ if (cfg.hosting.kind === "digitalocean") {
     ipv6 = server.ipv6;
     dataDevice = server.dataDevice;
     serverReady = server.ready;
+    serverId = server.dropletId;
 } else {
     address = pulumi.output(cfg.hosting.host);
     port = cfg.hosting.port;
@@ -53,13 +55,13 @@ const connection: Connection = {
     dialErrorLimit: 60,
     perDialTimeout: 10,
 };
-const sudo = user !== "root";
-const base = new HostBase(name, { connection, sudo, dataDir: cfg.dataDir, dataDevice, swapSizeMb: cfg.swapSizeMb }, { dependsOn: serverReady });
-const postgres = new Postgres(name, { connection, sudo, dataDir: cfg.dataDir, settings: cfg.postgres }, { dependsOn: [base.ready] });
-const synapse = new Synapse(name, { connection, sudo, config: cfg }, { dependsOn: [postgres.ready] });
-const element = new Element(name, { connection, sudo, config: cfg }, { dependsOn: [base.ready] });
-new WebServer(name, { connection, sudo, config: cfg, backends: [synapse.ready, element.ready] }, { dependsOn: [base.ready, dns] });
-new Backups(name, { connection, sudo, config: cfg }, { dependsOn: [synapse.ready] });
+const target: Target = { connection, sudo: user !== "root", serverId };
+const base = new HostBase(name, { target, dataDir: cfg.dataDir, dataDevice, swapSizeMb: cfg.swapSizeMb }, { dependsOn: serverReady });
+const postgres = new Postgres(name, { target, dataDir: cfg.dataDir, settings: cfg.postgres }, { dependsOn: [base.ready] });
+const synapse = new Synapse(name, { target, config: cfg }, { dependsOn: [postgres.ready] });
+const element = new Element(name, { target, config: cfg }, { dependsOn: [base.ready] });
+new WebServer(name, { target, config: cfg, backends: [synapse.ready, element.ready] }, { dependsOn: [base.ready, dns] });
+new Backups(name, { target, config: cfg }, { dependsOn: [synapse.ready] });
 
 // 4. What the operator needs next.
 export const serverName = cfg.domain;

@@ -2,12 +2,12 @@
 // optionally off the server, plus the restore command.
 import * as pulumi from "@pulumi/pulumi";
 import { ChatConfig } from "./config";
-import { Connection, RemoteStep } from "./remoteStep";
+import { RemoteStep, Target } from "./remoteStep";
 import { readFile } from "./templates";
 
 export interface BackupsArgs {
-    readonly connection: pulumi.Input<Connection>;
-    readonly sudo: boolean;
+    /** The server, and how to reach it. */
+    readonly target: Target;
     readonly config: ChatConfig;
 }
 
@@ -18,8 +18,7 @@ export class Backups extends pulumi.ComponentResource {
         new RemoteStep(
             `${name}-backups`,
             {
-                connection: args.connection,
-                sudo: args.sudo,
+                target: args.target,
                 script: "backups.sh",
                 env: {
                     DATA_DIR: cfg.dataDir,

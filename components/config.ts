@@ -44,6 +44,7 @@ export interface ChatConfig {
     readonly hosting: Hosting;
     readonly sshPrivateKey: pulumi.Output<string>;
     readonly dataDir: string;
+    readonly serverId: string;
     readonly swapSizeMb: number;
     readonly dns: Dns;
     readonly tls: {
@@ -441,6 +442,7 @@ export function loadConfig(): ChatConfig {
         hosting,
         sshPrivateKey,
         dataDir: r.required("dataDir", checkAbsolutePath),
+        serverId: r.optional("serverId", (v) => (/^[A-Za-z0-9._:-]{1,64}$/.test(v) ? undefined : "letters, digits and . _ : - (e.g. the server's /etc/machine-id)")),
         swapSizeMb: r.int("swapSizeMb", 0, 65536),
         dns,
         tls,

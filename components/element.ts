@@ -2,7 +2,7 @@
 // release key, with a config.json that points it at our homeserver.
 import * as pulumi from "@pulumi/pulumi";
 import { ChatConfig } from "./config";
-import { Connection, RemoteStep } from "./remoteStep";
+import { RemoteStep, Target } from "./remoteStep";
 
 /** Element's config.json, with today's key names (the runbook's default_hs_url/roomDirectory are gone). */
 export function elementConfig(cfg: ChatConfig): Record<string, unknown> {
@@ -27,8 +27,8 @@ export function elementDownloadUrl(cfg: ChatConfig): string {
 }
 
 export interface ElementArgs {
-    readonly connection: pulumi.Input<Connection>;
-    readonly sudo: boolean;
+    /** The server, and how to reach it. */
+    readonly target: Target;
     readonly config: ChatConfig;
 }
 
@@ -41,8 +41,7 @@ export class Element extends pulumi.ComponentResource {
         const step = new RemoteStep(
             `${name}-element`,
             {
-                connection: args.connection,
-                sudo: args.sudo,
+                target: args.target,
                 script: "element.sh",
                 env: {
                     ELEMENT_VERSION: cfg.element.version,

@@ -1,12 +1,11 @@
 // The server made ready for everything after it: cloud-init finished, security upgrades on, SSH keys
 // only, the data volume mounted at dataDir, the swap file.
 import * as pulumi from "@pulumi/pulumi";
-import { Connection, RemoteStep } from "./remoteStep";
+import { RemoteStep, Target } from "./remoteStep";
 
 export interface HostBaseArgs {
-    readonly connection: pulumi.Input<Connection>;
-    /** Run steps through sudo (the SSH user is not root). */
-    readonly sudo: boolean;
+    /** The server, and how to reach it. */
+    readonly target: Target;
     /** Where data lives. */
     readonly dataDir: string;
     /** Block device of the data volume; undefined: dataDir is a plain directory on the host. */
@@ -24,8 +23,7 @@ export class HostBase extends pulumi.ComponentResource {
         const step = new RemoteStep(
             `${name}-base`,
             {
-                connection: args.connection,
-                sudo: args.sudo,
+                target: args.target,
                 script: "base.sh",
                 env: {
                     DATA_DIR: args.dataDir,

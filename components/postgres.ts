@@ -1,11 +1,11 @@
 // PostgreSQL for Synapse: the distribution's server, cluster on the data volume, localhost only.
 import * as pulumi from "@pulumi/pulumi";
 import { ChatConfig } from "./config";
-import { Connection, RemoteStep } from "./remoteStep";
+import { RemoteStep, Target } from "./remoteStep";
 
 export interface PostgresArgs {
-    readonly connection: pulumi.Input<Connection>;
-    readonly sudo: boolean;
+    /** The server, and how to reach it. */
+    readonly target: Target;
     readonly dataDir: string;
     readonly settings: ChatConfig["postgres"];
 }
@@ -19,8 +19,7 @@ export class Postgres extends pulumi.ComponentResource {
         const step = new RemoteStep(
             `${name}-postgres`,
             {
-                connection: args.connection,
-                sudo: args.sudo,
+                target: args.target,
                 script: "postgres.sh",
                 handlesSecrets: true,
                 env: {

@@ -8,15 +8,26 @@ import { stepScript } from "./templates";
 
 export type Connection = command.types.input.remote.ConnectionArgs;
 
-export interface RemoteStepArgs {
+/** The server every step runs on. */
+export interface Target {
     /** SSH connection shared by every step. */
     readonly connection: pulumi.Input<Connection>;
+    /** Prefix with `sudo -n` (the SSH user is not root). */
+    readonly sudo: boolean;
+    /**
+     * The identity of the machine (droplet id; for an existing server, the serverId setting). Every
+     * step carries it, so a replaced server gets every step again, and nothing is skipped as
+     * "unchanged" on a machine that never saw it.
+     */
+    readonly serverId: pulumi.Input<string>;
+}
+
+export interface RemoteStepArgs {
+    readonly target: Target;
     /** The script under files/scripts/ to run. */
     readonly script: string;
     /** Variables for the script; values may be secret Outputs. */
     readonly env: Record<string, pulumi.Input<string>>;
-    /** Prefix with `sudo -n` (the SSH user is not root). Default false. */
-    readonly sudo?: boolean;
     /** Whether any value in env is secret; the step's output is then kept secret too. Default false. */
     readonly handlesSecrets?: boolean;
 }
@@ -40,13 +51,13 @@ export class RemoteStep extends pulumi.ComponentResource {
         super("phillymesh-chat:index:RemoteStep", name, {}, opts);
         const stepName = args.script.replace(/\.sh$/, "");
         const script = pulumi
-            .all(args.env)
+            .all({ ...args.env, SERVER_ID: args.target.serverId })
             .apply((env) => stepScript(args.script, { STEP_NAME: stepName, ...env }));
-        const run = runnerCommand(args.sudo ?? false);
+        const run = runnerCommand(args.target.sudo);
         this.command = new command.remote.Command(
             `${name}-run`,
             {
-                connection: args.connection,
+                connection: args.target.connection,
                 create: run,
                 update: run,
                 stdin: script,

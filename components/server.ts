@@ -44,6 +44,8 @@ export class DropletServer extends pulumi.ComponentResource {
     public readonly ipv6?: pulumi.Output<string>;
     /** The data volume's block device on the droplet. */
     public readonly dataDevice: pulumi.Output<string>;
+    /** The droplet's id: a new one means a new machine, on which every step must run. */
+    public readonly dropletId: pulumi.Output<string>;
     /** Steps that need the volume attached and the address assigned wait for this. */
     public readonly ready: pulumi.Resource[];
 
@@ -106,6 +108,7 @@ export class DropletServer extends pulumi.ComponentResource {
         );
 
         this.ipv4 = reservedIp.ipAddress;
+        this.dropletId = droplet.id;
         this.ipv6 = args.ipv6 ? droplet.ipv6Address : undefined;
         this.dataDevice = pulumi.interpolate`/dev/disk/by-id/scsi-0DO_Volume_${volume.name}`;
         this.ready = [attachment, assignment];

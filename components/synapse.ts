@@ -3,7 +3,7 @@
 import * as yaml from "js-yaml";
 import * as pulumi from "@pulumi/pulumi";
 import { ChatConfig } from "./config";
-import { Connection, RemoteStep } from "./remoteStep";
+import { RemoteStep, Target } from "./remoteStep";
 import { renderTemplate } from "./templates";
 
 /**
@@ -135,8 +135,8 @@ export function toYaml(obj: unknown): string {
 }
 
 export interface SynapseArgs {
-    readonly connection: pulumi.Input<Connection>;
-    readonly sudo: boolean;
+    /** The server, and how to reach it. */
+    readonly target: Target;
     readonly config: ChatConfig;
 }
 
@@ -152,8 +152,7 @@ export class Synapse extends pulumi.ComponentResource {
         const install = new RemoteStep(
             `${name}-synapse`,
             {
-                connection: args.connection,
-                sudo: args.sudo,
+                target: args.target,
                 script: "synapse.sh",
                 handlesSecrets: true,
                 env: {
@@ -176,8 +175,7 @@ export class Synapse extends pulumi.ComponentResource {
         const admin = new RemoteStep(
             `${name}-synapse-admin`,
             {
-                connection: args.connection,
-                sudo: args.sudo,
+                target: args.target,
                 script: "admin.sh",
                 handlesSecrets: true,
                 env: { ADMIN_USER: s.adminUser, ADMIN_PASSWORD: s.adminPassword, DOMAIN: cfg.domain },

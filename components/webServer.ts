@@ -2,7 +2,7 @@
 // 8448, Element on 443, the apex's /.well-known/matrix files when the apex is on this server.
 import * as pulumi from "@pulumi/pulumi";
 import { ChatConfig } from "./config";
-import { Connection, RemoteStep } from "./remoteStep";
+import { RemoteStep, Target } from "./remoteStep";
 import { readFile, renderTemplate } from "./templates";
 
 /** The names on the certificate. The server name itself is always there: SRV delegation needs it. */
@@ -43,8 +43,8 @@ export function nginxFiles(cfg: ChatConfig): Record<string, string> {
 }
 
 export interface WebServerArgs {
-    readonly connection: pulumi.Input<Connection>;
-    readonly sudo: boolean;
+    /** The server, and how to reach it. */
+    readonly target: Target;
     readonly config: ChatConfig;
     /** What the TLS sites serve: they go live only after these (Synapse, Element). */
     readonly backends: pulumi.Input<pulumi.Resource>[];
@@ -60,8 +60,7 @@ export class WebServer extends pulumi.ComponentResource {
         const certs = new RemoteStep(
             `${name}-certificates`,
             {
-                connection: args.connection,
-                sudo: args.sudo,
+                target: args.target,
                 script: "certificates.sh",
                 handlesSecrets: cfg.tls.cloudflareDnsToken !== undefined,
                 env: {
@@ -83,8 +82,7 @@ export class WebServer extends pulumi.ComponentResource {
         const sites = new RemoteStep(
             `${name}-sites`,
             {
-                connection: args.connection,
-                sudo: args.sudo,
+                target: args.target,
                 script: "nginx-sites.sh",
                 env: {
                     TLS_SNIPPET: files["snippets/phillymesh-chat-tls.conf"],

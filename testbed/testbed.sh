@@ -49,15 +49,15 @@ PY
     printf '%s' "$file"
 }
 
-# stack_config NAME IP USER: the whole stack configuration, in the shape deploy.ts takes.
+# stack_config NAME IP USER SERVER_ID: the whole stack configuration, in the shape deploy.ts takes.
 stack_config() {
-    local name=$1 ip=$2 user=$3 others=()
+    local name=$1 ip=$2 user=$3 server_id=$4 others=()
     local s
     for s in "${SERVERS[@]}"; do [ "${s%%:*}" = "$name" ] || others+=("${s%%:*}.test"); done
-    python3 - "$name" "$ip" "$user" "$(secrets_for "$name")" "$(cat "$B/element/fingerprint")" \
+    python3 - "$name" "$ip" "$user" "$server_id" "$(secrets_for "$name")" "$(cat "$B/element/fingerprint")" \
         "$SYNAPSE_VERSION" "$ELEMENT_VERSION" "${others[@]}" <<'PY'
 import json, sys
-name, ip, user, secrets_file, fingerprint, synapse, element, *others = sys.argv[1:]
+name, ip, user, server_id, secrets_file, fingerprint, synapse, element, *others = sys.argv[1:]
 domain = f"{name}.test"
 print(json.dumps({
     "config": {
@@ -66,6 +66,8 @@ print(json.dumps({
         "hosting": "existing",
         "sshHost": ip,
         "sshUser": user,
+        # A freshly booted guest is a new machine: its machine-id tells the program so.
+        "serverId": server_id,
         "dns": "none",
         "acmeServer": "https://acme.test:14000/dir",
         "acmeChallenge": "http",
@@ -111,7 +113,7 @@ cmd_up() {
             [ ! -d "$B/run-$name" ] || bash "$HERE/destroy.sh" "$name" >/dev/null
             bash "$HERE/boot.sh" "$name" "$ip" | tail -n 1
         fi
-        stack_config "$name" "$ip" "$user" >"$B/stacks/$name.json"
+        stack_config "$name" "$ip" "$user" "$(bash "$HERE/tssh" "root@$ip" cat /etc/machine-id)" >"$B/stacks/$name.json"
         chmod 600 "$B/stacks/$name.json"
     done
     say "pulumi up: ${SERVERS[*]%%:*} (in parallel)"
@@ -190,6 +192,11 @@ cmd_down() {
         IFS=: read -r name ip user <<<"$s"
         if running "$name" || [ -d "$B/run-$name" ]; then bash "$HERE/destroy.sh" "$name" "$@"; fi
         rm -f "$B/dns/$name.json"
+        if [ "${1:-}" = --wipe-data ] && [ -f "$B/stacks/$name.json" ]; then
+            # With its data gone, the stack's state describes nothing: forget it, and its secrets.
+            deploy destroy --stack "$name" >/dev/null 2>&1 || true
+            rm -f "$B/stacks/$name".* "$B/secrets/$name.json"
+        fi
     done
     # Host services serve every guest: stop them only when none is left.
     local alive="" dir

@@ -137,6 +137,25 @@ describe.each([
     });
 });
 
+describe("a replaced server gets every step again", () => {
+    test("every step carries the droplet's id, so a new droplet re-runs them all", async () => {
+        const run = await runProgram();
+        const steps = run.ofType(COMMAND);
+        expect(steps).toHaveLength(8);
+        for (const s of steps) expect(s.inputs.stdin).toContain("export SERVER_ID='chat-droplet-id'");
+    });
+
+    test("with hosting existing, a new serverId changes every step and nothing else", async () => {
+        const config = { ...BASE_CONFIG, hosting: "existing", sshHost: "192.0.2.7", dns: "none", acmeChallenge: "dns-cloudflare", serverId: "machine-a" };
+        const inputs = async (c: Record<string, string>) =>
+            new Map((await runProgram(c)).resources.filter((r) => r.type === COMMAND).map((r) => [r.name, JSON.stringify(r.inputs)]));
+        const before = await inputs(config);
+        const after = await inputs({ ...config, serverId: "machine-b" });
+        expect([...before.keys()].filter((k) => before.get(k) === after.get(k))).toEqual([]);
+        expect(before.size).toBe(8);
+    });
+});
+
 describe("outputs an operator needs next", () => {
     test("URLs, IP, records, admin id and the well-known JSON", async () => {
         const run = await runProgram();
