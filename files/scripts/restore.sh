@@ -15,12 +15,24 @@ if [ ! -f "$src/synapse.dump" ] || [ ! -f "$src/keys.tar" ]; then
     exit 1
 fi
 
+# Check the dump is readable before anything is stopped or renamed.
+pg_restore --list <"$src/synapse.dump" >/dev/null || { echo "$src/synapse.dump is not a readable pg_dump archive" >&2; exit 1; }
+
 systemctl stop matrix-synapse
 keep=synapse_before_restore_$(date -u +%Y%m%d%H%M%S)
 runuser -u postgres -- psql -q -v ON_ERROR_STOP=1 -d postgres \
     -c "ALTER DATABASE synapse RENAME TO $keep" \
     -c "CREATE DATABASE synapse ENCODING 'UTF8' LC_COLLATE 'C' LC_CTYPE 'C' TEMPLATE template0 OWNER synapse"
-runuser -u postgres -- pg_restore --no-owner --role=synapse -d synapse "$src/synapse.dump"
+# The dump is root's (backups are 0600): it reaches pg_restore on stdin. pg_restore reports
+# harmless errors too (comments on extensions it does not own), so success is judged by the result.
+runuser -u postgres -- pg_restore --no-owner --role=synapse -d synapse <"$src/synapse.dump" ||
+    echo "pg_restore reported errors (above); checking the result" >&2
+if ! runuser -u postgres -- psql -tAq -v ON_ERROR_STOP=1 -d synapse -c "SELECT count(*) FROM events" >/dev/null 2>&1; then
+    echo "the restored database has no events table: putting the database back as it was" >&2
+    runuser -u postgres -- psql -q -d postgres -c "DROP DATABASE synapse" -c "ALTER DATABASE $keep RENAME TO synapse"
+    systemctl start matrix-synapse
+    exit 1
+fi
 tar -C "$DATA_DIR/synapse" -xf "$src/keys.tar"
 rsync -a "$src/media/" "$DATA_DIR/synapse/media/"
 chown -R synapse:synapse "$DATA_DIR/synapse"

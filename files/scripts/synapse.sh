@@ -25,25 +25,8 @@ install -d -m 750 -o synapse -g synapse "$SYN" "$SYN/media" "$SYN/keys" "$SYN/se
 install -d -m 750 -o synapse -g synapse /var/log/matrix-synapse
 install -d -m 755 /etc/matrix-synapse /opt/synapse/venvs
 
-# Secrets: each in its own file, readable by synapse only, referenced by the *_path options.
-CHANGED=0
-put_file "$SYN/secrets/registration_shared_secret" 600 synapse:synapse "$REGISTRATION_SHARED_SECRET"
-put_file "$SYN/secrets/macaroon_secret_key" 600 synapse:synapse "$MACAROON_SECRET_KEY"
-put_file "$SYN/secrets/form_secret" 600 synapse:synapse "$FORM_SECRET"
-# libpq's password file: ':' and '\' in the password are escaped as its format requires.
-pg_escaped=$(printf '%s' "$PG_PASSWORD" | sed -e 's/\\/\\\\/g' -e 's/:/\\:/g')
-put_file "$SYN/secrets/pgpass" 600 synapse:synapse "127.0.0.1:5432:synapse:synapse:$pg_escaped"
-put_file /etc/matrix-synapse/homeserver.yaml 640 root:synapse "$HOMESERVER_YAML"
-put_file /etc/matrix-synapse/log.yaml 644 root:root "$LOG_CONFIG_YAML"
-install -d -m 750 -o root -g synapse /etc/matrix-synapse/conf.d
-if [ -n "$EXTRA_CONFIG_YAML" ]; then
-    put_file /etc/matrix-synapse/conf.d/secrets.yaml 640 root:synapse "$EXTRA_CONFIG_YAML"
-else
-    rm -f /etc/matrix-synapse/conf.d/secrets.yaml
-fi
-put_file /etc/systemd/system/matrix-synapse.service 644 root:root "$SYNAPSE_UNIT"
-config_changed=$CHANGED
-
+# The new release is installed first, beside the running one: if that fails (the package index
+# is down, say), nothing the running Synapse reads has been touched.
 # The exact release, in a virtualenv of its own. Debian's psycopg2 is used (no compiler needed).
 VENV=/opt/synapse/venvs/$SYNAPSE_VERSION
 if [ ! -f "$VENV/.complete" ]; then
@@ -63,6 +46,28 @@ fi
 installed=$("$VENV/bin/python" -c 'import synapse; print(synapse.__version__)')
 [ "$installed" = "$SYNAPSE_VERSION" ] || die "the virtualenv holds Synapse $installed, not $SYNAPSE_VERSION"
 
+# Secrets: each in its own file, readable by synapse only, referenced by the *_path options.
+CHANGED=0
+put_file "$SYN/secrets/registration_shared_secret" 600 synapse:synapse "$REGISTRATION_SHARED_SECRET"
+put_file "$SYN/secrets/macaroon_secret_key" 600 synapse:synapse "$MACAROON_SECRET_KEY"
+put_file "$SYN/secrets/form_secret" 600 synapse:synapse "$FORM_SECRET"
+# libpq's password file: ':' and '\' in the password are escaped as its format requires.
+pg_escaped=$(printf '%s' "$PG_PASSWORD" | sed -e 's/\\/\\\\/g' -e 's/:/\\:/g')
+put_file "$SYN/secrets/pgpass" 600 synapse:synapse "127.0.0.1:5432:synapse:synapse:$pg_escaped"
+put_file /etc/matrix-synapse/homeserver.yaml 640 root:synapse "$HOMESERVER_YAML"
+put_file /etc/matrix-synapse/log.yaml 644 root:root "$LOG_CONFIG_YAML"
+install -d -m 750 -o root -g synapse /etc/matrix-synapse/conf.d
+if [ -n "$EXTRA_CONFIG_YAML" ]; then
+    put_file /etc/matrix-synapse/conf.d/secrets.yaml 640 root:synapse "$EXTRA_CONFIG_YAML"
+else
+    rm -f /etc/matrix-synapse/conf.d/secrets.yaml
+fi
+put_file /etc/systemd/system/matrix-synapse.service 644 root:root "$SYNAPSE_UNIT"
+# A restart owed for changed files is remembered until it has happened and Synapse is healthy, so a
+# run that fails after writing them does not leave the old settings running for good.
+PENDING=/etc/matrix-synapse/.restart-pending
+[ "$CHANGED" = 0 ] || touch "$PENDING"
+
 # The signing key is the server's identity in federation: made once, kept on the volume, never replaced.
 if [ ! -s "$SYN/keys/signing.key" ]; then
     log "generating the server's signing key (first start)"
@@ -72,22 +77,28 @@ if [ ! -s "$SYN/keys/signing.key" ]; then
 fi
 chmod 600 "$SYN/keys/signing.key"
 
-previous=$(readlink /opt/synapse/current 2>/dev/null || true)
+running_venv=$(readlink /opt/synapse/current 2>/dev/null || true)
+if [ -n "$running_venv" ] && [ "$running_venv" != "$VENV" ]; then
+    # The release being replaced is kept for a rollback (set synapseVersion back).
+    switch_symlink "$running_venv" /opt/synapse/previous
+fi
 switch_symlink "$VENV" /opt/synapse/current
 systemctl daemon-reload
 systemctl enable --quiet matrix-synapse
-if [ "$previous" != "$VENV" ] || [ "$config_changed" = 1 ] || ! systemctl is-active --quiet matrix-synapse; then
-    log "restarting Synapse ${previous:+(was ${previous##*/}) }as $SYNAPSE_VERSION"
+if [ "$running_venv" != "$VENV" ] || [ -e "$PENDING" ] || ! systemctl is-active --quiet matrix-synapse; then
+    log "restarting Synapse ${running_venv:+(was ${running_venv##*/}) }as $SYNAPSE_VERSION"
     systemctl restart matrix-synapse
 fi
 wait_http http://127.0.0.1:8008/health 180 || {
     journalctl -u matrix-synapse -n 40 --no-pager >&2 || true
     die "Synapse did not become healthy on 127.0.0.1:8008"
 }
+rm -f "$PENDING"
 running=$(curl -fsS http://127.0.0.1:8008/_matrix/federation/v1/version)
 log "Synapse healthy: $running"
 
 # Keep the running and the previous release; drop older ones.
+previous=$(readlink /opt/synapse/previous 2>/dev/null || true)
 for old in /opt/synapse/venvs/*; do
     [ "$old" = "$VENV" ] || [ "$old" = "$previous" ] || { log "removing old virtualenv ${old##*/}"; rm -rf "$old"; }
 done
