@@ -70,6 +70,9 @@ ip -n "$NAME" link set host0 up
 mount -t overlay overlay -o "lowerdir=$T,upperdir=$W/upper,workdir=$W/work" "$W/merged"
 R=$W/merged
 echo "$NAME" > "$R/etc/hostname"
+# A new machine-id for every boot of a fresh overlay, as a new droplet gets: the program's serverId
+# (testbed.sh reads it) then tells a replaced guest from the one before it.
+tr -d '-' < /proc/sys/kernel/random/uuid > "$R/etc/machine-id"
 sed -i '/^127\.0\.1\.1/d' "$R/etc/hosts"
 sed -i "1a 127.0.1.1\t$NAME" "$R/etc/hosts"
 # Own ssh host keys per guest (the template has none, as a cloud image before first boot).

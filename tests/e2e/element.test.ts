@@ -99,7 +99,8 @@ void describe(`Element Web at ${webUrl}`, () => {
             executablePath: CHROMIUM,
             headless: true,
             env: { ...process.env, HOME: join(dir, "home") },
-            timeout: 30_000,
+            // Generous: on a loaded 2-core machine Chromium's first start can take half a minute.
+            timeout: 120_000,
             args: ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
                 "--disable-background-networking", "--disable-component-update", "--disable-sync",
                 `--host-resolver-rules=${[...maps, "MAP * ~NOTFOUND"].join(", ")}`],
