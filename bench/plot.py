@@ -1,6 +1,6 @@
 """Memory over time, tuned vs defaults: bench/results/samples.json -> PNG (python3 + matplotlib).
 
-usage: plot.py SAMPLES.json OUT.png
+usage: plot.py SAMPLES.json OUT.png [TUNED-LABEL]
 """
 import json
 import sys
@@ -12,7 +12,8 @@ import matplotlib.pyplot as plt  # noqa: E402
 
 samples_file, out = sys.argv[1], sys.argv[2]
 data = json.load(open(samples_file))
-runs = [("tuned", "bench1, tuned", "tab:blue"), ("defaults", "bench2, stock defaults", "tab:orange")]
+tuned_label = sys.argv[3] if len(sys.argv) > 3 else "bench1, tuned"
+runs = [("tuned", tuned_label, "tab:blue"), ("defaults", "bench2, stock defaults", "tab:orange")]
 
 fig, (ax1, ax2) = plt.subplots(2, 1, figsize=(12, 9), sharex=True, gridspec_kw={"height_ratios": [3, 2]})
 for key, label, color in runs:

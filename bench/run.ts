@@ -458,14 +458,14 @@ function table(res: Results): string {
     return [line(rows[0]), "|" + widths.map((w) => "-".repeat(w + 2)).join("|") + "|", ...rows.slice(1).map(line)].join("\n");
 }
 
-async function plot(samplesFile: string, out: string): Promise<void> {
+async function plot(samplesFile: string, out: string, tunedLabel: string): Promise<void> {
     if (!fs.existsSync(path.join(VENV, "bin", "python"))) {
         say(`making a Python venv with matplotlib in ${VENV}`);
         await mustRun("python3", ["-m", "venv", VENV]);
     }
     const probe = await run(path.join(VENV, "bin", "python"), ["-c", "import matplotlib"]);
     if (probe.code !== 0) await mustRun(path.join(VENV, "bin", "pip"), ["install", "--quiet", "matplotlib"]);
-    await mustRun(path.join(VENV, "bin", "python"), [path.join(HERE, "plot.py"), samplesFile, out]);
+    await mustRun(path.join(VENV, "bin", "python"), [path.join(HERE, "plot.py"), samplesFile, out, tunedLabel]);
 }
 
 // --- main ----------------------------------------------------------------------------------------
@@ -542,7 +542,8 @@ async function main(): Promise<void> {
     fs.writeFileSync(latestFile, JSON.stringify(res, null, 2) + "\n");
     fs.writeFileSync(samplesFile, JSON.stringify(samplesOut) + "\n");
     say("plotting");
-    await plot(samplesFile, pngFile);
+    const overrides = Object.keys(tunedExtra).length ? ` + ${Object.entries(tunedExtra).map(([k, v]) => `${k}=${String(v)}`).join(", ")}` : "";
+    await plot(samplesFile, pngFile, `bench1, tuned${overrides}`);
     const tbl = table(res);
     fs.writeFileSync(path.join(RESULTS, isLatest ? "table.md" : `${args.name}-table.md`), tbl + "\n");
     process.stdout.write(`\n${tbl}\n\nresults: ${path.relative(process.cwd(), latestFile)}, plot: ${path.relative(process.cwd(), pngFile)}; total ${res.totalRunSeconds}s\n`);
