@@ -49,7 +49,8 @@ const PARTNER: Server = { name: "bench3", ip: "10.250.0.52", user: "root" };
 /**
  * "defaults": Synapse's and PostgreSQL's stock settings, through the program's own config keys
  * (Synapse: presence on, caches.global_factor 0.5, cp_max 10, glibc malloc; PostgreSQL:
- * shared_buffers 128MB, max_connections 100, work_mem 4MB; nginx: worker_processes auto = 2 here).
+ * shared_buffers 128MB, max_connections 100, work_mem 4MB, replication/parallel workers/JIT as
+ * shipped; nginx: worker_processes auto = 2 here).
  */
 const DEFAULTS_CONFIG = {
     presence: true,
@@ -59,6 +60,7 @@ const DEFAULTS_CONFIG = {
     postgresSharedBuffersMb: 128,
     postgresMaxConnections: 100,
     postgresWorkMemMb: 4,
+    postgresLowMemory: false,
     nginxWorkerProcesses: 2,
 };
 

@@ -59,6 +59,7 @@ export interface ChatConfig {
         readonly sharedBuffersMb: number;
         readonly workMemMb: number;
         readonly maxConnections: number;
+        readonly lowMemory: boolean;
     };
     readonly synapse: {
         readonly version: string;
@@ -76,6 +77,8 @@ export interface ChatConfig {
         readonly cacheFactor: number;
         readonly presence: boolean;
         readonly jemalloc: boolean;
+        /** 0: no cache autotuning. */
+        readonly cacheMemoryMb: number;
         readonly databasePoolMax: number;
         readonly logBackupCount: number;
         readonly federationIpAllowlist: readonly string[];
@@ -379,6 +382,7 @@ export function loadConfig(): ChatConfig {
         sharedBuffersMb: r.int("postgresSharedBuffersMb", 16, 8192),
         workMemMb: r.int("postgresWorkMemMb", 1, 1024),
         maxConnections: r.int("postgresMaxConnections", 10, 500),
+        lowMemory: r.bool("postgresLowMemory"),
     };
 
     const registration = r.oneOf("registration", ["closed", "token", "open"] as const);
@@ -394,6 +398,11 @@ export function loadConfig(): ChatConfig {
     const maxConnections = postgres.maxConnections;
     if (databasePoolMax + 3 > maxConnections) {
         r.problems.push(`${PROJECT}:databasePoolMax (${databasePoolMax}) must leave room under postgresMaxConnections (${maxConnections}): keep it at most ${maxConnections - 3}`);
+    }
+
+    const cacheMemoryMb = r.int("synapseCacheMemoryMb", 0, 65536);
+    if (cacheMemoryMb > 0 && cacheMemoryMb < 32) {
+        r.problems.push(`${PROJECT}:synapseCacheMemoryMb (${cacheMemoryMb}) is below what Synapse itself needs, so its caches would be emptied all the time: use 0 (off) or at least 32`);
     }
 
     const synapse = {
@@ -412,6 +421,7 @@ export function loadConfig(): ChatConfig {
         cacheFactor: r.decimal("cacheFactor", 0.01, 10),
         presence: r.bool("presence"),
         jemalloc: r.bool("synapseJemalloc"),
+        cacheMemoryMb,
         databasePoolMax,
         logBackupCount: r.int("logBackupCount", 0, 100),
         federationIpAllowlist: r.list("federationIpAllowlist", checkCidr),

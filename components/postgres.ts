@@ -28,6 +28,7 @@ export class Postgres extends pulumi.ComponentResource {
                     PG_SHARED_BUFFERS_MB: String(s.sharedBuffersMb),
                     PG_WORK_MEM_MB: String(s.workMemMb),
                     PG_MAX_CONNECTIONS: String(s.maxConnections),
+                    PG_LOW_MEMORY: String(s.lowMemory),
                 },
             },
             { parent: this, dependsOn: opts?.dependsOn },

@@ -38,6 +38,7 @@ const BAD: Case[] = [
     ["a public key that is not one", "sshPublicKey", "AAAA-not-a-key", false],
     ["a zone id of the wrong shape", "cloudflareZoneId", "phillymesh.net", false],
     ["a pool larger than PostgreSQL allows", "databasePoolMax", "40", false],
+    ["a cache memory ceiling below what Synapse needs", "synapseCacheMemoryMb", "8", false],
     ["a backup target with a shell command", "backupRsyncTarget", "u@h:/x;reboot", false],
     ["a backup count of zero", "backupKeep", "0", false],
     ["a missing Synapse version", "synapseVersion", undefined, false],
@@ -117,8 +118,14 @@ describe("the config schema", () => {
         }
     });
 
-    test("the README documents every key", () => {
+    test("the README documents every key with its type and its default as Pulumi.yaml has them", () => {
         const readme = fs.readFileSync(path.join(__dirname, "..", "README.md"), "utf8");
-        for (const key of Object.keys(project.config)) expect(readme).toContain(`| \`${key}\``);
+        const shown = (d: unknown) => (d === undefined ? "*required*" : `\`${typeof d === "string" ? d || '""' : JSON.stringify(d)}\``);
+        for (const [key, spec] of Object.entries(project.config) as [string, { type: string; default?: unknown }][]) {
+            const row = readme.split("\n").find((l) => l.startsWith(`| \`${key}\``));
+            expect({ key, row }).toEqual({ key, row: expect.stringMatching(/./) });
+            const cells = row!.split(" | ");
+            expect({ key, type: cells[1], default: cells[2] }).toEqual({ key, type: spec.type, default: shown(spec.default) });
+        }
     });
 });

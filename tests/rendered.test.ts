@@ -145,7 +145,7 @@ describe("homeserver.yaml", () => {
         expect(hs.server_name).toBe("phillymesh.net");
         expect(hs.public_baseurl).toBe("https://matrix.phillymesh.net/");
         expect(hs.database.name).toBe("psycopg2");
-        expect(hs.database.args).toMatchObject({ user: "synapse", dbname: "synapse", host: "127.0.0.1", cp_max: 5 });
+        expect(hs.database.args).toMatchObject({ user: "synapse", dbname: "synapse", host: "127.0.0.1", cp_max: 3 });
         expect(hs.listeners).toEqual([
             { port: 8008, tls: false, type: "http", x_forwarded: true, bind_addresses: ["127.0.0.1"], resources: [{ names: ["client", "federation"], compress: false }] },
         ]);
@@ -171,10 +171,19 @@ describe("homeserver.yaml", () => {
         expect(hs.url_preview_ip_range_blacklist).toEqual([...URL_PREVIEW_IP_RANGE_BLOCKLIST]);
         for (const r of ["100.64.0.0/10", "169.254.0.0/16", "fc00::/7", "::1/128", "224.0.0.0/4"]) expect(hs.url_preview_ip_range_blacklist).toContain(r);
         expect(hs.ip_range_whitelist).toEqual(["10.250.0.0/24"]);
-        expect(hs.caches).toEqual({ global_factor: 0.25 });
+        expect(hs.caches).toEqual({
+            global_factor: 0.25,
+            cache_autotuning: { max_cache_memory_usage: "128M", target_cache_memory_usage: "96M", min_cache_ttl: "30s" },
+        });
         expect(hs.presence).toEqual({ enabled: false });
         expect(hs.max_upload_size).toBe("40M");
         expect(hs.report_stats).toBe(false);
+    });
+
+    test("cache autotuning follows synapseCacheMemoryMb, and only with jemalloc (it reads jemalloc's statistics)", () => {
+        expect((homeserverConfig(loadTestConfig({ synapseCacheMemoryMb: "200" })).caches as any).cache_autotuning.target_cache_memory_usage).toBe("150M");
+        expect(homeserverConfig(loadTestConfig({ synapseCacheMemoryMb: "0" })).caches).toEqual({ global_factor: 0.1 });
+        expect(homeserverConfig(loadTestConfig({ synapseJemalloc: "false" })).caches).toEqual({ global_factor: 0.1 });
     });
 
     test("closed registration turns registration off", () => {
@@ -211,9 +220,10 @@ describe("templates", () => {
     test("the systemd unit preloads jemalloc and runs the current virtualenv", () => {
         const unit = synapseUnit(loadTestConfig());
         expect(unit).toContain("Environment=LD_PRELOAD=/usr/lib/x86_64-linux-gnu/libjemalloc.so.2");
+        expect(unit).toMatch(/^Environment=MALLOC_CONF=background_thread:true,.*narenas:2$/m);
         expect(unit).toContain("ExecStart=/opt/synapse/current/bin/python -m synapse.app.homeserver");
         expect(unit).toContain("RequiresMountsFor=/mnt/matrix_data");
-        expect(synapseUnit(loadTestConfig({ synapseJemalloc: "false" }))).not.toContain("LD_PRELOAD");
+        expect(synapseUnit(loadTestConfig({ synapseJemalloc: "false" }))).not.toMatch(/LD_PRELOAD|MALLOC_CONF/);
     });
 
     test("a missing or unused template value is an error, not an empty string", () => {

@@ -1,10 +1,11 @@
 #!/bin/bash
 # Step "postgres": PostgreSQL from the distribution, its cluster kept on the data volume, tuned for a
 # small server, listening on localhost only, with the synapse role and a C-collated UTF8 database.
-# Variables: DATA_DIR, PG_PASSWORD (secret), PG_SHARED_BUFFERS_MB, PG_WORK_MEM_MB, PG_MAX_CONNECTIONS.
+# Variables: DATA_DIR, PG_PASSWORD (secret), PG_SHARED_BUFFERS_MB, PG_WORK_MEM_MB, PG_MAX_CONNECTIONS,
+# PG_LOW_MEMORY (true/false).
 # shellcheck source=files/scripts/lib.sh
 declare -F log >/dev/null || . "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
-: "${DATA_DIR:?}" "${PG_PASSWORD:?}" "${PG_SHARED_BUFFERS_MB:?}" "${PG_WORK_MEM_MB:?}" "${PG_MAX_CONNECTIONS:?}"
+: "${DATA_DIR:?}" "${PG_PASSWORD:?}" "${PG_SHARED_BUFFERS_MB:?}" "${PG_WORK_MEM_MB:?}" "${PG_MAX_CONNECTIONS:?}" "${PG_LOW_MEMORY:?}"
 
 # The cluster (configuration and data) lives on the volume; Debian's paths point there. On a new
 # server with an old volume the package finds the existing cluster and starts it: nothing is lost.
@@ -38,6 +39,19 @@ for d in "$PG_HOME/lib" "$PG_HOME/etc"; do
     [ "$(stat -c %U "$d")" = postgres ] || chown -R postgres:postgres "$d"
 done
 
+low_memory=
+if [ "$PG_LOW_MEMORY" = true ]; then
+    # No replication, no parallel query workers, no JIT (LLVM in a backend costs tens of MB): on one
+    # vCPU and 1 GB they only cost memory. wal_level minimal is what having no replicas allows.
+    low_memory='
+wal_level = minimal
+max_wal_senders = 0
+max_logical_replication_workers = 0
+max_parallel_workers_per_gather = 0
+max_parallel_maintenance_workers = 0
+jit = off
+autovacuum_max_workers = 2'
+fi
 CHANGED=0
 put_file "/etc/postgresql/$PG_MAJOR/main/conf.d/50-phillymesh-chat.conf" 644 postgres:postgres "# Managed by phillymesh-chat: sized for a 1 GB server that also runs Synapse.
 listen_addresses = 'localhost'
@@ -51,7 +65,7 @@ max_wal_size = 512MB
 min_wal_size = 64MB
 checkpoint_completion_target = 0.9
 random_page_cost = 1.1
-password_encryption = scram-sha-256"
+password_encryption = scram-sha-256$low_memory"
 systemctl enable --quiet "postgresql@$PG_MAJOR-main"
 if [ "$CHANGED" = 1 ] || ! systemctl is-active --quiet "postgresql@$PG_MAJOR-main"; then
     log "restarting PostgreSQL $PG_MAJOR with the tuned settings"

@@ -7,6 +7,7 @@ import assert from "node:assert/strict";
 import { existsSync, mkdirSync, readFileSync, readdirSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { connect as tlsConnect } from "node:tls";
 import * as L from "./lib.mts";
+import { CutProxy, PYPI_PROXY } from "./cutproxy.mts";
 
 // ---- the drill wrapper: bounded, timed, PASS/FAIL printed, cancellable subprocesses ----
 interface Result { title: string; ok: boolean; ms: number; error?: string }
@@ -506,56 +507,100 @@ drill("6 registration: refused without a token or with a bad one; an admin-made 
 });
 
 // ---- 8 ----
-drill("8 a step that fails half way: a version bump from a dead package index fails naming the synapse step, the old Synapse keeps serving; the good config converges", 25, async (t) => {
+drill("8 a step that fails half way: the package proxy cut mid-download of a Synapse bump fails naming the synapse step and pip's error, the old Synapse keeps serving; the same up converges once the proxy is back", 30, async (t) => {
     const base = L.readJson(L.currentConfigFile());
     const from: string = base.config.synapseVersion;
     const to = process.env.DRILL_SYNAPSE_BUMP ?? "1.163.2";
     assert.notEqual(from, to, `the stack already runs ${to}: set DRILL_SYNAPSE_BUMP to another version`);
     assert.equal(await L.synapseVersion(), from);
     const w = await L.seedWorld(L.randomTag("d8"));
+    const mainPid = async () => (await L.tsshOk("systemctl show -p MainPID --value matrix-synapse")).trim();
+    const pidBefore = await mainPid();
+    // pip's own cache on the server may already hold the new release (an earlier run of this drill):
+    // emptied, so that the new release's files really come through the proxy that is cut.
+    await L.tsshOk("rm -rf /root/.cache/pip");
 
+    // The PyPI proxy, through a forwarder that is cut 2 MiB into the new release's own download
+    // (matrix_synapse-<to>-*.whl, ~8.7 MiB): by then pip has resolved and fetched index pages.
+    const CUT_AFTER = 2 * 1048576;
+    const release = new RegExp(`/matrix_synapse-${to.replaceAll(".", "\\.")}[-.][^/]*\\.(whl|tar\\.gz)$`);
+    const proxy = await CutProxy.start({
+        cutWhen: (_s, req) => req && release.test(req.path) && req.bytes >= CUT_AFTER ? `${CUT_AFTER} bytes into ${req.path.split("/").pop()}` : false,
+    });
+    L.note(`cut proxy on ${proxy.indexUrl} (to the PyPI proxy ${PYPI_PROXY.host}:${PYPI_PROXY.port})`);
+    proxy.whenCut().then((c) => L.note(`proxy cut: ${c.reason}`), () => undefined);
     const badFile = `${L.WORK}/${L.NAME}.bad.json`;
-    writeFileSync(badFile, JSON.stringify({ ...base, config: { ...base.config, synapseVersion: to, pipIndexUrl: L.DEAD_INDEX } }, null, 2), { mode: 0o600 });
-    const events = `${L.LOGS}/d8-bad.events.json`;
-    const r = await L.deployUp(badFile, "d8-up-dead-index", ["--events", events]);
+    writeFileSync(badFile, JSON.stringify({ ...base, config: { ...base.config, synapseVersion: to, pipIndexUrl: proxy.indexUrl } }, null, 2), { mode: 0o600 });
+    const events = `${L.LOGS}/d8-cut.events.json`;
+    let r: L.RunResult;
+    try {
+        r = await L.deployUp(badFile, "d8-up-proxy-cut", ["--events", events]);
+    } finally {
+        await proxy.close();
+    }
+    const cut = proxy.cutAt;
+    t.diagnostic(`proxy: ${proxy.summary()}`);
+    L.note(`proxy: ${proxy.summary()}`);
     const ran = existsSync(events) ? L.readJson<{ urn: string; type: string; ops: string[]; failed?: boolean }[]>(events)
         .filter((s) => s.type.endsWith("Command") && s.ops.some((o) => o !== "same")).map((s) => `${s.urn.split("::").pop()}${s.failed ? " FAILED" : ""}`) : [];
-    t.diagnostic(`bad up: exit ${r.code}; steps run: ${ran.join(", ") || "none"}`);
-    await check(t, "8a deploy.ts up exits non-zero, naming the synapse step and pip's error; no later step runs", () => {
+    t.diagnostic(`cut up: exit ${r.code}; steps run: ${ran.join(", ") || "none"}`);
+    const pipError = L.tail(r.out, 400).split("\n").filter((l) => /ERROR|Error|rror:/.test(l)).slice(-4).join(" | ");
+    t.diagnostic(`pip: ${pipError}`);
+    await check(t, "8a the proxy is cut mid-download of the new release; deploy.ts up exits non-zero, naming the synapse step and pip's error; no later step runs", () => {
+        assert.ok(cut, `the proxy was never cut: ${proxy.summary()}`);
+        // Mid-install, not before: index pages were fetched, and the release's file was partly through.
+        assert.ok(cut.requests.length >= 2, `only ${cut.requests.length} requests before the cut`);
+        assert.match(cut.during?.path ?? "", release);
+        assert.ok((cut.during?.bytes ?? 0) >= CUT_AFTER && cut.bytesToGuest > cut.during!.bytes, proxy.summary());
         assert.notEqual(r.code, 0);
         assert.match(r.out, /chat-synapse-run/);
         assert.match(r.out, /\[synapse\] FAILED \(exit \d+\)/);
-        assert.match(r.out, /No matching distribution found for matrix-synapse|Could not find a version that satisfies/);
-        assert.match(r.out, /pypi\.test.*3999|3999.*pypi\.test|Connection refused/);
+        // pip's own words: the broken download, or the refused connection of its retry.
+        assert.match(r.out, /Connection reset by peer|ConnectionResetError|IncompleteRead|Connection broken|Connection refused|Max retries exceeded/);
+        assert.match(r.out, new RegExp(`10\\.250\\.0\\.1.{0,40}${proxy.port}|matrix_synapse-${to.replaceAll(".", "\\.")}`));
         assert.deepEqual(ran, ["chat-synapse-run FAILED"]);
     });
-    await check(t, `8b the running Synapse still answers ${from}, /opt/synapse/current untouched, users still log in`, async () => {
+    await check(t, `8b the running Synapse was not restarted and still answers ${from}, /opt/synapse/current untouched, the half-made ${to} venv not marked complete, users still log in`, async () => {
         assert.equal(await L.synapseVersion(), from);
+        assert.equal(await mainPid(), pidBefore, "Synapse's main process changed: it was stopped or restarted by the failed run");
         const cur = (await L.tsshOk("readlink /opt/synapse/current; ls /opt/synapse/venvs; test -f /opt/synapse/venvs/" + to + "/.complete && echo complete || echo incomplete")).trim().split("\n");
-        t.diagnostic(`after the failed bump: current -> ${cur[0]}; venvs: ${cur.slice(1, -1).join(" ")}; ${to}: ${cur.at(-1)}`);
+        t.diagnostic(`after the cut: current -> ${cur[0]}; venvs: ${cur.slice(1, -1).join(" ")}; ${to}: ${cur.at(-1)}`);
         assert.equal(cur[0], `/opt/synapse/venvs/${from}`);
         assert.equal(cur.at(-1), "incomplete");
         assert.deepEqual(await L.checkWorld(w), []);
     });
 
+    // The proxy is back (a fresh forwarder on the same port) and the operator runs the same `up` again.
+    const back = await CutProxy.start({ port: proxy.port });
+    let r2: L.RunResult;
+    try {
+        r2 = await L.deployUp(badFile, "d8-up-proxy-back");
+    } finally {
+        await back.close();
+    }
+    t.diagnostic(`proxy back: ${back.summary()}`);
     const goodFile = `${L.WORK}/${L.NAME}.bumped.json`;
     writeFileSync(goodFile, JSON.stringify({ ...base, config: { ...base.config, synapseVersion: to } }, null, 2), { mode: 0o600 });
-    const r2 = await L.deployUp(goodFile, "d8-up-good");
+    // What later drills deploy with: the bumped release from the testbed's own index (the forwarder
+    // is gone after this drill; only pipIndexUrl differs, so their next `up` re-runs the step once).
     if (r2.code === 0) writeFileSync(L.CURRENT_CONFIG, readFileSync(goodFile), { mode: 0o600 });
-    await check(t, `8c up with the good config converges: ${to} answers, ${from} kept for a rollback, a preview then shows no changes`, async () => {
+    await check(t, `8c the same up with the proxy back converges: ${to} fetched through it and answering, ${from} kept for a rollback, a preview then shows no changes`, async () => {
         assert.equal(r2.code, 0, L.tail(r2.out));
+        assert.ok(back.state.requests.some((q) => release.test(q.path) && q.bytes > CUT_AFTER), `the release did not come through the forwarder: ${back.summary()}`);
         await L.waitFor(`Synapse ${to}`, 60_000, async () => (await L.synapseVersion()) === to);
-        const v = (await L.tsshOk("readlink /opt/synapse/current; ls /opt/synapse/venvs")).trim().split("\n");
+        const v = (await L.tsshOk(`readlink /opt/synapse/current; ls /opt/synapse/venvs; test -f /opt/synapse/venvs/${to}/.complete && echo complete`)).trim().split("\n");
         assert.equal(v[0], `/opt/synapse/venvs/${to}`);
-        assert.deepEqual(v.slice(1).sort(), [from, to].sort());
+        assert.equal(v.at(-1), "complete");
+        assert.deepEqual(v.slice(1, -1).sort(), [from, to].sort());
         assert.deepEqual(await L.checkWorld(w, { login: true }), []);
-        const p = await L.deploy("preview", ["--config", goodFile, "--expect-no-changes"], { label: "d8-preview-after" });
+        const p = await L.deploy("preview", ["--config", badFile, "--expect-no-changes"], { label: "d8-preview-after" });
         assert.equal(p.code, 0, L.tail(p.out));
     });
     if (r2.code !== 0) return;
 
-    // The same failure once more, now with a setting riding along (maxUploadSizeMb 50 -> 49), then
-    // the operator drops the bump and keeps the setting: does the setting reach the running Synapse?
+    // The same failure once more, now from a dead index (nothing fetched at all) with a setting
+    // riding along (maxUploadSizeMb 50 -> 49); then the operator drops the bump and keeps the
+    // setting: does the setting reach the running Synapse?
     const mb = 49;
     const withSetting = { ...base.config, synapseVersion: to, maxUploadSizeMb: String(mb) };
     const bad2File = `${L.WORK}/${L.NAME}.bad2.json`;
@@ -578,6 +623,12 @@ drill("8 a step that fails half way: a version bump from a dead package index fa
     await check(t, `8e the previous release (${from}) is still kept for a rollback after a later run of the synapse step`, async () => {
         const venvs = (await L.tsshOk("ls /opt/synapse/venvs")).trim().split("\n");
         assert.ok(venvs.includes(from), `/opt/synapse/venvs holds only ${venvs.join(", ")}`);
+    });
+    await check(t, "8f the bump from a dead index (nothing fetched at all) failed naming the synapse step, pip's \"No matching distribution\" and the dead index", () => {
+        assert.match(r3.out, /chat-synapse-run/);
+        assert.match(r3.out, /\[synapse\] FAILED \(exit \d+\)/);
+        assert.match(r3.out, /No matching distribution found for matrix-synapse|Could not find a version that satisfies/);
+        assert.match(r3.out, /pypi\.test.*3999|3999.*pypi\.test|Connection refused/);
     });
 });
 

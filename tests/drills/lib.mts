@@ -18,14 +18,16 @@ import { Agent, fetch as undiciFetch } from "undici";
 // ---- where things are ----
 export const REPO = fileURLToPath(new URL("../..", import.meta.url)).replace(/\/$/, "");
 export const B = process.env.TESTBED_DIR ?? "/var/tmp/phillymesh-testbed";
-export const NAME = "drill1";
-export const IP = "10.250.0.40";
+// DRILL_GUEST=NAME:IP runs the drills on another guest (two runs side by side need two guests).
+const [guestName, guestIp] = (process.env.DRILL_GUEST ?? "drill1:10.250.0.40").split(":");
+export const NAME = guestName;
+export const IP = guestIp;
 export const SSH_USER = "root";
 export const DOMAIN = `${NAME}.test`;
 export const HS = `https://matrix.${DOMAIN}`;
 export const FED = `https://${DOMAIN}:8448`;
-export const E2E_FILE = `${B}/e2e-drills.json`;
-export const WORK = `${B}/drills`;
+export const E2E_FILE = NAME === "drill1" ? `${B}/e2e-drills.json` : `${B}/e2e-drills-${NAME}.json`;
+export const WORK = NAME === "drill1" ? `${B}/drills` : `${B}/drills-${NAME}`;
 export const LOGS = `${WORK}/logs`;
 /** The stack config testbed.sh writes for drill1 (the "same stack config" of every re-deploy). */
 export const STACK_FILE = `${B}/stacks/${NAME}.json`;
