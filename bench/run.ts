@@ -14,6 +14,7 @@ import { fetch } from "undici";
 import { adminBatch, agent, call, type AdminHandle } from "./lib/matrix.ts";
 import { Sampler, type Sample } from "./lib/sampler.ts";
 import {
+    B,
     BENCH_STATE,
     REPO,
     boot,
@@ -173,7 +174,11 @@ let deployedProgram = "";
 
 async function ensurePartner(): Promise<Homeserver> {
     const t0 = performance.now();
-    if (!isRunning(PARTNER.name)) await boot(PARTNER);
+    if (!isRunning(PARTNER.name)) {
+        // Leftovers of a guest that is gone (the host rebooted): clear them, keep its data disk.
+        if (fs.existsSync(`${B}/run-${PARTNER.name}`)) await destroy(PARTNER, false);
+        await boot(PARTNER);
+    }
     const r = await deployUp(PARTNER, await configFor(PARTNER, FROM_VERSION, {}));
     say(`${PARTNER.name}: deployed (${JSON.stringify(r.changes)}) in ${((performance.now() - t0) / 1000).toFixed(0)}s`);
     const h = homeserver(PARTNER);

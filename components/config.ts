@@ -83,6 +83,13 @@ export interface ChatConfig {
         readonly logBackupCount: number;
         readonly federationIpAllowlist: readonly string[];
         readonly trustedKeyServers: readonly string[];
+        /** An old server's data to bring in once (paths on the server; "" when not adopting). */
+        readonly adopt: {
+            readonly signingKey: string;
+            readonly sqliteDatabase: string;
+            readonly postgresDump: string;
+            readonly mediaStore: string;
+        };
     };
     readonly backups: {
         readonly keep: number;
@@ -405,6 +412,21 @@ export function loadConfig(): ChatConfig {
         r.problems.push(`${PROJECT}:synapseCacheMemoryMb (${cacheMemoryMb}) is below what Synapse itself needs, so its caches would be emptied all the time: use 0 (off) or at least 32`);
     }
 
+    const adopt = {
+        signingKey: r.optional("adoptSigningKey", checkAbsolutePath),
+        sqliteDatabase: r.optional("adoptSqliteDatabase", checkAbsolutePath),
+        postgresDump: r.optional("adoptPostgresDump", checkAbsolutePath),
+        mediaStore: r.optional("adoptMediaStore", checkAbsolutePath),
+    };
+    if (adopt.sqliteDatabase && adopt.postgresDump) {
+        r.problems.push(`${PROJECT}:adoptSqliteDatabase and ${PROJECT}:adoptPostgresDump are both set: the old server had one database, set only the one it used`);
+    }
+    if ((adopt.sqliteDatabase || adopt.postgresDump) && !adopt.signingKey) {
+        r.problems.push(
+            `${PROJECT}:${adopt.sqliteDatabase ? "adoptSqliteDatabase" : "adoptPostgresDump"} needs ${PROJECT}:adoptSigningKey too: the old server's signing key is its identity, and other servers reject a new key for its old events`,
+        );
+    }
+
     const synapse = {
         version: r.required("synapseVersion", checkVersion),
         pipIndexUrl: r.required("pipIndexUrl", (v) => checkUrl(v)),
@@ -426,6 +448,7 @@ export function loadConfig(): ChatConfig {
         logBackupCount: r.int("logBackupCount", 0, 100),
         federationIpAllowlist: r.list("federationIpAllowlist", checkCidr),
         trustedKeyServers: r.list("trustedKeyServers", checkDomain),
+        adopt,
     };
 
     const roomDirectory = r.list("roomDirectoryServers", checkDomain);
@@ -446,12 +469,19 @@ export function loadConfig(): ChatConfig {
         ),
     };
 
+    const dataDir = r.required("dataDir", checkAbsolutePath);
+    for (const [key, value] of [["adoptSigningKey", adopt.signingKey], ["adoptSqliteDatabase", adopt.sqliteDatabase], ["adoptPostgresDump", adopt.postgresDump], ["adoptMediaStore", adopt.mediaStore]]) {
+        if (value && dataDir && (value + "/").startsWith(`${dataDir}/synapse/`)) {
+            r.problems.push(`${PROJECT}:${key} (${value}) is inside ${dataDir}/synapse, where the adopted data goes: put the old server's files elsewhere, e.g. ${dataDir}/adopt/`);
+        }
+    }
+
     const config: ChatConfig = {
         domain,
         adminEmail,
         hosting,
         sshPrivateKey,
-        dataDir: r.required("dataDir", checkAbsolutePath),
+        dataDir,
         serverId: r.optional("serverId", (v) => (/^[A-Za-z0-9._:-]{1,64}$/.test(v) ? undefined : "letters, digits and . _ : - (e.g. the server's /etc/machine-id)")),
         swapSizeMb: r.int("swapSizeMb", 0, 65536),
         dns,

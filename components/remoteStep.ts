@@ -26,6 +26,8 @@ export interface RemoteStepArgs {
     readonly target: Target;
     /** The script under files/scripts/ to run. */
     readonly script: string;
+    /** Scripts under files/scripts/ of functions the step's script uses, sent before it. */
+    readonly libraries?: readonly string[];
     /** Variables for the script; values may be secret Outputs. */
     readonly env: Record<string, pulumi.Input<string>>;
     /** Whether any value in env is secret; the step's output is then kept secret too. Default false. */
@@ -52,7 +54,7 @@ export class RemoteStep extends pulumi.ComponentResource {
         const stepName = args.script.replace(/\.sh$/, "");
         const script = pulumi
             .all({ ...args.env, SERVER_ID: args.target.serverId })
-            .apply((env) => stepScript(args.script, { STEP_NAME: stepName, ...env }));
+            .apply((env) => stepScript(args.script, { STEP_NAME: stepName, ...env }, args.libraries));
         const run = runnerCommand(args.target.sudo);
         this.command = new command.remote.Command(
             `${name}-run`,

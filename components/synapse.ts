@@ -173,6 +173,7 @@ export class Synapse extends pulumi.ComponentResource {
             {
                 target: args.target,
                 script: "synapse.sh",
+                libraries: ["adopt.sh"],
                 handlesSecrets: true,
                 env: {
                     DOMAIN: cfg.domain,
@@ -187,6 +188,10 @@ export class Synapse extends pulumi.ComponentResource {
                     REGISTRATION_SHARED_SECRET: s.registrationSharedSecret,
                     MACAROON_SECRET_KEY: s.macaroonSecretKey,
                     FORM_SECRET: s.formSecret,
+                    ADOPT_SIGNING_KEY: s.adopt.signingKey,
+                    ADOPT_SQLITE_DATABASE: s.adopt.sqliteDatabase,
+                    ADOPT_POSTGRES_DUMP: s.adopt.postgresDump,
+                    ADOPT_MEDIA_STORE: s.adopt.mediaStore,
                 },
             },
             { parent: this, dependsOn: opts?.dependsOn },

@@ -137,6 +137,31 @@ describe.each([
     });
 });
 
+describe("adopting an existing server", () => {
+    test("the synapse step carries the old server's paths, the adoption code before its own, and only that step changes", async () => {
+        const adopt = {
+            adoptSigningKey: "/mnt/matrix_data/adopt/phillymesh.net.signing.key",
+            adoptSqliteDatabase: "/mnt/matrix_data/adopt/homeserver.db",
+            adoptMediaStore: "/mnt/matrix_data/adopt/media_store",
+        };
+        const plain = await runProgram();
+        const adopting = await runProgram({ ...BASE_CONFIG, ...adopt });
+        const stdin: string = step(adopting, "synapse").inputs.stdin;
+        expect(stdin).toContain("export ADOPT_SIGNING_KEY='/mnt/matrix_data/adopt/phillymesh.net.signing.key'");
+        expect(stdin).toContain("export ADOPT_SQLITE_DATABASE='/mnt/matrix_data/adopt/homeserver.db'");
+        expect(stdin).toContain("export ADOPT_POSTGRES_DUMP=''");
+        expect(stdin.indexOf("adopt_run() {")).toBeGreaterThan(0);
+        expect(stdin.indexOf("adopt_run() {")).toBeLessThan(stdin.indexOf('adopt_run "$VENV"'));
+        const changed = adopting.ofType(COMMAND).filter((c) => c.inputs.stdin !== plain.ofType(COMMAND).find((p) => p.name === c.name)?.inputs.stdin);
+        expect(changed.map((c) => c.name)).toEqual([step(adopting, "synapse").name]);
+    });
+
+    test("a SQLite database and a dump at once are refused, naming both keys", async () => {
+        const config = { ...BASE_CONFIG, adoptSigningKey: "/root/k", adoptSqliteDatabase: "/root/homeserver.db", adoptPostgresDump: "/root/synapse.sql" };
+        await expect(runProgram(config, SECRETS, { preview: true })).rejects.toThrow(/phillymesh-chat:adoptSqliteDatabase and phillymesh-chat:adoptPostgresDump are both set/);
+    });
+});
+
 describe("a replaced server gets every step again", () => {
     test("every step carries the droplet's id, so a new droplet re-runs them all", async () => {
         const run = await runProgram();

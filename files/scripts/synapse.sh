@@ -5,15 +5,19 @@
 # restart; the previous virtualenv is kept for a rollback.
 # Variables: DOMAIN, DATA_DIR, SYNAPSE_VERSION, PIP_INDEX_URL, HOMESERVER_YAML, LOG_CONFIG_YAML,
 # SYNAPSE_UNIT, EXTRA_CONFIG_YAML (may be empty; holds the reCAPTCHA key), and secrets PG_PASSWORD,
-# REGISTRATION_SHARED_SECRET, MACAROON_SECRET_KEY, FORM_SECRET.
+# REGISTRATION_SHARED_SECRET, MACAROON_SECRET_KEY, FORM_SECRET; the ADOPT_* ones of adopt.sh.
 # shellcheck source=files/scripts/lib.sh
 declare -F log >/dev/null || . "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+# shellcheck source=files/scripts/adopt.sh
+declare -F adopt_run >/dev/null || . "$(dirname "${BASH_SOURCE[0]}")/adopt.sh"
 : "${DOMAIN:?}" "${DATA_DIR:?}" "${SYNAPSE_VERSION:?}" "${PIP_INDEX_URL:?}" "${HOMESERVER_YAML:?}" "${LOG_CONFIG_YAML:?}" "${SYNAPSE_UNIT:?}"
 : "${PG_PASSWORD:?}" "${REGISTRATION_SHARED_SECRET:?}" "${MACAROON_SECRET_KEY:?}" "${FORM_SECRET:?}"
 EXTRA_CONFIG_YAML=${EXTRA_CONFIG_YAML:-}
 
 apt_install python3 python3-venv python3-psycopg2 libjemalloc2 libpq5 curl
 id synapse >/dev/null 2>&1 || useradd --system --home-dir "$DATA_DIR/synapse" --shell /usr/sbin/nologin synapse
+# Adopting an old server: wrong paths or an old Synapse still running fail here, before any download.
+adopt_precheck
 
 SYN=$DATA_DIR/synapse
 # A new server may give synapse another uid than the one that wrote the files on the volume.
@@ -67,6 +71,9 @@ put_file /etc/systemd/system/matrix-synapse.service 644 root:root "$SYNAPSE_UNIT
 # run that fails after writing them does not leave the old settings running for good.
 PENDING=/etc/matrix-synapse/.restart-pending
 [ "$CHANGED" = 0 ] || touch "$PENDING"
+
+# An old server's key, database and media come in before this server's Synapse first starts.
+adopt_run "$VENV"
 
 # The signing key is the server's identity in federation: made once, kept on the volume, never replaced.
 if [ ! -s "$SYN/keys/signing.key" ]; then
