@@ -69,7 +69,8 @@ PY
     local holder=
     command -v ss >/dev/null || apt_install iproute2
     holder=$(ss -Hltnp 'sport = :8008' 2>/dev/null | grep -o 'pid=[0-9]*' | head -n 1 | cut -d= -f2 || true)
-    if [ -n "$holder" ] && [ "$holder" != "$(systemctl show -p MainPID --value matrix-synapse 2>/dev/null || true)" ]; then
+    # This program's Synapse runs from /opt/synapse/; anything else on the port is the old server.
+    if [ -n "$holder" ] && ! tr '\0' ' ' <"/proc/$holder/cmdline" | grep -q '^/opt/synapse/'; then
         die "adopting: another program (pid $holder: $(tr '\0' ' ' <"/proc/$holder/cmdline" | cut -c1-120)) listens on port 8008; stop the old Synapse first, then run pulumi up again"
     fi
 }
@@ -116,12 +117,15 @@ PY
     [ "$pending" = 0 ] || die "adopting: the SQLite copy still has $pending background updates after an hour (log: $ADOPT_WORK/sqlite-synapse.log)"
 }
 
-# Renames the synapse database aside (when it exists) and makes an empty one.
+# An empty synapse database: the one the postgres step made when it has no tables yet; otherwise
+# whatever is there (a Synapse started here before, a half-finished earlier attempt) is renamed aside.
 adopt_fresh_database() {
-    local keep
-    keep=synapse_before_adopt_$(date -u +%Y%m%d%H%M%S)
+    local keep tables
     if [ -n "$(adopt_psql -d postgres -c "SELECT 1 FROM pg_database WHERE datname = 'synapse'")" ]; then
-        log "adopting: keeping the database that was here as $keep"
+        tables=$(adopt_psql -d synapse -c "SELECT count(*) FROM information_schema.tables WHERE table_schema = 'public'")
+        [ "$tables" != 0 ] || return 0
+        keep=synapse_before_adopt_$(date -u +%Y%m%d%H%M%S)
+        log "adopting: the database here has $tables tables; keeping it as $keep"
         adopt_psql -d postgres -c "ALTER DATABASE synapse RENAME TO $keep"
     fi
     adopt_psql -d postgres -c "CREATE DATABASE synapse ENCODING 'UTF8' LC_COLLATE 'C' LC_CTYPE 'C' TEMPLATE template0 OWNER synapse"

@@ -58,9 +58,24 @@ put_file "$SYN/secrets/form_secret" 600 synapse:synapse "$FORM_SECRET"
 # libpq's password file: ':' and '\' in the password are escaped as its format requires.
 pg_escaped=$(printf '%s' "$PG_PASSWORD" | sed -e 's/\\/\\\\/g' -e 's/:/\\:/g')
 put_file "$SYN/secrets/pgpass" 600 synapse:synapse "127.0.0.1:5432:synapse:synapse:$pg_escaped"
+# An existing machine's own homeserver.yaml (an old installation being adopted) is kept beside ours.
+if [ -f /etc/matrix-synapse/homeserver.yaml ] && [ ! -e /etc/matrix-synapse/.managed-by-phillymesh-chat ]; then
+    cp -a /etc/matrix-synapse/homeserver.yaml /etc/matrix-synapse/homeserver.yaml.before-phillymesh-chat
+    log "kept the homeserver.yaml found here as homeserver.yaml.before-phillymesh-chat"
+fi
 put_file /etc/matrix-synapse/homeserver.yaml 640 root:synapse "$HOMESERVER_YAML"
+touch /etc/matrix-synapse/.managed-by-phillymesh-chat
 put_file /etc/matrix-synapse/log.yaml 644 root:root "$LOG_CONFIG_YAML"
 install -d -m 750 -o root -g synapse /etc/matrix-synapse/conf.d
+# Synapse reads every file in conf.d: one left by an older installation on this machine (Debian's
+# package puts server_name.yaml there) would override settings, so it is moved aside, not deleted.
+for f in /etc/matrix-synapse/conf.d/*; do
+    if [ ! -e "$f" ] || [ "$f" = /etc/matrix-synapse/conf.d/secrets.yaml ]; then continue; fi
+    install -d -m 750 /etc/matrix-synapse/conf.d.before-phillymesh-chat
+    mv "$f" /etc/matrix-synapse/conf.d.before-phillymesh-chat/
+    log "moved ${f##*/} out of conf.d (to /etc/matrix-synapse/conf.d.before-phillymesh-chat/): Synapse would read it"
+    CHANGED=1
+done
 if [ -n "$EXTRA_CONFIG_YAML" ]; then
     put_file /etc/matrix-synapse/conf.d/secrets.yaml 640 root:synapse "$EXTRA_CONFIG_YAML"
 else
