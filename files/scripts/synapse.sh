@@ -44,7 +44,8 @@ if [ ! -f "$VENV/.complete" ]; then
             pip_args+=(--trusted-host "${host%%[:/]*}")
             ;;
     esac
-    "$VENV/bin/pip" install "${pip_args[@]}" "matrix-synapse[postgres,url-preview]==$SYNAPSE_VERSION"
+    "$VENV/bin/pip" install "${pip_args[@]}" "matrix-synapse[postgres,url-preview]==$SYNAPSE_VERSION" ||
+        die "pip could not install Synapse $SYNAPSE_VERSION from $PIP_INDEX_URL (its error is above); the running Synapse was not touched, run pulumi up again when the index answers"
     touch "$VENV/.complete"
 fi
 installed=$("$VENV/bin/python" -c 'import synapse; print(synapse.__version__)')
