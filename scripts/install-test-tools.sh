@@ -1,13 +1,14 @@
 #!/bin/bash
 # Installs the system tools the unit tests drive for real: shellcheck (every script), nginx (`nginx -t`
 # on the rendered sites) and openssl (throwaway certificates). Debian/Ubuntu, as root or with sudo.
-# With --e2e also what the end-to-end checks drive: Chromium and NSS's certutil (to trust the
-# testbed's CA in a throwaway browser profile).
+# With --e2e also what the end-to-end checks and the drills drive: Chromium and NSS's certutil (to
+# trust the testbed's CA in a throwaway browser profile), testssl.sh (drill 4).
 set -euo pipefail
 need=()
 if [ "${1:-}" = --e2e ]; then
     [ -x /usr/bin/chromium ] || need+=(chromium)
     command -v certutil >/dev/null || need+=(libnss3-tools)
+    [ -x /usr/bin/testssl ] || need+=(testssl.sh)
 fi
 command -v shellcheck >/dev/null || need+=(shellcheck)
 [ -x /usr/sbin/nginx ] || need+=(nginx)
