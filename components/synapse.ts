@@ -144,9 +144,6 @@ export function synapseUnit(cfg: ChatConfig): string {
               // (otherwise only allocations trigger it), and two arenas instead of 4 per CPU keep
               // the few threads Synapse has from spreading their memory thin.
               "Environment=MALLOC_CONF=background_thread:true,dirty_decay_ms:1000,muzzy_decay_ms:0,narenas:2",
-              // Python's own small-object allocator keeps a 1 MiB arena as long as one object in it
-              // lives, so after a busy hour the heap stays large; through jemalloc it shrinks again.
-              "Environment=PYTHONMALLOC=malloc",
           ].join("\n")
         : "# synapseJemalloc is false: the system allocator.";
     return renderTemplate("systemd/matrix-synapse.service", { data_dir: cfg.dataDir, allocator });

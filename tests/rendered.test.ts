@@ -221,10 +221,9 @@ describe("templates", () => {
         const unit = synapseUnit(loadTestConfig());
         expect(unit).toContain("Environment=LD_PRELOAD=/usr/lib/x86_64-linux-gnu/libjemalloc.so.2");
         expect(unit).toMatch(/^Environment=MALLOC_CONF=background_thread:true,.*narenas:2$/m);
-        expect(unit).toContain("Environment=PYTHONMALLOC=malloc");
         expect(unit).toContain("ExecStart=/opt/synapse/current/bin/python -m synapse.app.homeserver");
         expect(unit).toContain("RequiresMountsFor=/mnt/matrix_data");
-        expect(synapseUnit(loadTestConfig({ synapseJemalloc: "false" }))).not.toMatch(/LD_PRELOAD|MALLOC_CONF|PYTHONMALLOC/);
+        expect(synapseUnit(loadTestConfig({ synapseJemalloc: "false" }))).not.toMatch(/LD_PRELOAD|MALLOC_CONF/);
     });
 
     test("a missing or unused template value is an error, not an empty string", () => {
