@@ -386,7 +386,7 @@ export function loadConfig(): ChatConfig {
 
     const postgres = {
         password: r.secret("postgresPassword", strongPassword),
-        sharedBuffersMb: r.int("postgresSharedBuffersMb", 16, 8192),
+        sharedBuffersMb: r.int("postgresSharedBuffersMb", 8, 8192),
         workMemMb: r.int("postgresWorkMemMb", 1, 1024),
         maxConnections: r.int("postgresMaxConnections", 10, 500),
         lowMemory: r.bool("postgresLowMemory"),
