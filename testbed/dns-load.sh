@@ -89,7 +89,11 @@ restart_dnsmasq() {
     [[ $(ip -o addr show dev "$BRIDGE" 2>/dev/null) == *"inet $HOST_IP/"* ]] \
         || { echo "bridge $BRIDGE with $HOST_IP is missing: run testbed/host.sh up" >&2; exit 1; }
     stop_bg dnsmasq dnsmasq >/dev/null
-    start_bg dnsmasq dnsmasq --keep-in-foreground --conf-file="$CONF/dnsmasq.conf"
+    # One whose pid file was lost (an interrupted restart) would keep port 53 and answer with old
+    # records while the new one fails to bind: ours are found by their config file.
+    if pkill -f -- "--conf-file=$CONF/dnsmasq.conf" 2>/dev/null; then sleep 0.5; fi
+    # (fd 9 is the lock below: the daemon must not inherit it, or it would hold the lock for good)
+    (exec 9>&-; start_bg dnsmasq dnsmasq --keep-in-foreground --conf-file="$CONF/dnsmasq.conf")
     if ! wait_for 5 dig +short +time=1 +tries=1 "@$HOST_IP" acme.test A; then
         tail -5 "$LOG/dnsmasq.log" >&2
         echo "dnsmasq did not start" >&2
@@ -127,6 +131,10 @@ check_set_name() {
 
 [ $# -ge 1 ] || usage
 mkdir -p "$D"
+# Deploys run in parallel (testbed.sh up, the drills, the benchmark) and each loads its records:
+# one change at a time, or two restarts interleave and leave dnsmasq's pid file wrong.
+exec 9>"$D/.lock"
+flock -w 60 9 || { echo "dns-load.sh: another load holds $D/.lock" >&2; exit 1; }
 case $1 in
     --reload) reload ;;
     --show) cat "$CONF/records.conf" ;;
