@@ -181,8 +181,29 @@ async function ensurePartner(): Promise<Homeserver> {
     }
     const r = await deployUp(PARTNER, await configFor(PARTNER, FROM_VERSION, {}));
     say(`${PARTNER.name}: deployed (${JSON.stringify(r.changes)}) in ${((performance.now() - t0) / 1000).toFixed(0)}s`);
-    const h = homeserver(PARTNER);
-    return h;
+    if (!(await answersTls(`https://matrix.${PARTNER.name}.test`))) {
+        // Its certificate is from an earlier ACME CA (pebble makes a new one each start, e.g. after
+        // the host rebooted): the partner's clients would all fail. Start it over, from an empty disk.
+        say(`${PARTNER.name}: not answering with a certificate of today's test CA; deploying it again from nothing`);
+        await destroy(PARTNER, true);
+        await deploy("destroy", PARTNER.name);
+        await boot(PARTNER);
+        const again = await deployUp(PARTNER, await configFor(PARTNER, FROM_VERSION, {}));
+        say(`${PARTNER.name}: deployed (${JSON.stringify(again.changes)})`);
+        if (!(await answersTls(`https://matrix.${PARTNER.name}.test`))) throw new Error(`${PARTNER.name} does not answer at https://matrix.${PARTNER.name}.test`);
+    }
+    return homeserver(PARTNER);
+}
+
+/** The homeserver answers the client API over TLS that this run trusts. */
+async function answersTls(base: string): Promise<boolean> {
+    try {
+        const r = await fetch(`${base}/_matrix/client/versions`, { dispatcher: agent, signal: AbortSignal.timeout(15_000) });
+        return r.ok;
+    } catch (e) {
+        say(`${base}: ${String((e as Error).cause ?? e)}`);
+        return false;
+    }
 }
 
 interface ColdDeploy {
