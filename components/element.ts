@@ -1,35 +1,45 @@
 // Element Web (formerly Riot) at the exact version in stack config, verified against the pinned
 // release key, with a config.json that points it at our homeserver.
 import * as pulumi from "@pulumi/pulumi";
-import { ChatConfig } from "./config";
-import { RemoteStep, Target } from "./remoteStep";
+import type { ElementSettings } from "./config";
+import { Target } from "./host";
+import { Hostnames, SERVER_PATHS, urls } from "./layout";
+import { RemoteStep } from "./remoteStep";
+
+/** What Element is built from. */
+export interface ElementBuild {
+    readonly names: Hostnames;
+    readonly element: ElementSettings;
+    /** Offer guest access (the homeserver's allowGuestAccess). */
+    readonly guests: boolean;
+}
 
 /** Element's config.json, with today's key names (the runbook's default_hs_url/roomDirectory are gone). */
-export function elementConfig(cfg: ChatConfig): Record<string, unknown> {
+export function elementConfig(b: ElementBuild): Record<string, unknown> {
+    const u = urls(b.names);
     return {
         // Never together with default_server_name: Element refuses to load when both are set.
         default_server_config: {
-            "m.homeserver": { base_url: `https://matrix.${cfg.domain}`, server_name: cfg.domain },
+            "m.homeserver": { base_url: u.homeserver, server_name: b.names.server },
         },
-        brand: cfg.element.brand,
-        disable_guests: !cfg.synapse.allowGuestAccess,
+        brand: b.element.brand,
+        disable_guests: !b.guests,
         disable_custom_urls: false,
-        room_directory: { servers: [...cfg.element.roomDirectoryServers] },
-        permalink_prefix: `https://chat.${cfg.domain}`,
+        room_directory: { servers: [...b.element.roomDirectoryServers] },
+        permalink_prefix: u.webClient,
         show_labs_settings: false,
         default_theme: "light",
     };
 }
 
 /** The tarball URL for this version (the config's {version} placeholders filled in). */
-export function elementDownloadUrl(cfg: ChatConfig): string {
-    return cfg.element.downloadUrl.split("{version}").join(cfg.element.version);
+export function elementDownloadUrl(e: Pick<ElementSettings, "downloadUrl" | "version">): string {
+    return e.downloadUrl.split("{version}").join(e.version);
 }
 
 export interface ElementArgs {
-    /** The server, and how to reach it. */
     readonly target: Target;
-    readonly config: ChatConfig;
+    readonly build: ElementBuild;
 }
 
 export class Element extends pulumi.ComponentResource {
@@ -37,18 +47,19 @@ export class Element extends pulumi.ComponentResource {
 
     constructor(name: string, args: ElementArgs, opts?: pulumi.ComponentResourceOptions) {
         super("phillymesh-chat:index:Element", name, {}, opts);
-        const cfg = args.config;
+        const e = args.build.element;
         const step = new RemoteStep(
             `${name}-element`,
             {
                 target: args.target,
                 script: "element.sh",
                 env: {
-                    ELEMENT_VERSION: cfg.element.version,
-                    ELEMENT_URL: elementDownloadUrl(cfg),
-                    ELEMENT_KEY_URL: cfg.element.signingKeyUrl,
-                    ELEMENT_KEY_FINGERPRINT: cfg.element.signingKeyFingerprint,
-                    ELEMENT_CONFIG_JSON: JSON.stringify(elementConfig(cfg), null, 2),
+                    ELEMENT_VERSION: e.version,
+                    ELEMENT_URL: elementDownloadUrl(e),
+                    ELEMENT_KEY_URL: e.signingKeyUrl,
+                    ELEMENT_KEY_FINGERPRINT: e.signingKeyFingerprint,
+                    ELEMENT_CONFIG_JSON: JSON.stringify(elementConfig(args.build), null, 2),
+                    ELEMENT_ROOT: SERVER_PATHS.elementRoot,
                 },
             },
             { parent: this, dependsOn: opts?.dependsOn },

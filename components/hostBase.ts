@@ -1,15 +1,15 @@
 // The server made ready for everything after it: cloud-init finished, security upgrades on, SSH keys
-// only, the data volume mounted at dataDir, the swap file.
+// only, the data volume mounted (once) at dataDir and grown to its size, the swap file.
 import * as pulumi from "@pulumi/pulumi";
-import { RemoteStep, Target } from "./remoteStep";
+import type { DataVolume, Target } from "./host";
+import { RemoteStep } from "./remoteStep";
 
 export interface HostBaseArgs {
-    /** The server, and how to reach it. */
     readonly target: Target;
     /** Where data lives. */
     readonly dataDir: string;
-    /** Block device of the data volume; undefined: dataDir is a plain directory on the host. */
-    readonly dataDevice?: pulumi.Input<string>;
+    /** The data volume; undefined: dataDir is a plain directory on the host. */
+    readonly volume?: DataVolume;
     /** Swap file size in MB; 0 for none. */
     readonly swapSizeMb: number;
 }
@@ -27,8 +27,10 @@ export class HostBase extends pulumi.ComponentResource {
                 script: "base.sh",
                 env: {
                     DATA_DIR: args.dataDir,
-                    DATA_DEVICE: args.dataDevice ?? "",
+                    DATA_DEVICE: args.volume?.device ?? "",
                     SWAP_MB: String(args.swapSizeMb),
+                    // The size in config: growing it re-runs this step, which grows the filesystem.
+                    ...(args.volume ? { VOLUME_SIZE_GB: String(args.volume.sizeGb) } : {}),
                 },
             },
             { parent: this, dependsOn: opts?.dependsOn },

@@ -1,13 +1,13 @@
 // PostgreSQL for Synapse: the distribution's server, cluster on the data volume, localhost only.
 import * as pulumi from "@pulumi/pulumi";
-import { ChatConfig } from "./config";
-import { RemoteStep, Target } from "./remoteStep";
+import type { PostgresSettings } from "./config";
+import { Target } from "./host";
+import { RemoteStep } from "./remoteStep";
 
 export interface PostgresArgs {
-    /** The server, and how to reach it. */
     readonly target: Target;
     readonly dataDir: string;
-    readonly settings: ChatConfig["postgres"];
+    readonly settings: PostgresSettings;
 }
 
 export class Postgres extends pulumi.ComponentResource {

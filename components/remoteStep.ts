@@ -4,23 +4,8 @@
 // again exactly when its stdin changes: its script, its files or its settings.
 import * as pulumi from "@pulumi/pulumi";
 import * as command from "@pulumi/command";
+import type { Target } from "./host";
 import { stepScript } from "./templates";
-
-export type Connection = command.types.input.remote.ConnectionArgs;
-
-/** The server every step runs on. */
-export interface Target {
-    /** SSH connection shared by every step. */
-    readonly connection: pulumi.Input<Connection>;
-    /** Prefix with `sudo -n` (the SSH user is not root). */
-    readonly sudo: boolean;
-    /**
-     * The identity of the machine (droplet id; for an existing server, the serverId setting). Every
-     * step carries it, so a replaced server gets every step again, and nothing is skipped as
-     * "unchanged" on a machine that never saw it.
-     */
-    readonly serverId: pulumi.Input<string>;
-}
 
 export interface RemoteStepArgs {
     readonly target: Target;

@@ -2,9 +2,19 @@
 // typed object, and the admin account.
 import * as yaml from "js-yaml";
 import * as pulumi from "@pulumi/pulumi";
-import { ChatConfig } from "./config";
-import { RemoteStep, Target } from "./remoteStep";
+import type { SynapseSettings } from "./config";
+import { Target } from "./host";
+import { dataPaths, Hostnames, PORTS, SERVER_PATHS, urls } from "./layout";
+import { RemoteStep } from "./remoteStep";
 import { renderTemplate } from "./templates";
+
+/** What Synapse is built from. */
+export interface SynapseBuild {
+    readonly names: Hostnames;
+    readonly adminEmail: string;
+    readonly dataDir: string;
+    readonly synapse: SynapseSettings;
+}
 
 /**
  * Addresses link previews may never fetch: Synapse's documented list (the runbook's four ranges are
@@ -32,30 +42,20 @@ export const URL_PREVIEW_IP_RANGE_BLOCKLIST: readonly string[] = [
     "fec0::/10",
 ];
 
-/** Paths on the server; everything that is data sits below dataDir. */
-export function synapsePaths(dataDir: string) {
-    const base = `${dataDir}/synapse`;
-    return {
-        base,
-        media: `${base}/media`,
-        signingKey: `${base}/keys/signing.key`,
-        secrets: `${base}/secrets`,
-    };
-}
-
 /** homeserver.yaml as an object. It holds no secret: those are files referenced by *_path options. */
-export function homeserverConfig(cfg: ChatConfig): Record<string, unknown> {
-    const s = cfg.synapse;
-    const p = synapsePaths(cfg.dataDir);
+export function homeserverConfig(b: SynapseBuild): Record<string, unknown> {
+    const s = b.synapse;
+    const p = dataPaths(b.dataDir);
+    const u = urls(b.names);
     return {
-        server_name: cfg.domain,
-        public_baseurl: `https://matrix.${cfg.domain}/`,
-        web_client_location: `https://chat.${cfg.domain}/`,
-        admin_contact: `mailto:${cfg.adminEmail}`,
+        server_name: b.names.server,
+        public_baseurl: `${u.homeserver}/`,
+        web_client_location: `${u.webClient}/`,
+        admin_contact: `mailto:${b.adminEmail}`,
         report_stats: false,
         listeners: [
             {
-                port: 8008,
+                port: PORTS.synapse,
                 tls: false,
                 type: "http",
                 x_forwarded: true,
@@ -69,14 +69,14 @@ export function homeserverConfig(cfg: ChatConfig): Record<string, unknown> {
                 user: "synapse",
                 dbname: "synapse",
                 host: "127.0.0.1",
-                port: 5432,
+                port: PORTS.postgres,
                 // libpq reads the password from this 0600 file, so this file holds none.
                 passfile: `${p.secrets}/pgpass`,
                 cp_min: 1,
                 cp_max: s.databasePoolMax,
             },
         },
-        log_config: "/etc/matrix-synapse/log.yaml",
+        log_config: `${SERVER_PATHS.synapseConfigDir}/log.yaml`,
         media_store_path: p.media,
         signing_key_path: p.signingKey,
         registration_shared_secret_path: `${p.secrets}/registration_shared_secret`,
@@ -113,7 +113,7 @@ export function homeserverConfig(cfg: ChatConfig): Record<string, unknown> {
 }
 
 /** Synapse's logging: one file, rotated nightly, logBackupCount old files kept (the runbook: 1). */
-export function logConfig(cfg: ChatConfig): Record<string, unknown> {
+export function logConfig(s: Pick<SynapseSettings, "logBackupCount">): Record<string, unknown> {
     return {
         version: 1,
         formatters: { precise: { format: "%(asctime)s - %(name)s - %(lineno)d - %(levelname)s - %(request)s - %(message)s" } },
@@ -123,7 +123,7 @@ export function logConfig(cfg: ChatConfig): Record<string, unknown> {
                 formatter: "precise",
                 filename: "/var/log/matrix-synapse/homeserver.log",
                 when: "midnight",
-                backupCount: cfg.synapse.logBackupCount,
+                backupCount: s.logBackupCount,
                 encoding: "utf8",
             },
             console: { class: "logging.StreamHandler", formatter: "precise", level: "WARNING" },
@@ -135,8 +135,8 @@ export function logConfig(cfg: ChatConfig): Record<string, unknown> {
 }
 
 /** The systemd unit, with or without jemalloc. */
-export function synapseUnit(cfg: ChatConfig): string {
-    const allocator = cfg.synapse.jemalloc
+export function synapseUnit(dataDir: string, s: Pick<SynapseSettings, "jemalloc">): string {
+    const allocator = s.jemalloc
         ? [
               "# jemalloc returns freed memory to the system; CPython's allocator on glibc keeps it (Synapse docs).",
               "Environment=LD_PRELOAD=/usr/lib/x86_64-linux-gnu/libjemalloc.so.2",
@@ -146,7 +146,12 @@ export function synapseUnit(cfg: ChatConfig): string {
               "Environment=MALLOC_CONF=background_thread:true,dirty_decay_ms:1000,muzzy_decay_ms:0,narenas:2",
           ].join("\n")
         : "# synapseJemalloc is false: the system allocator.";
-    return renderTemplate("systemd/matrix-synapse.service", { data_dir: cfg.dataDir, allocator });
+    return renderTemplate("systemd/matrix-synapse.service", {
+        data_dir: dataDir,
+        allocator,
+        venv: SERVER_PATHS.synapseCurrent,
+        config_dir: SERVER_PATHS.synapseConfigDir,
+    });
 }
 
 export function toYaml(obj: unknown): string {
@@ -154,9 +159,10 @@ export function toYaml(obj: unknown): string {
 }
 
 export interface SynapseArgs {
-    /** The server, and how to reach it. */
     readonly target: Target;
-    readonly config: ChatConfig;
+    readonly build: SynapseBuild;
+    /** The database role's password (written to the pgpass file). */
+    readonly postgresPassword: pulumi.Output<string>;
 }
 
 export class Synapse extends pulumi.ComponentResource {
@@ -166,8 +172,8 @@ export class Synapse extends pulumi.ComponentResource {
 
     constructor(name: string, args: SynapseArgs, opts?: pulumi.ComponentResourceOptions) {
         super("phillymesh-chat:index:Synapse", name, {}, opts);
-        const cfg = args.config;
-        const s = cfg.synapse;
+        const b = args.build;
+        const s = b.synapse;
         const install = new RemoteStep(
             `${name}-synapse`,
             {
@@ -176,15 +182,15 @@ export class Synapse extends pulumi.ComponentResource {
                 libraries: ["adopt.sh"],
                 handlesSecrets: true,
                 env: {
-                    DOMAIN: cfg.domain,
-                    DATA_DIR: cfg.dataDir,
+                    DOMAIN: b.names.server,
+                    DATA_DIR: b.dataDir,
                     SYNAPSE_VERSION: s.version,
                     PIP_INDEX_URL: s.pipIndexUrl,
-                    HOMESERVER_YAML: toYaml(homeserverConfig(cfg)),
-                    LOG_CONFIG_YAML: toYaml(logConfig(cfg)),
-                    SYNAPSE_UNIT: synapseUnit(cfg),
+                    HOMESERVER_YAML: toYaml(homeserverConfig(b)),
+                    LOG_CONFIG_YAML: toYaml(logConfig(s)),
+                    SYNAPSE_UNIT: synapseUnit(b.dataDir, s),
                     EXTRA_CONFIG_YAML: s.recaptcha ? s.recaptcha.privateKey.apply((k) => toYaml({ recaptcha_private_key: k })) : "",
-                    PG_PASSWORD: cfg.postgres.password,
+                    PG_PASSWORD: args.postgresPassword,
                     REGISTRATION_SHARED_SECRET: s.registrationSharedSecret,
                     MACAROON_SECRET_KEY: s.macaroonSecretKey,
                     FORM_SECRET: s.formSecret,
@@ -202,12 +208,12 @@ export class Synapse extends pulumi.ComponentResource {
                 target: args.target,
                 script: "admin.sh",
                 handlesSecrets: true,
-                env: { ADMIN_USER: s.adminUser, ADMIN_PASSWORD: s.adminPassword, DOMAIN: cfg.domain },
+                env: { ADMIN_USER: s.adminUser, ADMIN_PASSWORD: s.adminPassword, DOMAIN: b.names.server },
             },
             { parent: this, dependsOn: [install.command] },
         );
         this.ready = install.command;
-        this.adminUserId = `@${s.adminUser}:${cfg.domain}`;
+        this.adminUserId = `@${s.adminUser}:${b.names.server}`;
         this.registerOutputs({ adminUserId: this.adminUserId, admin: admin.stdout });
     }
 }

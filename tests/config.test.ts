@@ -3,7 +3,7 @@
 import * as fs from "fs";
 import * as path from "path";
 import * as yaml from "js-yaml";
-import { BASE_CONFIG, SECRETS, runProgram, lastRegistered } from "./harness";
+import { BASE_CONFIG, ENCRYPTED_SSH_KEY, SECRETS, runProgram, lastRegistered } from "./harness";
 
 type Case = [what: string, key: string, value: string | undefined, secret: boolean];
 
@@ -50,6 +50,10 @@ const BAD: Case[] = [
     ["a missing admin password", "adminPassword", undefined, true],
     ["a short registration secret", "registrationSharedSecret", "tooshort", true],
     ["a private key that is not PEM", "sshPrivateKey", "hunter2", true],
+    ["a private key with a passphrase (Pulumi's SSH client cannot use it)", "sshPrivateKey", ENCRYPTED_SSH_KEY, true],
+    ["an account key that is neither a fingerprint nor an id", "doSshKey", "my laptop key", false],
+    ["a new public key and an account key both", "doSshKey", "d7:60:b8:58:4d:11:12:8e:bf:7f:90:b2:e1:01:77:a1", false],
+    ["a CAA issuer given as a URL", "caaIssuer", "https://letsencrypt.org", false],
     ["a missing Cloudflare DNS token with DNS-01", "cloudflareDnsToken", undefined, true],
 ];
 
@@ -97,7 +101,7 @@ describe("every kind of wrong value is rejected at preview, naming the key", () 
 
 describe("the config schema", () => {
     const project = yaml.load(fs.readFileSync(path.join(__dirname, "..", "Pulumi.yaml"), "utf8")) as { config: Record<string, any> };
-    const source = fs.readFileSync(path.join(__dirname, "..", "components", "config.ts"), "utf8");
+    const source = fs.readFileSync(path.join(__dirname, "..", "components", "config", "index.ts"), "utf8");
 
     test("every key the program reads is declared, with a type and a description", () => {
         const read = [...source.matchAll(/r\.(?:required|optional|secret|int|decimal|bool|list|oneOf)(?:<[^>]*>)?\("([A-Za-z0-9]+)"/g)].map((m) => m[1]);

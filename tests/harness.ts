@@ -1,7 +1,10 @@
-// Runs the whole program (index.ts) under strict Pulumi mocks and records every resource with its
+// Runs the whole program (buildChat, what index.ts runs) under strict Pulumi mocks and records every resource with its
 // inputs and options, so tests can assert what a user would notice: ports, records, order, secrets.
 import { AsyncLocalStorage } from "async_hooks";
 import type * as PulumiModule from "@pulumi/pulumi";
+import { mapSource, readConfig } from "../components/config";
+import { buildChat } from "../components/chatService";
+import { preflight } from "../components/preflight";
 
 export interface Recorded {
     readonly type: string;
@@ -11,6 +14,7 @@ export interface Recorded {
     /** Which inputs were secret Outputs when declared. */
     readonly secretInputs: Set<string>;
     readonly protect: boolean;
+    readonly deleteBeforeReplace: boolean;
     readonly ignoreChanges: string[];
     /** Names of the resources this one explicitly waits for. */
     readonly dependsOn: string[];
@@ -19,6 +23,8 @@ export interface Recorded {
 
 export interface ProgramRun {
     readonly resources: Recorded[];
+    /** The provider look-ups the program made. */
+    readonly calls: { token: string; inputs: any }[];
     readonly outputs: Record<string, any>;
     byName(name: string): Recorded;
     ofType(type: string): Recorded[];
@@ -36,7 +42,8 @@ export const BASE_CONFIG: Record<string, string> = {
 
 /** Secret values used by the tests; each must never appear in a plain (non-secret) input. */
 export const SECRETS: Record<string, string> = {
-    sshPrivateKey: "-----BEGIN OPENSSH PRIVATE KEY-----\nb3BlbnNzaC1rZXktdjEAAAAAtestkeymaterialSECRET1\n-----END OPENSSH PRIVATE KEY-----",
+    // A throwaway ed25519 key made for these tests (no passphrase), used nowhere else.
+    sshPrivateKey: "-----BEGIN OPENSSH PRIVATE KEY-----\nb3BlbnNzaC1rZXktdjEAAAAABG5vbmUAAAAEbm9uZQAAAAAAAAABAAAAMwAAAAtzc2gtZW\nQyNTUxOQAAACCKPSqsVLZ05+6xV4DyXOtBc/8qL7oE1EurLknIqCKuxgAAAIgYrTW+GK01\nvgAAAAtzc2gtZWQyNTUxOQAAACCKPSqsVLZ05+6xV4DyXOtBc/8qL7oE1EurLknIqCKuxg\nAAAEAJRqhhlqZwHviB87e0JSwtd9cD/7wbf+26L/njzS2vBIo9KqxUtnTn7rFXgPJc60Fz\n/yovugTUS6suScioIq7GAAAABHRlc3QB\n-----END OPENSSH PRIVATE KEY-----\n",
     postgresPassword: "pg-SECRET-pass'with\"quotes$(touch /tmp/pwned)",
     adminPassword: "admin-SECRET-password-42",
     registrationSharedSecret: "regsecret-SECRET-0123456789abcdef0123456789",
@@ -45,13 +52,10 @@ export const SECRETS: Record<string, string> = {
     cloudflareDnsToken: "cfDnsToken_SECRET_0123456789abcdefABCDEF",
 };
 
-const PROJECT = "phillymesh-chat";
+/** The same kind of key with a passphrase: @pulumi/command cannot use it, so preview must refuse it. */
+export const ENCRYPTED_SSH_KEY = "-----BEGIN OPENSSH PRIVATE KEY-----\nb3BlbnNzaC1rZXktdjEAAAAACmFlczI1Ni1jdHIAAAAGYmNyeXB0AAAAGAAAABCfQApNUw\ngyMZyI05CXNLlnAAAAEAAAAAEAAAAzAAAAC3NzaC1lZDI1NTE5AAAAIKkjyALH4x64C5+I\nEXJfPIZWi5h53gXWwlViXSjLUQxdAAAAkCPjt7yFto+khGs9BNbpInc4Rz6UeJnzYy4+zL\nhlr7u/m1Zq1Nhub422c815BE30kBRCOlHEv197dajH5E1dZFPoPeAzLKReCk+Vnmz3uqMe\n3LE69CEBnCxGoma8EJGMagzH1tu1gqDTjI1Wl9onSjGDzE0nI6Rnl6GnMpVPD54nvSk0Ww\nko9JYPWSAqZVAshg==\n-----END OPENSSH PRIVATE KEY-----\n";
 
-function configMap(config: Record<string, string>, secrets: Record<string, string>) {
-    const all: Record<string, string> = {};
-    for (const [k, v] of Object.entries({ ...config, ...secrets })) all[`${PROJECT}:${k}`] = v;
-    return { all, secretKeys: Object.keys(secrets).map((k) => `${PROJECT}:${k}`) };
-}
+const PROJECT = "phillymesh-chat";
 
 /** Outputs that a mocked provider reports for resources of these types. */
 function mockState(type: string, name: string, inputs: any): Record<string, any> {
@@ -90,21 +94,25 @@ async function settle(pulumi: typeof PulumiModule, value: unknown): Promise<{ va
     return { value: v, secret };
 }
 
+/** What the mocked clouds already hold: records in the Cloudflare zone, keys in the DigitalOcean account. */
+export interface CloudState {
+    readonly zoneRecords?: { id: string; name: string; type: string; content?: string; comment?: string; data?: Record<string, unknown> }[];
+    readonly accountKeys?: { id: number; name: string; fingerprint: string; publicKey: string }[];
+}
+
 /**
- * Runs index.ts with the given config. `preview` runs it as `pulumi preview` does (unknown
- * provider outputs). Rejects with the program's error when it fails, after recording what (if
- * anything) was registered, in `registeredBeforeFailure`.
+ * Builds the whole program (buildChat, as index.ts does) from the given config under mocks. `preview`
+ * runs it as `pulumi preview` does (unknown provider outputs). Rejects with the program's error when
+ * it fails, after recording what (if anything) was registered, in `lastRegistered`.
  */
 export async function runProgram(
     config: Record<string, string> = BASE_CONFIG,
     secrets: Record<string, string> = SECRETS,
-    opts: { preview?: boolean } = {},
+    opts: { preview?: boolean; cloud?: CloudState } = {},
 ): Promise<ProgramRun> {
     const declared: { type: string; name: string; props: Record<string, unknown>; opts: PulumiModule.ResourceOptions; resource: PulumiModule.Resource }[] = [];
     const provided = new Map<string, any>();
-    let program: Promise<Record<string, unknown>>;
-    let indexExports: Record<string, unknown> = {};
-    let programError: unknown;
+    const calls: { token: string; inputs: any }[] = [];
 
     // A fresh runtime for every run: the SDK keeps its state (stack resource, settings) in globals.
     // (Its async-local store follows awaits, so a new run also needs a new AsyncLocalStorage.)
@@ -112,54 +120,52 @@ export async function runProgram(
     (global as any).asyncLocalStorage = new AsyncLocalStorage();
     (globalThis as any).stackResource = undefined;
     const pulumi: typeof PulumiModule = require("@pulumi/pulumi");
-    {
-        void pulumi.runtime.setMocks(
-            {
-                newResource: (args) => {
-                    provided.set(args.name, unwrapSecrets(args.inputs));
-                    return { id: args.inputs.name ? `${args.name}-id` : `${args.name}-id`, state: mockState(args.type, args.name, args.inputs) };
-                },
-                // Strict: the program makes no provider function calls; any call is a bug.
-                call: (args) => {
-                    throw new Error(`unexpected provider call ${args.token}`);
-                },
+    void pulumi.runtime.setMocks(
+        {
+            newResource: (args) => {
+                provided.set(args.name, unwrapSecrets(args.inputs));
+                return { id: `${args.name}-id`, state: mockState(args.type, args.name, args.inputs) };
             },
-            PROJECT,
-            "test",
-            opts.preview ?? false,
-        );
-        const { all, secretKeys } = configMap(config, secrets);
-        pulumi.runtime.setAllConfig(all, secretKeys);
-        // The transformation needs a root stack resource, which only runInPulumiStack makes.
-        program = pulumi.runtime.runInPulumiStack(async () => {
-            pulumi.runtime.registerStackTransformation((args) => {
-                declared.push({ type: args.type, name: args.name, props: args.props, opts: args.opts, resource: args.resource });
-                return undefined;
-            });
-            // index.ts runs at import: load a fresh copy for every run (the SDK's state is global,
-            // so this copy shares the mocks set above).
-            // A program that throws must fail the run (the stack's own promise would never settle).
-            try {
-                jest.isolateModules(() => {
-                    indexExports = require("../index");
-                });
-            } catch (e) {
-                programError = e;
-                return {};
-            }
-            return indexExports;
-        }).then(() => {
-            if (programError !== undefined) throw programError;
-            return indexExports;
+            // Strict: only the look-ups the program is known to make are answered.
+            call: (args) => {
+                calls.push({ token: args.token, inputs: args.inputs });
+                switch (args.token) {
+                    case "cloudflare:index/getDnsRecords:getDnsRecords": {
+                        const name = args.inputs.name?.exact;
+                        return { results: (opts.cloud?.zoneRecords ?? []).filter((r) => r.name === name) };
+                    }
+                    case "digitalocean:index/getSshKeys:getSshKeys":
+                        return { sshKeys: opts.cloud?.accountKeys ?? [] };
+                    default:
+                        throw new Error(`unexpected provider call ${args.token}`);
+                }
+            },
+        },
+        PROJECT,
+        "test",
+        opts.preview ?? false,
+    );
+    // Read the config first, as index.ts does: bad config fails before anything is declared.
+    const cfg = readConfig(mapSource(config, secrets));
+    // The look-ups too (the mocked clouds answer them); a program that fails there declares nothing.
+    const facts = await preflight(cfg);
+    let outputs: Record<string, unknown> = {};
+    // The transformation needs a root stack resource, which only runInPulumiStack makes.
+    const program = pulumi.runtime.runInPulumiStack(async () => {
+        pulumi.runtime.registerStackTransformation((args) => {
+            declared.push({ type: args.type, name: args.name, props: args.props, opts: args.opts, resource: args.resource });
+            return undefined;
         });
-    }
+        outputs = buildChat(cfg, facts) as unknown as Record<string, unknown>;
+        return outputs;
+    });
     lastRegistered = declared;
-    const exportsOfIndex = await program.finally(() => {
+    await program.finally(() => {
         lastRegistered = declared;
     });
 
-    const outputs: Record<string, any> = {};
-    for (const [k, v] of Object.entries(exportsOfIndex)) outputs[k] = (await settle(pulumi, v)).value;
+    const settled: Record<string, any> = {};
+    for (const [k, v] of Object.entries(outputs)) settled[k] = (await settle(pulumi, v)).value;
     // Let the mock monitor finish registering what the outputs did not wait for.
     await new Promise((r) => setTimeout(r, 50));
 
@@ -182,6 +188,7 @@ export async function runProgram(
             inputs: provided.get(d.name) ?? {},
             secretInputs,
             protect: d.opts.protect === true,
+            deleteBeforeReplace: (d.opts as PulumiModule.CustomResourceOptions).deleteBeforeReplace === true,
             ignoreChanges: d.opts.ignoreChanges ?? [],
             dependsOn,
             parent: d.opts.parent ? nameOf.get(d.opts.parent) : undefined,
@@ -189,7 +196,8 @@ export async function runProgram(
     }
     return {
         resources,
-        outputs,
+        outputs: settled,
+        calls,
         byName(name: string) {
             const r = resources.find((x) => x.name === name);
             if (!r) throw new Error(`no resource named ${name}; have: ${resources.map((x) => x.name).join(", ")}`);

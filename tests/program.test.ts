@@ -4,9 +4,15 @@
 import { BASE_CONFIG, SECRETS, runProgram, ProgramRun, Recorded } from "./harness";
 
 const COMMAND = "command:remote:Command";
+const RECORD = "cloudflare:index/dnsRecord:DnsRecord";
 
 function step(run: ProgramRun, name: string): Recorded {
     return run.byName(`chat-${name}-run`);
+}
+
+/** The provisioning steps (every Command but the data-release one). */
+function steps(run: ProgramRun): Recorded[] {
+    return run.ofType(COMMAND).filter((c) => c.name.endsWith("-run"));
 }
 
 describe.each([
@@ -18,24 +24,54 @@ describe.each([
         run = await runProgram(BASE_CONFIG, SECRETS, { preview });
     });
 
-    test("a protected 1 GB Debian droplet whose replace-on-change inputs do not follow config edits", () => {
+    test("a disposable 1 GB Debian droplet (not protected, so a new image can replace it) whose replace-on-change inputs do not follow config edits", () => {
         const droplet = run.byName("chat-droplet");
         expect(droplet.inputs.size).toBe("s-1vcpu-1gb");
         expect(droplet.inputs.image).toBe("debian-13-x64");
         expect(droplet.inputs.region).toBe("nyc3");
         expect(droplet.inputs.userData).toBeUndefined();
-        expect(droplet.protect).toBe(true);
+        expect(droplet.protect).toBe(false);
         expect(droplet.ignoreChanges).toContain("sshKeys");
+        // A new deploy key from sshPublicKey, and the droplet created with it.
+        expect(run.byName("chat-ssh-key").inputs.publicKey).toBe(BASE_CONFIG.sshPublicKey);
+        if (!preview) expect(droplet.inputs.sshKeys).toEqual(["aa:bb:cc"]);
     });
 
-    test("a protected data volume attached to the droplet, and a protected reserved IP", () => {
+    test("what outlives the droplet is protected: the data volume and the reserved IP", () => {
         const volume = run.byName("chat-data");
         expect(volume.protect).toBe(true);
         expect(volume.inputs.initialFilesystemType).toBe("ext4");
         expect(volume.inputs.size).toBe(10);
         expect(run.byName("chat-ip").protect).toBe(true);
-        expect(run.ofType("digitalocean:index/volumeAttachment:VolumeAttachment")).toHaveLength(1);
-        expect(run.ofType("digitalocean:index/reservedIpAssignment:ReservedIpAssignment")).toHaveLength(1);
+    });
+
+    test("the volume and the address move by detaching/unassigning first (DigitalOcean allows one droplet at a time)", () => {
+        const attachment = run.byName("chat-data-attachment");
+        const assignment = run.byName("chat-ip-assignment");
+        expect(run.ofType("digitalocean:index/volumeAttachment:VolumeAttachment")).toEqual([attachment]);
+        expect(run.ofType("digitalocean:index/reservedIpAssignment:ReservedIpAssignment")).toEqual([assignment]);
+        expect(attachment.deleteBeforeReplace).toBe(true);
+        expect(assignment.deleteBeforeReplace).toBe(true);
+        expect(attachment.protect || assignment.protect).toBe(false);
+    });
+
+    test("before any detach, the old droplet stops what writes to the volume and unmounts it", () => {
+        const release = run.byName("chat-data-release");
+        expect(release.type).toBe(COMMAND);
+        expect(release.dependsOn).toEqual(["chat-data-attachment"]);
+        expect(release.deleteBeforeReplace).toBe(true);
+        // It runs only on delete, over the droplet's own address (the old droplet's, from the state).
+        expect(release.inputs.create).toBeUndefined();
+        expect(release.inputs.update).toBeUndefined();
+        expect(release.inputs.delete).toMatch(/^DATA_DIR='\/mnt\/matrix_data' bash -c '/);
+        expect(release.inputs.delete).toContain("systemctl stop");
+        expect(release.inputs.delete).toContain("umount");
+        expect(release.secretInputs.has("connection")).toBe(true);
+        if (!preview) {
+            expect(release.inputs.connection.host).toBe("203.0.113.99");
+            // Replaced whenever the droplet or the attachment is: the engine then deletes it before the old attachment.
+            expect(release.inputs.triggers).toEqual(["chat-droplet-id", "chat-data-attachment-id"]);
+        }
     });
 
     test("the firewall opens exactly SSH, HTTP, HTTPS, federation and ping, and allows all outbound", () => {
@@ -52,12 +88,14 @@ describe.each([
         expect(outbound).toEqual(["tcp/1-65535 to 0.0.0.0/0,::/0", "udp/1-65535 to 0.0.0.0/0,::/0", "icmp/- to 0.0.0.0/0,::/0"]);
     });
 
-    test("DNS: matrix and chat A/AAAA records, DNS-only; both SRV names to matrix:8448", () => {
-        const records = run.ofType("cloudflare:index/dnsRecord:DnsRecord").map((r) => r.inputs);
+    test("DNS: matrix and chat A/AAAA records, DNS-only; both SRV names to matrix:8448; CAA for Let's Encrypt", () => {
+        const records = run.ofType(RECORD).map((r) => r.inputs);
         const summary = records.map((r) =>
             r.type === "SRV"
                 ? `SRV ${r.name} ${r.data.priority} ${r.data.weight} ${r.data.port} ${r.data.target} top-priority=${r.priority}`
-                : `${r.type} ${r.name} ${preview ? "?" : r.content}`,
+                : r.type === "CAA"
+                  ? `CAA ${r.name} ${r.data.flags} ${r.data.tag} ${r.data.value}`
+                  : `${r.type} ${r.name} ${preview ? "?" : r.content}`,
         );
         expect(summary.sort()).toEqual(
             [
@@ -67,17 +105,24 @@ describe.each([
                 `AAAA chat.phillymesh.net ${preview ? "?" : "2001:db8::10"}`,
                 "SRV _matrix-fed._tcp.phillymesh.net 10 5 8448 matrix.phillymesh.net top-priority=10",
                 "SRV _matrix._tcp.phillymesh.net 10 5 8448 matrix.phillymesh.net top-priority=10",
+                "CAA phillymesh.net 0 issue letsencrypt.org",
+                "CAA phillymesh.net 0 iodef mailto:hello@phillymesh.net",
             ].sort(),
         );
         for (const r of records) {
             expect(r.proxied).toBe(false);
             expect(r.zoneId).toBe(BASE_CONFIG.cloudflareZoneId);
             expect(r.ttl).toBe(1);
+            // The mark by which the zone check knows this stack's own records.
+            expect(r.comment).toBe("managed by phillymesh-chat (pulumi stack test)");
         }
+        // Every name was looked up in the zone before any record was declared.
+        const looked = run.calls.filter((c) => c.token === "cloudflare:index/getDnsRecords:getDnsRecords").map((c) => c.inputs.name.exact);
+        expect(looked.sort()).toEqual(["_matrix-fed._tcp.phillymesh.net", "_matrix._tcp.phillymesh.net", "chat.phillymesh.net", "matrix.phillymesh.net", "phillymesh.net"]);
     });
 
     test("the steps run in order: base, PostgreSQL before Synapse, certificates before the TLS sites", () => {
-        expect(step(run, "base").dependsOn.sort()).toEqual(["chat-data-attachment", "chat-ip-assignment"]);
+        expect(step(run, "base").dependsOn.sort()).toEqual(["chat-data-attachment", "chat-data-release", "chat-ip-assignment"]);
         expect(step(run, "postgres").dependsOn).toEqual(["chat-base-run"]);
         expect(step(run, "synapse").dependsOn).toEqual(["chat-postgres-run"]);
         expect(step(run, "synapse-admin").dependsOn).toEqual(["chat-synapse-run"]);
@@ -91,11 +136,10 @@ describe.each([
     });
 
     test("every step connects to the reserved IP as root with the key, and never deletes anything", () => {
-        const steps = run.ofType(COMMAND);
-        expect(steps.map((s) => s.name).sort()).toEqual(
+        expect(steps(run).map((s) => s.name).sort()).toEqual(
             ["base", "postgres", "synapse", "synapse-admin", "element", "certificates", "sites", "backups"].map((n) => `chat-${n}-run`).sort(),
         );
-        for (const s of steps) {
+        for (const s of steps(run)) {
             expect(s.inputs.connection.user).toBe("root");
             expect(s.inputs.connection.port).toBe(22);
             if (!preview) expect(s.inputs.connection.host).toBe("203.0.113.10");
@@ -165,9 +209,8 @@ describe("adopting an existing server", () => {
 describe("a replaced server gets every step again", () => {
     test("every step carries the droplet's id, so a new droplet re-runs them all", async () => {
         const run = await runProgram();
-        const steps = run.ofType(COMMAND);
-        expect(steps).toHaveLength(8);
-        for (const s of steps) expect(s.inputs.stdin).toContain("export SERVER_ID='chat-droplet-id'");
+        expect(steps(run)).toHaveLength(8);
+        for (const s of steps(run)) expect(s.inputs.stdin).toContain("export SERVER_ID='chat-droplet-id'");
     });
 
     test("with hosting existing, a new serverId changes every step and nothing else", async () => {
@@ -234,7 +277,10 @@ describe("hosting existing with dns none (the testbed's and a self-hoster's stac
             { name: "phillymesh.test", type: "A", content: "10.250.0.10" },
             { name: "_matrix-fed._tcp.phillymesh.test", type: "SRV", priority: 10, weight: 5, port: 8448, target: "matrix.phillymesh.test" },
             { name: "_matrix._tcp.phillymesh.test", type: "SRV", priority: 10, weight: 5, port: 8448, target: "matrix.phillymesh.test" },
+            { name: "phillymesh.test", type: "CAA", flags: 0, tag: "issue", value: "letsencrypt.org" },
+            { name: "phillymesh.test", type: "CAA", flags: 0, tag: "iodef", value: "mailto:admin@phillymesh.test" },
         ]);
+        expect(run.calls).toEqual([]);
     });
 });
 

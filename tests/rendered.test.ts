@@ -6,7 +6,9 @@ import * as fs from "fs";
 import * as os from "os";
 import * as path from "path";
 import * as yaml from "js-yaml";
-import { ChatConfig } from "../components/config";
+import { ChatConfig, mapSource, readConfig } from "../components/config";
+import { elementBuild, synapseBuild, webSettings } from "../components/chatService";
+import { hostnames, SERVER_PATHS } from "../components/layout";
 import { homeserverConfig, logConfig, synapseUnit, toYaml, URL_PREVIEW_IP_RANGE_BLOCKLIST } from "../components/synapse";
 import { elementConfig, elementDownloadUrl } from "../components/element";
 import { nginxFiles, certificateNames } from "../components/webServer";
@@ -15,15 +17,7 @@ import { runnerCommand } from "../components/remoteStep";
 import { BASE_CONFIG, SECRETS } from "./harness";
 
 function loadTestConfig(overrides: Record<string, string> = {}, secrets: Record<string, string> = SECRETS): ChatConfig {
-    let cfg!: ChatConfig;
-    jest.isolateModules(() => {
-        const pulumi = require("@pulumi/pulumi");
-        const all: Record<string, string> = {};
-        for (const [k, v] of Object.entries({ ...BASE_CONFIG, ...overrides, ...secrets })) all[`phillymesh-chat:${k}`] = v;
-        pulumi.runtime.setAllConfig(all, Object.keys(secrets).map((k) => `phillymesh-chat:${k}`));
-        cfg = require("../components/config").loadConfig();
-    });
-    return cfg;
+    return readConfig(mapSource({ ...BASE_CONFIG, ...overrides }, secrets));
 }
 
 const SCRIPTS = fs.readdirSync(path.join(__dirname, "..", "files", "scripts")).filter((f) => f.endsWith(".sh"));
@@ -80,8 +74,8 @@ describe("nginx accepts the rendered sites", () => {
             ], { stdio: "ignore" });
             fs.mkdirSync(path.join(dir, "sites-available"));
             fs.mkdirSync(path.join(dir, "snippets"));
-            for (const [rel, text] of Object.entries(nginxFiles(cfg))) {
-                fs.writeFileSync(path.join(dir, rel), text.split("/etc/letsencrypt/live/matrix-chat").join(certDir));
+            for (const [rel, text] of Object.entries(nginxFiles(webSettings(cfg)))) {
+                fs.writeFileSync(path.join(dir, rel), text.split(SERVER_PATHS.certificateDir).join(certDir));
             }
             fs.writeFileSync(
                 path.join(dir, "nginx.conf"),
@@ -114,7 +108,7 @@ describe("nginx accepts the rendered sites", () => {
 
     test("the homeserver site proxies /_matrix and /_synapse/client only, on 443 and 8448, with the upload limit", () => {
         const cfg = loadTestConfig({ maxUploadSizeMb: "75" });
-        const site = nginxFiles(cfg)["sites-available/phillymesh-chat-matrix.conf"];
+        const site = nginxFiles(webSettings(cfg))["sites-available/phillymesh-chat-matrix.conf"];
         expect(site).toMatch(/listen 8448 ssl default_server;/);
         expect(site).toMatch(/listen 443 ssl;/);
         expect(site).toMatch(/client_max_body_size 75M;/);
@@ -123,7 +117,7 @@ describe("nginx accepts the rendered sites", () => {
     });
 
     test("Element's site sends the headers Element asks for and never caches index.html or config.json", () => {
-        const site = nginxFiles(loadTestConfig())["sites-available/phillymesh-chat-chat.conf"];
+        const site = nginxFiles(webSettings(loadTestConfig()))["sites-available/phillymesh-chat-chat.conf"];
         for (const h of ["X-Frame-Options SAMEORIGIN", "X-Content-Type-Options nosniff", `Content-Security-Policy "frame-ancestors 'self'"`]) expect(site).toContain(h);
         expect(site).toMatch(/location ~ \^\/\(index\\\.html\|config\.\*\\\.json\|version\)\?\$ \{\s*expires -1;/);
         // No add_header inside a location (that would silently drop the server-level headers).
@@ -132,13 +126,13 @@ describe("nginx accepts the rendered sites", () => {
     });
 
     test("the certificate covers the server name itself (SRV delegation), matrix and chat", () => {
-        expect(certificateNames(loadTestConfig())).toEqual(["phillymesh.net", "matrix.phillymesh.net", "chat.phillymesh.net"]);
+        expect(certificateNames(hostnames(loadTestConfig().domain))).toEqual(["phillymesh.net", "matrix.phillymesh.net", "chat.phillymesh.net"]);
     });
 });
 
 describe("homeserver.yaml", () => {
     const cfg = loadTestConfig({ federationIpAllowlist: '["10.250.0.0/24"]', cacheFactor: "0.25", maxUploadSizeMb: "40" });
-    const rendered = toYaml(homeserverConfig(cfg));
+    const rendered = toYaml(homeserverConfig(synapseBuild(cfg)));
     const hs = yaml.load(rendered) as Record<string, any>;
 
     test("parses, and names the server, its URL and the PostgreSQL database", () => {
@@ -181,26 +175,26 @@ describe("homeserver.yaml", () => {
     });
 
     test("cache autotuning follows synapseCacheMemoryMb, and only with jemalloc (it reads jemalloc's statistics)", () => {
-        expect((homeserverConfig(loadTestConfig({ synapseCacheMemoryMb: "200" })).caches as any).cache_autotuning.target_cache_memory_usage).toBe("150M");
-        expect(homeserverConfig(loadTestConfig({ synapseCacheMemoryMb: "0" })).caches).toEqual({ global_factor: 0.1 });
-        expect(homeserverConfig(loadTestConfig({ synapseJemalloc: "false" })).caches).toEqual({ global_factor: 0.1 });
+        expect((homeserverConfig(synapseBuild(loadTestConfig({ synapseCacheMemoryMb: "200" }))).caches as any).cache_autotuning.target_cache_memory_usage).toBe("150M");
+        expect(homeserverConfig(synapseBuild(loadTestConfig({ synapseCacheMemoryMb: "0" }))).caches).toEqual({ global_factor: 0.1 });
+        expect(homeserverConfig(synapseBuild(loadTestConfig({ synapseJemalloc: "false" }))).caches).toEqual({ global_factor: 0.1 });
     });
 
     test("closed registration turns registration off", () => {
-        const closed = homeserverConfig(loadTestConfig({ registration: "closed" }));
+        const closed = homeserverConfig(synapseBuild(loadTestConfig({ registration: "closed" })));
         expect(closed.enable_registration).toBe(false);
         expect(closed.registration_requires_token).toBe(false);
     });
 
     test("logs rotate nightly keeping logBackupCount files", () => {
-        const log = yaml.load(toYaml(logConfig(loadTestConfig({ logBackupCount: "3" })))) as any;
+        const log = yaml.load(toYaml(logConfig(loadTestConfig({ logBackupCount: "3" }).synapse))) as any;
         expect(log.handlers.file).toMatchObject({ class: "logging.handlers.TimedRotatingFileHandler", backupCount: 3, when: "midnight" });
     });
 });
 
 describe("Element's config.json", () => {
     const cfg = loadTestConfig();
-    const json = JSON.parse(JSON.stringify(elementConfig(cfg)));
+    const json = JSON.parse(JSON.stringify(elementConfig(elementBuild(cfg))));
 
     test("points at our homeserver with today's key names and the runbook's room directory", () => {
         expect(json.default_server_config).toEqual({ "m.homeserver": { base_url: "https://matrix.phillymesh.net", server_name: "phillymesh.net" } });
@@ -212,22 +206,23 @@ describe("Element's config.json", () => {
     });
 
     test("downloads the configured version from the configured URL", () => {
-        expect(elementDownloadUrl(cfg)).toBe("https://github.com/element-hq/element-web/releases/download/v1.12.5/element-v1.12.5.tar.gz");
+        expect(elementDownloadUrl(cfg.element)).toBe("https://github.com/element-hq/element-web/releases/download/v1.12.5/element-v1.12.5.tar.gz");
     });
 });
 
 describe("templates", () => {
     test("the systemd unit preloads jemalloc and runs the current virtualenv", () => {
-        const unit = synapseUnit(loadTestConfig());
+        const cfg = loadTestConfig();
+        const unit = synapseUnit(cfg.dataDir, cfg.synapse);
         expect(unit).toContain("Environment=LD_PRELOAD=/usr/lib/x86_64-linux-gnu/libjemalloc.so.2");
         expect(unit).toMatch(/^Environment=MALLOC_CONF=background_thread:true,.*narenas:2$/m);
         expect(unit).toContain("ExecStart=/opt/synapse/current/bin/python -m synapse.app.homeserver");
         expect(unit).toContain("RequiresMountsFor=/mnt/matrix_data");
-        expect(synapseUnit(loadTestConfig({ synapseJemalloc: "false" }))).not.toMatch(/LD_PRELOAD|MALLOC_CONF/);
+        expect(synapseUnit(cfg.dataDir, loadTestConfig({ synapseJemalloc: "false" }).synapse)).not.toMatch(/LD_PRELOAD|MALLOC_CONF/);
     });
 
     test("a missing or unused template value is an error, not an empty string", () => {
-        expect(() => renderTemplate("nginx/chat.conf", {})).toThrow(/no value for \{\{domain\}\}/);
-        expect(() => renderTemplate("nginx/chat.conf", { domain: "x.org", extra: "1" })).toThrow(/never used: extra/);
+        expect(() => renderTemplate("nginx/chat.conf", {})).toThrow(/no value for \{\{https_port\}\}/);
+        expect(() => renderTemplate("nginx/chat.conf", { https_port: 443, chat_host: "chat.x.org", element_root: "/var/www/element", extra: "1" })).toThrow(/never used: extra/);
     });
 });

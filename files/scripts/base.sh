@@ -1,7 +1,8 @@
 #!/bin/bash
 # Step "base": a fresh server made ready for the rest. Waits for cloud-init, turns on unattended
 # security upgrades, closes SSH password login, mounts the data volume and adds the swap file.
-# Variables: DATA_DIR, DATA_DEVICE (empty: DATA_DIR is a plain directory), SWAP_MB.
+# Variables: DATA_DIR, DATA_DEVICE (empty: DATA_DIR is a plain directory), VOLUME_SIZE_GB (the
+# volume's size in stack config: a new value re-runs this step, which grows the filesystem), SWAP_MB.
 # shellcheck source=files/scripts/lib.sh
 declare -F log >/dev/null || . "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 : "${DATA_DIR:?}" "${SWAP_MB:?}"
@@ -29,6 +30,54 @@ if [ "$CHANGED" = 1 ]; then
     sshd -t && { systemctl reload ssh 2>/dev/null || systemctl reload sshd 2>/dev/null || true; }
 fi
 
+# release_foreign_mounts DEVICE UUID DATA_DIR: DigitalOcean's image mounts a pre-formatted volume
+# by itself at /mnt/<volume name> (chat-data appears at /mnt/chat_data) and writes that to
+# /etc/fstab. One mount only: every other mount of the device, and its fstab line, goes.
+release_foreign_mounts() {
+    local device=$1 uuid=$2 keep=$3 real target src mnt rest
+    real=$(readlink -f "$device")
+    while read -r target; do
+        if [ -z "$target" ] || [ "$target" = "$keep" ]; then continue; fi
+        log "unmounting the volume's second mount point $target (made by the image; the data lives at $keep)"
+        umount "$target"
+        rmdir "$target" 2>/dev/null || true
+    done < <(findmnt -rn -S "$real" -o TARGET || true)
+    local tmp
+    tmp=$(mktemp)
+    cleanup_later "$tmp"
+    while IFS= read -r line; do
+        read -r src mnt rest <<<"$line" || true
+        if [ -n "${src:-}" ] && [ "${src:0:1}" != "#" ] && [ "${mnt:-}" != "$keep" ] &&
+            { [ "$src" = "UUID=$uuid" ] || [ "$(readlink -f "$src" 2>/dev/null)" = "$real" ]; }; then
+            log "removing the fstab line for $mnt (${rest%% *} mount of the data volume)"
+            continue
+        fi
+        printf '%s\n' "$line"
+    done </etc/fstab >"$tmp"
+    if ! cmp -s "$tmp" /etc/fstab; then
+        cat "$tmp" >/etc/fstab
+        systemctl daemon-reload
+    fi
+}
+
+# grow_filesystem DEVICE MOUNTPOINT: after volumeSizeGb grew, DigitalOcean has resized the block
+# device but never the filesystem; ext4 grows online, with Synapse and PostgreSQL running.
+grow_filesystem() {
+    local device=$1 mnt=$2 real dev_bytes fs_bytes block_count block_size
+    real=$(readlink -f "$device")
+    # A SCSI disk learns its new size on a rescan (a no-op when it already knows).
+    [ ! -w "/sys/class/block/${real##*/}/device/rescan" ] || echo 1 >"/sys/class/block/${real##*/}/device/rescan" 2>/dev/null || true
+    dev_bytes=$(blockdev --getsize64 "$real")
+    block_count=$(dumpe2fs -h "$real" 2>/dev/null | awk -F: '/^Block count/ {gsub(/ /, "", $2); print $2}')
+    block_size=$(dumpe2fs -h "$real" 2>/dev/null | awk -F: '/^Block size/ {gsub(/ /, "", $2); print $2}')
+    fs_bytes=$((block_count * block_size))
+    # Grow when at least 1 MiB is unused (ext4 rounds to its block groups).
+    if [ "$dev_bytes" -gt $((fs_bytes + 1048576)) ]; then
+        log "growing the filesystem on $mnt from $((fs_bytes / 1048576)) MiB to $((dev_bytes / 1048576)) MiB (online)"
+        resize2fs "$real" >/dev/null 2>&1 || die "resize2fs $real failed"
+    fi
+}
+
 # The data volume: everything that must outlive the server lives below DATA_DIR.
 if [ -n "$DATA_DEVICE" ]; then
     log "waiting for the data volume $DATA_DEVICE"
@@ -40,12 +89,14 @@ if [ -n "$DATA_DEVICE" ]; then
         mkfs.ext4 -q -L matrix_data "$DATA_DEVICE"
     fi
     uuid=$(blkid -s UUID -o value "$DATA_DEVICE")
+    release_foreign_mounts "$DATA_DEVICE" "$uuid" "$DATA_DIR"
     install -d "$DATA_DIR"
     if ! grep -q "UUID=$uuid" /etc/fstab; then
         printf 'UUID=%s %s ext4 defaults,nofail,discard,noatime 0 2\n' "$uuid" "$DATA_DIR" >>/etc/fstab
         systemctl daemon-reload
     fi
     mountpoint -q "$DATA_DIR" || mount "$DATA_DIR"
+    grow_filesystem "$DATA_DEVICE" "$DATA_DIR"
     log "data volume mounted at $DATA_DIR ($(df -h --output=size "$DATA_DIR" | tail -1 | tr -d ' '))"
 else
     install -d "$DATA_DIR"

@@ -1,9 +1,9 @@
 #!/bin/bash
-# Installed as /usr/local/sbin/phillymesh-chat-cert-check. Let's Encrypt no longer e-mails before a
+# Installed as /usr/local/sbin/phillymesh-chat-cert-check (rendered: {{...}} is filled in by webServer.ts). Let's Encrypt no longer e-mails before a
 # certificate expires, so a renewal that keeps failing must show somewhere: this check fails (a
 # failed unit, an error in the journal) once fewer than 14 days remain.
 set -euo pipefail
-cert=/etc/letsencrypt/live/matrix-chat/fullchain.pem
+cert='{{certificate_dir}}/fullchain.pem'
 if ! openssl x509 -in "$cert" -noout -checkend $((14 * 24 * 3600)) >/dev/null; then
     echo "<3>TLS certificate $cert expires $(openssl x509 -in "$cert" -noout -enddate | cut -d= -f2): renewal is failing, see 'journalctl -u certbot'" >&2
     exit 1

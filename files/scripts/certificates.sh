@@ -3,12 +3,12 @@
 # server for every name we serve, including the server name itself (federation over SRV checks the
 # certificate against it). Renewal runs from certbot's timer and reloads nginx; a daily check makes an
 # expiring certificate a failed unit, since Let's Encrypt no longer e-mails about expiry.
-# Variables: CERT_NAMES (space-separated, first is the primary), ACME_SERVER, ACME_EMAIL, CHALLENGE
+# Variables: CERT_NAME (the certbot lineage), CERT_NAMES (space-separated, first is the primary), ACME_SERVER, ACME_EMAIL, CHALLENGE
 # (http | dns-cloudflare), NGINX_WORKERS, CLOUDFLARE_DNS_TOKEN (secret, dns-cloudflare only), DATA_DIR,
 # ACME_SITE_CONF, EXPIRY_CHECK_SCRIPT, EXPIRY_CHECK_SERVICE, EXPIRY_CHECK_TIMER.
 # shellcheck source=files/scripts/lib.sh
 declare -F log >/dev/null || . "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
-: "${CERT_NAMES:?}" "${ACME_SERVER:?}" "${ACME_EMAIL:?}" "${CHALLENGE:?}" "${DATA_DIR:?}" "${ACME_SITE_CONF:?}"
+: "${CERT_NAME:?}" "${CERT_NAMES:?}" "${ACME_SERVER:?}" "${ACME_EMAIL:?}" "${CHALLENGE:?}" "${DATA_DIR:?}" "${ACME_SITE_CONF:?}"
 : "${NGINX_WORKERS:?}" "${EXPIRY_CHECK_SCRIPT:?}" "${EXPIRY_CHECK_SERVICE:?}" "${EXPIRY_CHECK_TIMER:?}"
 CLOUDFLARE_DNS_TOKEN=${CLOUDFLARE_DNS_TOKEN:-}
 
@@ -43,7 +43,7 @@ read -r -a names <<<"$CERT_NAMES"
 domain_args=()
 for n in "${names[@]}"; do domain_args+=(-d "$n"); done
 certbot_args=(certonly --non-interactive --agree-tos --email "$ACME_EMAIL" --server "$ACME_SERVER"
-    --cert-name matrix-chat --expand --keep-until-expiring --key-type ecdsa
+    --cert-name "$CERT_NAME" --expand --keep-until-expiring --key-type ecdsa
     --deploy-hook "systemctl reload nginx" "${domain_args[@]}")
 case $CHALLENGE in
     http)
@@ -63,7 +63,7 @@ for attempt in 1 2 3; do
     log "certbot failed (attempt $attempt/3); retrying in 15s"
     sleep 15
 done
-openssl x509 -in /etc/letsencrypt/live/matrix-chat/fullchain.pem -noout -enddate | sed "s/^/[$STEP_NAME] certificate valid until /" | sed 's/notAfter=//'
+openssl x509 -in "/etc/letsencrypt/live/$CERT_NAME/fullchain.pem" -noout -enddate | sed "s/^/[$STEP_NAME] certificate valid until /" | sed 's/notAfter=//'
 
 put_file /usr/local/sbin/phillymesh-chat-cert-check 755 root:root "$EXPIRY_CHECK_SCRIPT"
 put_file /etc/systemd/system/phillymesh-chat-cert-check.service 644 root:root "$EXPIRY_CHECK_SERVICE"

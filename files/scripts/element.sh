@@ -1,13 +1,14 @@
 #!/bin/bash
 # Step "element": the Element Web release ELEMENT_VERSION, downloaded, checked against the pinned
 # release key BEFORE it is unpacked, given our config.json, and switched live in one rename.
-# Variables: ELEMENT_VERSION, ELEMENT_URL, ELEMENT_KEY_URL, ELEMENT_KEY_FINGERPRINT, ELEMENT_CONFIG_JSON.
+# Variables: ELEMENT_VERSION, ELEMENT_URL, ELEMENT_KEY_URL, ELEMENT_KEY_FINGERPRINT, ELEMENT_CONFIG_JSON,
+# ELEMENT_ROOT (the web root; nginx serves ELEMENT_ROOT/current).
 # shellcheck source=files/scripts/lib.sh
 declare -F log >/dev/null || . "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
-: "${ELEMENT_VERSION:?}" "${ELEMENT_URL:?}" "${ELEMENT_KEY_URL:?}" "${ELEMENT_KEY_FINGERPRINT:?}" "${ELEMENT_CONFIG_JSON:?}"
+: "${ELEMENT_ROOT:?}" "${ELEMENT_VERSION:?}" "${ELEMENT_URL:?}" "${ELEMENT_KEY_URL:?}" "${ELEMENT_KEY_FINGERPRINT:?}" "${ELEMENT_CONFIG_JSON:?}"
 
 apt_install curl gnupg gpgv ca-certificates
-WEB=/var/www/element
+WEB=$ELEMENT_ROOT
 RELEASE=$WEB/releases/$ELEMENT_VERSION
 install -d -m 755 "$WEB/releases"
 

@@ -31,12 +31,15 @@ install -d -m 755 /etc/matrix-synapse /opt/synapse/venvs
 
 # The new release is installed first, beside the running one: if that fails (the package index
 # is down, say), nothing the running Synapse reads has been touched.
-# The exact release, in a virtualenv of its own. Debian's psycopg2 is used (no compiler needed).
+# The exact release, in a virtualenv of its own that sees none of Debian's Python packages (certbot
+# brings many): pip resolves every dependency from the index alone. psycopg2 is built from source
+# there, which needs libpq's headers and a compiler.
 VENV=/opt/synapse/venvs/$SYNAPSE_VERSION
 if [ ! -f "$VENV/.complete" ]; then
+    apt_install build-essential python3-dev libpq-dev
     log "installing Synapse $SYNAPSE_VERSION from $PIP_INDEX_URL"
     rm -rf "$VENV"
-    python3 -m venv --system-site-packages "$VENV"
+    python3 -m venv "$VENV"
     pip_args=(--quiet --disable-pip-version-check --no-input --index-url "$PIP_INDEX_URL")
     case $PIP_INDEX_URL in
         http://*)
@@ -47,6 +50,11 @@ if [ ! -f "$VENV/.complete" ]; then
     "$VENV/bin/pip" install "${pip_args[@]}" "matrix-synapse[postgres,url-preview]==$SYNAPSE_VERSION" ||
         die "pip could not install Synapse $SYNAPSE_VERSION from $PIP_INDEX_URL (its error is above); the running Synapse was not touched, run pulumi up again when the index answers"
     touch "$VENV/.complete"
+fi
+if grep -qx 'include-system-site-packages = true' "$VENV/pyvenv.cfg"; then
+    # Built by an earlier version of this program; rebuilding it now would stop Synapse for the
+    # whole install. The next synapseVersion bump builds an isolated one beside it.
+    log "note: the virtualenv of $SYNAPSE_VERSION still sees Debian's Python packages; the next synapseVersion bump replaces it with an isolated one"
 fi
 installed=$("$VENV/bin/python" -c 'import synapse; print(synapse.__version__)')
 [ "$installed" = "$SYNAPSE_VERSION" ] || die "the virtualenv holds Synapse $installed, not $SYNAPSE_VERSION"

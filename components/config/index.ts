@@ -1,0 +1,221 @@
+// The one place the stack's settings are read, one small reader per concern. Every value is checked
+// here, before any resource exists: a bad value fails `pulumi preview` with the key named.
+import * as c from "./checks";
+import { ConfigSource, PROJECT, Reader } from "./reader";
+import { stackConfigSource } from "./source";
+import type { AdoptSettings, BackupSettings, ChatConfig, Dns, ElementSettings, Hosting, PostgresSettings, SynapseSettings, TlsSettings } from "./types";
+
+export * from "./types";
+export * from "./checks";
+export { PROJECT, declaredKeys } from "./reader";
+export type { ConfigSource } from "./reader";
+export { mapSource, stackConfigSource } from "./source";
+
+function readHosting(r: Reader): Hosting {
+    const kind = r.oneOf("hosting", ["digitalocean", "existing"] as const);
+    if (kind === "existing") {
+        return {
+            kind: "existing",
+            host: r.required("sshHost", c.checkHost, "when hosting is existing"),
+            port: r.int("sshPort", 1, 65535),
+            user: r.required("sshUser", c.checkUnixUser),
+            serverId: r.optional("serverId", (v) => (/^[A-Za-z0-9._:-]{1,64}$/.test(v) ? undefined : "letters, digits and . _ : - (e.g. the server's /etc/machine-id)")),
+        };
+    }
+    const publicKey = r.optional("sshPublicKey", c.checkSshPublicKey).trim();
+    const accountKey = r.optional("doSshKey", c.checkDoSshKey);
+    if (publicKey && accountKey) {
+        r.fail(`${PROJECT}:sshPublicKey and ${PROJECT}:doSshKey are both set: set sshPublicKey for a new key, or doSshKey to use a key already in the DigitalOcean account, not both`);
+    } else if (!publicKey && !accountKey) {
+        r.fail(
+            `${PROJECT}:sshPublicKey or ${PROJECT}:doSshKey is required when hosting is digitalocean: ` +
+                "`pulumi config set sshPublicKey \"$(cat deploy_key.pub)\"` for a new deploy key, or `pulumi config set doSshKey <fingerprint>` for a key already in the account",
+        );
+    }
+    return {
+        kind: "digitalocean",
+        region: r.required("doRegion", c.checkSlug),
+        size: r.required("dropletSize", c.checkSlug),
+        image: r.required("dropletImage", c.checkSlug),
+        volumeSizeGb: r.int("volumeSizeGb", 1, 16384),
+        ipv6: r.bool("ipv6"),
+        sshKey: accountKey ? { kind: "account", fingerprintOrId: accountKey } : { kind: "new", publicKey },
+        sshAllowedCidrs: r.list("sshAllowedCidrs", c.checkCidr),
+    };
+}
+
+function readDns(r: Reader): Dns {
+    const kind = r.oneOf("dns", ["cloudflare", "none"] as const);
+    if (kind === "none") return { kind: "none" };
+    const zoneId = r.required("cloudflareZoneId", (v) => (/^[0-9a-f]{32}$/.test(v) ? undefined : "a 32-character hexadecimal Cloudflare zone id"), "when dns is cloudflare");
+    return { kind: "cloudflare", zoneId };
+}
+
+function readTls(r: Reader, domain: string, dns: Dns): TlsSettings {
+    const setting = r.oneOf("acmeChallenge", ["auto", "dns-cloudflare", "http"] as const);
+    const challenge = setting === "auto" ? (dns.kind === "cloudflare" ? "dns-cloudflare" : "http") : setting;
+    const apexOnServer = r.bool("apexOnServer");
+    if (challenge === "http" && !apexOnServer) {
+        r.fail(
+            `${PROJECT}:acmeChallenge is http, so ${PROJECT}:apexOnServer must be true: federation over SRV needs a certificate valid for ${domain || "<domain>"} itself, ` +
+                "and HTTP-01 can only prove it when the apex points at this server. Use acmeChallenge dns-cloudflare (with cloudflareDnsToken) otherwise.",
+        );
+    }
+    return {
+        acmeServer: r.required("acmeServer", (v) => c.checkUrl(v)),
+        challenge,
+        cloudflareDnsToken:
+            challenge === "dns-cloudflare"
+                ? r.secret("cloudflareDnsToken", (v) => (/^[A-Za-z0-9_-]{20,}$/.test(v) ? undefined : "a Cloudflare API token"), "when acmeChallenge is dns-cloudflare")
+                : undefined,
+        apexOnServer,
+        caaIssuer: r.optional("caaIssuer", c.checkDomain),
+        nginxWorkerProcesses: r.int("nginxWorkerProcesses", 1, 64),
+    };
+}
+
+function readPostgres(r: Reader): PostgresSettings {
+    return {
+        password: r.secret("postgresPassword", strongPassword),
+        sharedBuffersMb: r.int("postgresSharedBuffersMb", 8, 8192),
+        workMemMb: r.int("postgresWorkMemMb", 1, 1024),
+        maxConnections: r.int("postgresMaxConnections", 10, 500),
+        lowMemory: r.bool("postgresLowMemory"),
+    };
+}
+
+function readAdopt(r: Reader, dataDir: string): AdoptSettings {
+    const adopt = {
+        signingKey: r.optional("adoptSigningKey", c.checkAbsolutePath),
+        sqliteDatabase: r.optional("adoptSqliteDatabase", c.checkAbsolutePath),
+        postgresDump: r.optional("adoptPostgresDump", c.checkAbsolutePath),
+        mediaStore: r.optional("adoptMediaStore", c.checkAbsolutePath),
+    };
+    if (adopt.sqliteDatabase && adopt.postgresDump) {
+        r.fail(`${PROJECT}:adoptSqliteDatabase and ${PROJECT}:adoptPostgresDump are both set: the old server had one database, set only the one it used`);
+    }
+    if ((adopt.sqliteDatabase || adopt.postgresDump) && !adopt.signingKey) {
+        r.fail(
+            `${PROJECT}:${adopt.sqliteDatabase ? "adoptSqliteDatabase" : "adoptPostgresDump"} needs ${PROJECT}:adoptSigningKey too: the old server's signing key is its identity, and other servers reject a new key for its old events`,
+        );
+    }
+    const keys: [string, string][] = [
+        ["adoptSigningKey", adopt.signingKey],
+        ["adoptSqliteDatabase", adopt.sqliteDatabase],
+        ["adoptPostgresDump", adopt.postgresDump],
+        ["adoptMediaStore", adopt.mediaStore],
+    ];
+    for (const [key, value] of keys) {
+        if (value && dataDir && (value + "/").startsWith(`${dataDir}/synapse/`)) {
+            r.fail(`${PROJECT}:${key} (${value}) is inside ${dataDir}/synapse, where the adopted data goes: put the old server's files elsewhere, e.g. ${dataDir}/adopt/`);
+        }
+    }
+    return adopt;
+}
+
+function readSynapse(r: Reader, postgres: PostgresSettings, dataDir: string): SynapseSettings {
+    const registration = r.oneOf("registration", ["closed", "token", "open"] as const);
+    // Synapse refuses open registration without a verification method; we offer reCAPTCHA.
+    const recaptcha =
+        registration === "open"
+            ? {
+                  publicKey: r.required("recaptchaPublicKey", recaptchaSiteKey, "when registration is open (Synapse requires a verification method)"),
+                  privateKey: r.secret("recaptchaPrivateKey", undefined, "when registration is open"),
+              }
+            : undefined;
+    const databasePoolMax = r.int("databasePoolMax", 1, 100);
+    if (databasePoolMax + 3 > postgres.maxConnections) {
+        r.fail(
+            `${PROJECT}:databasePoolMax (${databasePoolMax}) must leave room under postgresMaxConnections (${postgres.maxConnections}): keep it at most ${postgres.maxConnections - 3}`,
+        );
+    }
+    const cacheMemoryMb = r.int("synapseCacheMemoryMb", 0, 65536);
+    if (cacheMemoryMb > 0 && cacheMemoryMb < 32) {
+        r.fail(`${PROJECT}:synapseCacheMemoryMb (${cacheMemoryMb}) is below what Synapse itself needs, so its caches would be emptied all the time: use 0 (off) or at least 32`);
+    }
+    return {
+        version: r.required("synapseVersion", c.checkVersion),
+        pipIndexUrl: r.required("pipIndexUrl", (v) => c.checkUrl(v)),
+        adminUser: r.required("adminUser", c.checkLocalpart),
+        adminPassword: r.secret("adminPassword", strongPassword),
+        registrationSharedSecret: r.secret("registrationSharedSecret", atLeast32),
+        macaroonSecretKey: r.secret("macaroonSecretKey", atLeast32),
+        formSecret: r.secret("formSecret", atLeast32),
+        registration,
+        recaptcha,
+        allowGuestAccess: r.bool("allowGuestAccess"),
+        urlPreviews: r.bool("urlPreviews"),
+        maxUploadSizeMb: r.int("maxUploadSizeMb", 1, 2048),
+        cacheFactor: r.decimal("cacheFactor", 0.01, 10),
+        presence: r.bool("presence"),
+        jemalloc: r.bool("synapseJemalloc"),
+        cacheMemoryMb,
+        databasePoolMax,
+        logBackupCount: r.int("logBackupCount", 0, 100),
+        federationIpAllowlist: r.list("federationIpAllowlist", c.checkCidr),
+        trustedKeyServers: r.list("trustedKeyServers", c.checkDomain),
+        adopt: readAdopt(r, dataDir),
+    };
+}
+
+function readElement(r: Reader, domain: string): ElementSettings {
+    const roomDirectory = r.list("roomDirectoryServers", c.checkDomain);
+    return {
+        version: r.required("elementVersion", c.checkVersion),
+        downloadUrl: r.required("elementDownloadUrl", (v) => c.checkUrl(v, true)),
+        signingKeyUrl: r.required("elementSigningKeyUrl", (v) => c.checkUrl(v)),
+        signingKeyFingerprint: r.required("elementSigningKeyFingerprint", c.checkFingerprint),
+        brand: r.required("elementBrand", (v) => (/^[\p{L}\p{N} ._'-]{1,40}$/u.test(v) ? undefined : "a short name (letters, digits, spaces)")),
+        // The runbook's room directory: our own server, the neighbouring mesh, and matrix.org.
+        roomDirectoryServers: roomDirectory.length > 0 ? roomDirectory : [domain, "nycmesh.net", "matrix.org"].filter((s, i, a) => a.indexOf(s) === i),
+    };
+}
+
+function readBackups(r: Reader): BackupSettings {
+    return {
+        keep: r.int("backupKeep", 1, 365),
+        rsyncTarget: r.optional("backupRsyncTarget", (v) =>
+            /^[a-z_][a-z0-9_-]{0,31}@[A-Za-z0-9.-]{1,200}:\/?[A-Za-z0-9._/-]{1,200}$/.test(v) ? undefined : "an rsync target such as backup@nas.example.org:/srv/backups/chat",
+        ),
+    };
+}
+
+function recaptchaSiteKey(v: string): string | undefined {
+    return /^[A-Za-z0-9_-]{10,100}$/.test(v) ? undefined : "a reCAPTCHA site key";
+}
+
+function atLeast32(v: string): string | undefined {
+    return v.length >= 32 ? undefined : "at least 32 characters (`openssl rand -hex 32`)";
+}
+
+function strongPassword(v: string): string | undefined {
+    return v.length >= 12 ? undefined : "at least 12 characters";
+}
+
+/** Reads and checks the whole configuration from `source`; throws one error listing every problem. */
+export function readConfig(source: ConfigSource): ChatConfig {
+    const r = new Reader(source);
+    const domain = r.required("domain", c.checkDomain);
+    const dataDir = r.required("dataDir", c.checkAbsolutePath);
+    const dns = readDns(r);
+    const postgres = readPostgres(r);
+    return r.done({
+        domain,
+        adminEmail: r.required("adminEmail", c.checkEmail),
+        hosting: readHosting(r),
+        sshPrivateKey: r.secret("sshPrivateKey", c.checkSshPrivateKey),
+        dataDir,
+        swapSizeMb: r.int("swapSizeMb", 0, 65536),
+        dns,
+        tls: readTls(r, domain, dns),
+        postgres,
+        synapse: readSynapse(r, postgres, dataDir),
+        backups: readBackups(r),
+        element: readElement(r, domain),
+    });
+}
+
+/** The current stack's configuration, checked. */
+export function loadConfig(): ChatConfig {
+    return readConfig(stackConfigSource());
+}

@@ -1,0 +1,120 @@
+// The typed stack configuration: what every component is built from. Nothing here reads anything.
+import type * as pulumi from "@pulumi/pulumi";
+
+/** The droplet's SSH key: a new key made from sshPublicKey, or one already in the account (doSshKey). */
+export type DropletSshKey = { readonly kind: "new"; readonly publicKey: string } | { readonly kind: "account"; readonly fingerprintOrId: string };
+
+/** A new DigitalOcean droplet with its volume, reserved IP and firewall. */
+export interface DropletHosting {
+    readonly kind: "digitalocean";
+    /** Region slug, e.g. nyc3. */
+    readonly region: string;
+    /** Size slug; s-1vcpu-1gb is the 1 GB droplet. */
+    readonly size: string;
+    /** Image slug, e.g. debian-13-x64. Changing it replaces the droplet (the volume and reserved IP stay). */
+    readonly image: string;
+    /** Data volume size in GB; it can grow in place. */
+    readonly volumeSizeGb: number;
+    /** Give the droplet IPv6. */
+    readonly ipv6: boolean;
+    readonly sshKey: DropletSshKey;
+    /** Who may reach port 22. */
+    readonly sshAllowedCidrs: readonly string[];
+}
+
+/** A server the operator already has, reached over SSH. */
+export interface ExistingHosting {
+    readonly kind: "existing";
+    readonly host: string;
+    readonly port: number;
+    readonly user: string;
+    /** The machine's identity (e.g. its /etc/machine-id); "" when not given. */
+    readonly serverId: string;
+}
+
+export type Hosting = DropletHosting | ExistingHosting;
+
+export type Dns = { readonly kind: "cloudflare"; readonly zoneId: string } | { readonly kind: "none" };
+
+export type Registration = "closed" | "token" | "open";
+export type AcmeChallenge = "dns-cloudflare" | "http";
+
+export interface TlsSettings {
+    readonly acmeServer: string;
+    readonly challenge: AcmeChallenge;
+    readonly cloudflareDnsToken?: pulumi.Output<string>;
+    readonly apexOnServer: boolean;
+    /** The CA named in the CAA record ("" for no CAA record). */
+    readonly caaIssuer: string;
+    readonly nginxWorkerProcesses: number;
+}
+
+export interface PostgresSettings {
+    readonly password: pulumi.Output<string>;
+    readonly sharedBuffersMb: number;
+    readonly workMemMb: number;
+    readonly maxConnections: number;
+    readonly lowMemory: boolean;
+}
+
+/** An old server's data to bring in once (paths on the server; "" when not adopting). */
+export interface AdoptSettings {
+    readonly signingKey: string;
+    readonly sqliteDatabase: string;
+    readonly postgresDump: string;
+    readonly mediaStore: string;
+}
+
+export interface SynapseSettings {
+    readonly version: string;
+    readonly pipIndexUrl: string;
+    readonly adminUser: string;
+    readonly adminPassword: pulumi.Output<string>;
+    readonly registrationSharedSecret: pulumi.Output<string>;
+    readonly macaroonSecretKey: pulumi.Output<string>;
+    readonly formSecret: pulumi.Output<string>;
+    readonly registration: Registration;
+    readonly recaptcha?: { readonly publicKey: string; readonly privateKey: pulumi.Output<string> };
+    readonly allowGuestAccess: boolean;
+    readonly urlPreviews: boolean;
+    readonly maxUploadSizeMb: number;
+    readonly cacheFactor: number;
+    readonly presence: boolean;
+    readonly jemalloc: boolean;
+    /** 0: no cache autotuning. */
+    readonly cacheMemoryMb: number;
+    readonly databasePoolMax: number;
+    readonly logBackupCount: number;
+    readonly federationIpAllowlist: readonly string[];
+    readonly trustedKeyServers: readonly string[];
+    readonly adopt: AdoptSettings;
+}
+
+export interface BackupSettings {
+    readonly keep: number;
+    readonly rsyncTarget: string;
+}
+
+export interface ElementSettings {
+    readonly version: string;
+    readonly downloadUrl: string;
+    readonly signingKeyUrl: string;
+    readonly signingKeyFingerprint: string;
+    readonly brand: string;
+    readonly roomDirectoryServers: readonly string[];
+}
+
+export interface ChatConfig {
+    readonly domain: string;
+    readonly adminEmail: string;
+    readonly hosting: Hosting;
+    readonly sshPrivateKey: pulumi.Output<string>;
+    readonly dataDir: string;
+    readonly swapSizeMb: number;
+    readonly dns: Dns;
+    readonly tls: TlsSettings;
+    readonly postgres: PostgresSettings;
+    readonly synapse: SynapseSettings;
+    readonly backups: BackupSettings;
+    readonly element: ElementSettings;
+}
