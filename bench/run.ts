@@ -11,6 +11,7 @@ import * as fs from "node:fs";
 import * as os from "node:os";
 import * as path from "node:path";
 import { fetch } from "undici";
+import { appendHistory, historyEntry } from "./lib/history.ts";
 import { adminBatch, agent, call, type AdminHandle } from "./lib/matrix.ts";
 import { Sampler, type Sample } from "./lib/sampler.ts";
 import {
@@ -38,6 +39,7 @@ import { PageServer, percentile, runWorkload, type Homeserver, type Workload, ty
 
 const HERE = import.meta.dirname;
 const RESULTS = path.join(HERE, "results");
+const HISTORY = path.join(RESULTS, "history.json");
 const VENV = path.join(BENCH_STATE, "venv");
 
 const FROM_VERSION = process.env.BENCH_SYNAPSE_FROM || "1.162.0";
@@ -169,6 +171,17 @@ function programHash(): string {
     return h.digest("hex").slice(0, 16);
 }
 let deployedProgram = "";
+
+/** The commit checked out, and whether the program's files differ from it: recorded in the history. */
+async function gitHead(): Promise<{ head: string | null; programChangedFromHead: boolean | null }> {
+    try {
+        const h = await run("git", ["rev-parse", "--short", "HEAD"], { prefix: "git" });
+        const st = await run("git", ["status", "--porcelain", "--", "index.ts", "Pulumi.yaml", "components", "files"], { prefix: "git" });
+        return { head: h.code === 0 ? h.stdout.trim() : null, programChangedFromHead: st.code === 0 ? st.stdout.trim() !== "" : null };
+    } catch {
+        return { head: null, programChangedFromHead: null }; // no git here
+    }
+}
 
 // --- phases --------------------------------------------------------------------------------------
 
@@ -507,6 +520,7 @@ async function main(): Promise<void> {
     const w = JSON.parse(fs.readFileSync(args.workload, "utf8")) as Workload;
     const tunedExtra = args.tunedConfig;
     say(`phases ${args.phases.join(",")}; tuned config overrides ${JSON.stringify(tunedExtra)}; log ${logFile}`);
+    const git = await gitHead();
 
     // Phases not run now are taken from the last full results (latest.json): e.g. a tuned variant
     // (--phases tuned --tuned-config ... --name NAME) is compared with the defaults measured there.
@@ -573,8 +587,13 @@ async function main(): Promise<void> {
     const overrides = Object.keys(tunedExtra).length ? ` + ${Object.entries(tunedExtra).map(([k, v]) => `${k}=${String(v)}`).join(", ")}` : "";
     await plot(samplesFile, pngFile, `bench1, tuned${overrides}`);
     const tbl = table(res);
-    fs.writeFileSync(path.join(RESULTS, isLatest ? "table.md" : `${args.name}-table.md`), tbl + "\n");
-    process.stdout.write(`\n${tbl}\n\nresults: ${path.relative(process.cwd(), latestFile)}, plot: ${path.relative(process.cwd(), pngFile)}; total ${res.totalRunSeconds}s\n`);
+    const tableFile = path.join(RESULTS, isLatest ? "table.md" : `${args.name}-table.md`);
+    fs.writeFileSync(tableFile, tbl + "\n");
+    // The headline figures, kept when the next run replaces these files.
+    appendHistory(HISTORY, historyEntry(res, { ...git, files: [latestFile, samplesFile, pngFile, tableFile].map((f) => path.relative(REPO, f)) }));
+    process.stdout.write(
+        `\n${tbl}\n\nresults: ${path.relative(process.cwd(), latestFile)}, plot: ${path.relative(process.cwd(), pngFile)}, history: ${path.relative(process.cwd(), HISTORY)}; total ${res.totalRunSeconds}s\n`,
+    );
 }
 
 main().then(

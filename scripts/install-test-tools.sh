@@ -1,9 +1,19 @@
 #!/bin/bash
-# Installs the system tools the unit tests drive for real: shellcheck (every script), nginx (`nginx -t`
-# on the rendered sites) and openssl (throwaway certificates). Debian/Ubuntu, as root or with sudo.
+# Installs the system tools the unit tests and the lint drive for real: shellcheck (every script),
+# nginx (`nginx -t` on the rendered sites), openssl (throwaway certificates) and actionlint (the
+# GitHub workflows; built from Go modules). Debian/Ubuntu, as root or with sudo.
 # With --e2e also what the end-to-end checks and the drills drive: Chromium and NSS's certutil (to
 # trust the testbed's CA in a throwaway browser profile), testssl.sh (drill 4).
+#
+# actionlint: version ACTIONLINT_VERSION, installed as /usr/local/bin/actionlint (on PATH; `npm run
+# lint` calls it by name). It needs Go to build: `go` on PATH, else /usr/local/go/bin/go, or
+# GO=/path/to/go; without Go it is skipped with a warning (the unit tests do not need it).
 set -euo pipefail
+ACTIONLINT_VERSION=v1.7.12
+ACTIONLINT=/usr/local/bin/actionlint
+SUDO=
+[ "$(id -u)" = 0 ] || SUDO=sudo
+
 need=()
 if [ "${1:-}" = --e2e ]; then
     [ -x /usr/bin/chromium ] || need+=(chromium)
@@ -13,11 +23,36 @@ fi
 command -v shellcheck >/dev/null || need+=(shellcheck)
 [ -x /usr/sbin/nginx ] || need+=(nginx)
 command -v openssl >/dev/null || need+=(openssl)
-[ "${#need[@]}" = 0 ] && { echo "test tools present"; exit 0; }
-SUDO=
-[ "$(id -u)" = 0 ] || SUDO=sudo
-echo "installing ${need[*]}"
-$SUDO apt-get update -qq
-DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
-# The tests only run `nginx -t`; a service started by the package is not wanted.
-$SUDO systemctl disable --now nginx >/dev/null 2>&1 || { [ -f /run/nginx.pid ] && $SUDO nginx -s stop; } || true
+
+actionlint_ok() { [ -x "$ACTIONLINT" ] && [ "$("$ACTIONLINT" -version 2>/dev/null | head -n 1)" = "$ACTIONLINT_VERSION" ]; }
+
+if [ "${#need[@]}" = 0 ] && actionlint_ok; then
+    echo "test tools present"
+    exit 0
+fi
+
+if [ "${#need[@]}" != 0 ]; then
+    echo "installing ${need[*]}"
+    $SUDO apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
+    # The tests only run `nginx -t`; a service started by the package is not wanted.
+    $SUDO systemctl disable --now nginx >/dev/null 2>&1 || { [ -f /run/nginx.pid ] && $SUDO nginx -s stop; } || true
+fi
+
+if ! actionlint_ok; then
+    go=${GO:-$(command -v go || echo /usr/local/go/bin/go)}
+    if [ ! -x "$go" ]; then
+        # The unit tests do not need it; `npm run lint` does, and fails without it.
+        echo "install-test-tools: no Go found (set GO=/path/to/go): actionlint $ACTIONLINT_VERSION not installed, npm run lint needs it" >&2
+        exit 0
+    fi
+    echo "installing actionlint $ACTIONLINT_VERSION (go install)"
+    build=$(mktemp -d)
+    trap 'rm -rf "$build"' EXIT
+    if ! GOBIN="$build" "$go" install "github.com/rhysd/actionlint/cmd/actionlint@$ACTIONLINT_VERSION" >"$build/log" 2>&1; then
+        cat "$build/log" >&2
+        echo "install-test-tools: building actionlint $ACTIONLINT_VERSION failed" >&2
+        exit 1
+    fi
+    $SUDO install -m 0755 "$build/actionlint" "$ACTIONLINT"
+fi

@@ -1,10 +1,12 @@
 // The testbed, driven from the benchmark: guests (boot/destroy), stacks (config files, deploy.ts),
 // and commands on a guest over ssh (testbed/tssh). Nothing here edits the testbed's own files: the
 // benchmark's stack configs, secrets and tokens live in BENCH_STATE.
-import { spawn } from "node:child_process";
 import * as fs from "node:fs";
 import * as path from "node:path";
 import * as crypto from "node:crypto";
+import { runFailure, runProcess, type RunResult } from "../../testbed/lib/run.ts";
+
+export type { RunResult };
 
 export const REPO = path.resolve(import.meta.dirname, "..", "..");
 export const B = process.env.TESTBED_DIR || "/var/tmp/phillymesh-testbed";
@@ -16,13 +18,6 @@ export interface Server {
     name: string; // guest name; the domain is <name>.test
     ip: string;
     user: string; // ssh user deploy.ts uses
-}
-
-export interface RunResult {
-    code: number;
-    stdout: string;
-    stderr: string;
-    seconds: number;
 }
 
 let logStream: fs.WriteStream | undefined;
@@ -41,47 +36,35 @@ export function say(msg: string): void {
     logLine(line);
 }
 
-/** Runs a command; its output is kept (and logged with a prefix). Never throws on a non-zero exit. */
+/**
+ * Runs a command (testbed/lib/run.ts): its output is kept, and logged line by line with a prefix.
+ * Never throws on a non-zero exit, a signal or a timeout (see `code`, `signal`, `timedOut`); a child
+ * that exits without reading its `input` is no error either. Throws only when the command cannot be
+ * started (not found, not executable, no such cwd). `timeoutMs` kills the command's process group.
+ */
 export function run(
     cmd: string,
     args: string[],
     opts: { input?: string; env?: Record<string, string>; cwd?: string; prefix?: string; echo?: boolean; timeoutMs?: number } = {},
 ): Promise<RunResult> {
-    return new Promise((resolve, reject) => {
-        const t0 = performance.now();
-        const p = spawn(cmd, args, {
-            cwd: opts.cwd ?? REPO,
-            env: { ...process.env, ...(opts.env ?? {}) },
-            stdio: ["pipe", "pipe", "pipe"],
-        });
-        let stdout = "";
-        let stderr = "";
-        const prefix = opts.prefix ?? path.basename(cmd);
-        const tee = (chunk: Buffer, which: "out" | "err") => {
-            const s = chunk.toString("utf8");
-            if (which === "out") stdout += s;
-            else stderr += s;
-            for (const l of s.split("\n")) if (l) logLine(`[${prefix}] ${l}`);
-            if (opts.echo) process.stderr.write(s.split("\n").filter(Boolean).map((l) => `  [${prefix}] ${l}\n`).join(""));
-        };
-        p.stdout.on("data", (c: Buffer) => tee(c, "out"));
-        p.stderr.on("data", (c: Buffer) => tee(c, "err"));
-        p.on("error", reject);
-        let timer: NodeJS.Timeout | undefined;
-        if (opts.timeoutMs) timer = setTimeout(() => p.kill("SIGTERM"), opts.timeoutMs);
-        p.on("close", (code) => {
-            if (timer) clearTimeout(timer);
-            resolve({ code: code ?? -1, stdout, stderr, seconds: (performance.now() - t0) / 1000 });
-        });
-        p.stdin.end(opts.input ?? "");
+    const prefix = opts.prefix ?? path.basename(cmd);
+    return runProcess(cmd, args, {
+        input: opts.input,
+        cwd: opts.cwd ?? REPO,
+        env: { ...process.env, ...(opts.env ?? {}) },
+        timeoutMs: opts.timeoutMs,
+        onLine: (line) => {
+            if (!line) return;
+            logLine(`[${prefix}] ${line}`);
+            if (opts.echo) process.stderr.write(`  [${prefix}] ${line}\n`);
+        },
     });
 }
 
+/** run(), then an error naming the command, how it ended and its last 30 lines unless it exited 0. */
 export async function mustRun(cmd: string, args: string[], opts: Parameters<typeof run>[2] = {}): Promise<RunResult> {
     const r = await run(cmd, args, opts);
-    if (r.code !== 0) {
-        throw new Error(`${cmd} ${args.join(" ")} exited ${r.code}:\n${(r.stderr || r.stdout).split("\n").slice(-30).join("\n")}`);
-    }
+    if (r.code !== 0) throw runFailure(r, 30);
     return r;
 }
 
