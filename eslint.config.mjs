@@ -4,11 +4,11 @@ import tseslint from "typescript-eslint";
 import pulumi from "@pulumi/eslint-plugin";
 
 export default tseslint.config(
-    { ignores: ["node_modules/**", "bin/**", "coverage/**", "eslint.config.mjs", "jest.config.js", "tests/summaryReporter.js", "bench/**", "tests/drills/**"] },
+    { ignores: ["node_modules/**", "bin/**", "coverage/**", "eslint.config.mjs", "jest.config.js", "tests/summaryReporter.js" ] },
     ...tseslint.configs.recommended,
     {
-        files: ["**/*.ts"],
-        languageOptions: { parserOptions: { project: ["./tsconfig.json", "./tests/e2e/tsconfig.json"], tsconfigRootDir: import.meta.dirname } },
+        files: ["**/*.ts", "**/*.mts"],
+        languageOptions: { parserOptions: { project: ["./tsconfig.json", "./tests/e2e/tsconfig.json", "./tests/drills/tsconfig.json", "./bench/tsconfig.json"], tsconfigRootDir: import.meta.dirname } },
         plugins: { "@pulumi": pulumi },
         rules: {
             "@pulumi/no-output-in-template-literal": "error",
@@ -18,7 +18,7 @@ export default tseslint.config(
     },
     {
         // Tests poke at mocked provider inputs, which are untyped by nature.
-        files: ["tests/**/*.ts"],
+        files: ["tests/**/*.ts", "tests/**/*.mts", "bench/**/*.ts"],
         rules: { "@typescript-eslint/no-explicit-any": "off", "@typescript-eslint/no-require-imports": "off", "@typescript-eslint/no-non-null-assertion": "off" },
     },
 );
