@@ -1,20 +1,45 @@
 #!/bin/bash
-# boot.sh NAME IP [MEM]: start a throwaway "droplet" NAME at IP (10.250.0.2-254), systemd as PID 1,
-# and wait until ssh answers and boot has finished. MEM caps its memory (bytes or 1G/768M; default
-# 1G, the s-1vcpu-1gb droplet).
+# boot.sh [--no-data-dir] [--authorized-keys FILE] NAME IP [MEM]: start a throwaway "droplet" NAME
+# at IP (10.250.0.2-254), systemd as PID 1, and wait until ssh answers and boot has finished. MEM
+# caps its memory (bytes or 1G/768M; default 1G, the s-1vcpu-1gb droplet).
 #
 # The guest is an overlay over the template (its changes are thrown away by destroy.sh), in its own
 # network namespace on bridge brtest (no default route: only the host's services are reachable),
 # under its own memory cgroup. $B/data-NAME/ is bind-mounted at /mnt/matrix_data: the stand-in for
 # the DigitalOcean Volume, it survives destroy.sh (unless --wipe-data), so destroying and booting
 # NAME again is "the droplet was replaced, the volume kept".
+#
+# Options (the defaults are the behaviour above):
+#   --no-data-dir          no $B/data-NAME and no /mnt/matrix_data bind mount: the guest's volume,
+#                          if any, is attached later as a block device (the DigitalOcean stand-in,
+#                          testbed/cloud/do-host.sh volume-attach); the guest also gets
+#                          CAP_SYS_RESOURCE, which an online resize2fs of that device needs.
+#   --authorized-keys FILE root's authorized_keys is exactly FILE (what a droplet created with those
+#                          SSH keys gets) and the template's `debian` user holds no key. Readiness is
+#                          then checked from outside (systemd state through nsenter, sshd's banner
+#                          on port 22), since the test key may not be among FILE's keys.
 set -euo pipefail
 HERE=$(cd "$(dirname "$0")" && pwd)
 # shellcheck source=lib.sh source-path=SCRIPTDIR
 . "$HERE/lib.sh"
 
+DATA_DIR=1
+KEYS_FILE=
+while [ $# -gt 0 ]; do
+    case $1 in
+        --no-data-dir) DATA_DIR=0; shift ;;
+        --authorized-keys)
+            if [ $# -lt 2 ] || [ ! -f "$2" ]; then echo "--authorized-keys needs a readable FILE" >&2; exit 2; fi
+            KEYS_FILE=$2
+            shift 2
+            ;;
+        --) shift; break ;;
+        -*) echo "unknown option $1" >&2; exit 2 ;;
+        *) break ;;
+    esac
+done
 if [ $# -lt 2 ] || [ $# -gt 3 ]; then
-    echo "usage: $0 NAME IP [MEM]" >&2
+    echo "usage: $0 [--no-data-dir] [--authorized-keys FILE] NAME IP [MEM]" >&2
     exit 2
 fi
 NAME=$1
@@ -35,8 +60,35 @@ pid_alive dnsmasq dnsmasq || { echo "host services are not up: run testbed/host.
 
 ssh_ready() {
     local state
+    if [ -n "$KEYS_FILE" ]; then
+        external_ready
+        return
+    fi
     state=$(TSSH_CONNECT_TIMEOUT=2 timeout 10 "$HERE/tssh" "root@$IP" 'systemctl is-system-running --wait' 2>/dev/null) || true
     [ "$state" = running ] || [ "$state" = degraded ]
+}
+
+# The guest's PID 1 (systemd), seen from the host: the child of the systemd-nspawn under the
+# supervisor. Empty when the guest is not running.
+guest_init_pid() {
+    local sup nsp
+    sup=$(cat "$W/supervise.pid" 2>/dev/null) || return 0
+    nsp=$(pgrep -P "$sup" -x systemd-nspawn 2>/dev/null | head -1) || return 0
+    [ -n "$nsp" ] && pgrep -P "$nsp" 2>/dev/null | head -1
+    return 0
+}
+
+# Readiness without logging in: boot has finished (systemctl inside the guest, through nsenter) and
+# sshd on IP:22 answers with its banner.
+external_ready() {
+    local pid state banner
+    pid=$(guest_init_pid)
+    [ -n "$pid" ] || return 1
+    state=$(timeout 10 nsenter -t "$pid" -a systemctl is-system-running --wait 2>/dev/null) || true
+    [ "$state" = running ] || [ "$state" = degraded ] || return 1
+    # shellcheck disable=SC2016 # $1 is expanded by the inner bash
+    banner=$(timeout 3 bash -c 'exec 3<>"/dev/tcp/$1/22" && head -c 8 <&3' _ "$IP" 2>/dev/null) || true
+    [ "$banner" = SSH-2.0- ]
 }
 
 if [ -d "$W" ]; then
@@ -51,7 +103,17 @@ for other in "$B"/run-*/ip; do
     [ -f "$other" ] && [ "$(cat "$other")" = "$IP" ] && { echo "$IP is taken by $(basename "$(dirname "$other")")" >&2; exit 1; }
 done
 
-mkdir -p "$W/upper" "$W/work" "$W/merged" "$DATA"
+mkdir -p "$W/upper" "$W/work" "$W/merged"
+if [ "$DATA_DIR" = 1 ]; then
+    mkdir -p "$DATA"
+    BIND_DATA="--bind=$DATA:/mnt/matrix_data"
+else
+    # The volume comes as a block device instead; growing its ext4 online (resize2fs, the
+    # EXT4_IOC_RESIZE_FS ioctl) needs CAP_SYS_RESOURCE, which nspawn leaves out by default and a
+    # droplet's root has. (Only if the host has it: a host whose bounding set lacks it, as some
+    # sandboxed VMs, cannot grow a mounted ext4 at all; offline resize2fs still works.)
+    BIND_DATA="--capability=CAP_SYS_RESOURCE"
+fi
 echo "$IP" > "$W/ip"
 echo "$MEM" > "$W/mem"
 
@@ -79,6 +141,12 @@ sed -i "1a 127.0.1.1\t$NAME" "$R/etc/hosts"
 ssh-keygen -A -f "$R" >/dev/null
 # Pebble makes a new ACME root at every start: trust the ones it has now.
 install_roots "$R"
+if [ -n "$KEYS_FILE" ]; then
+    # As a droplet created with SSH keys: root holds exactly those keys, nobody else holds any.
+    install -d -m 700 "$R/root/.ssh"
+    install -m 600 "$KEYS_FILE" "$R/root/.ssh/authorized_keys"
+    rm -f "$R/home/debian/.ssh/authorized_keys"
+fi
 
 # cgroups: this host runs no systemd, so the guest gets its own subtrees (name=systemd, the v2
 # hierarchy that SYSTEMD_NSPAWN_UNIFIED_HIERARCHY gives the guest) plus a v1 memory cgroup with the
@@ -98,7 +166,7 @@ export SYSTEMD_NSPAWN_UNIFIED_HIERARCHY=1
 while :; do
     systemd-nspawn -D "$R" --machine="$NAME" --boot --register=no --keep-unit \\
         --network-namespace-path="/run/netns/$NAME" --capability=CAP_NET_ADMIN \\
-        --bind="$DATA:/mnt/matrix_data" \\
+        $BIND_DATA \\
         --resolv-conf=off --timezone=off --link-journal=no --console=pipe < /dev/null
     rc=\$?
     echo "nspawn exited rc=\$rc at \$(date -u +%FT%TZ)"
@@ -112,7 +180,11 @@ echo $! > "$W/supervise.pid"
 deadline=$((SECONDS + 90))
 while [ "$SECONDS" -lt "$deadline" ]; do
     if ssh_ready; then
-        echo "$NAME up at $IP (data disk $DATA at /mnt/matrix_data, memory cap $(numfmt --to=iec "$MEM"))"
+        if [ "$DATA_DIR" = 1 ]; then
+            echo "$NAME up at $IP (data disk $DATA at /mnt/matrix_data, memory cap $(numfmt --to=iec "$MEM"))"
+        else
+            echo "$NAME up at $IP (no data disk, memory cap $(numfmt --to=iec "$MEM"))"
+        fi
         exit 0
     fi
     if proc_gone "$(cat "$W/supervise.pid")"; then

@@ -6,8 +6,9 @@
 #    {"name":"_matrix-fed._tcp.phillymesh.test","type":"SRV","priority":10,"weight":5,"port":8448,
 #     "target":"matrix.phillymesh.test"}, ...]
 # Types: A, AAAA, CNAME (target must itself be a record here), SRV (fields at top level or in
-# Cloudflare's `data`), TXT, MX. Anything else is refused, so a test never passes on a record that
-# was silently dropped.
+# Cloudflare's `data`), CAA (flags/tag/value at top level or in `data`; served as a raw type-257
+# record), TXT, MX. Anything else is refused, so a test never passes on a record that was silently
+# dropped. The Cloudflare stand-in (testbed/deploy/cloudflareShim.ts) keeps each zone as set cf-ZONE.
 #
 # Usage:
 #   dns-load.sh FILE.json [SET]   store FILE as $B/dns/SET.json (SET: FILE's base name), reload
@@ -33,6 +34,7 @@ render() {
       def fqdn(r): (. // "" | tostring | rtrimstr(".") | ascii_downcase) as $n
         | if ($n | test("^[a-z0-9_]([a-z0-9_-]*[a-z0-9_])?(\\.[a-z0-9_]([a-z0-9_-]*[a-z0-9_])?)*$"))
           then $n else bad(r; "bad name \(. | tojson)") end;
+      def hex2: "0123456789abcdef"[(. / 16 | floor):(. / 16 | floor) + 1] + "0123456789abcdef"[(. % 16):(. % 16) + 1];
       def num(r; what): if (. | type) == "number" and . >= 0 and . <= 65535 and (. | floor) == .
           then . else bad(r; "\(what) must be an integer 0-65535") end;
       [ .[] | if type == "object" then .dnsRecords else . end | .[] ] | .[] | . as $r
@@ -51,6 +53,17 @@ render() {
           if ($r.content | tostring | test("[\n\r]")) then bad($r; "newline in TXT")
           else "txt-record=\($name),\($r.content | tostring | tojson)" end
         elif $r.type == "MX" then "mx-host=\($name),\($r.content | fqdn($r)),\(($r.priority // 10) | num($r; "priority"))"
+        elif $r.type == "CAA" then
+          # RFC 8659: flags (0-255), tag (letters and digits), value; as dnsmasq dns-rr type 257 hex.
+          ($r.data // $r) as $d
+          | ($d.flags // 0 | if type == "string" then tonumber? // -1 else . end) as $flags
+          | ($d.tag // "" | tostring) as $tag
+          | ($d.value // "" | tostring) as $value
+          | if ($flags | type) != "number" or $flags < 0 or $flags > 255 or ($flags | floor) != $flags then bad($r; "CAA flags must be an integer 0-255")
+            elif ($tag | test("^[A-Za-z0-9]{1,15}$") | not) then bad($r; "CAA tag must be 1-15 letters or digits")
+            elif ($value | test("^[ -~]*$") | not) then bad($r; "CAA value must be printable ASCII")
+            else "dns-rr=\($name),257,\([$flags, ($tag | length)] + ($tag | explode) + ($value | explode) | map(hex2) | join(""))"
+            end
         else bad($r; "type \($r.type | tojson) is not supported by the testbed DNS")
         end' "$@"
 }

@@ -15,9 +15,12 @@ HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 REPO=$(dirname "$HERE")
 B=${TESTBED_DIR:-/var/tmp/phillymesh-testbed}
 export TESTBED_DIR=$B
-# name:address:ssh-user of each server (the name makes the domain, <name>.test). One logs in as
-# root like a droplet, the other as a sudo user like most existing servers.
-read -r -a SERVERS <<<"${TESTBED_SERVERS:-phillymesh:10.250.0.10:root nycmesh:10.250.0.11:debian}"
+# name:address:ssh-user:hosting of each server (the name makes the domain, <name>.test). The first is
+# the path Philly Mesh runs: hosting digitalocean + dns cloudflare, on the testbed's stand-ins for
+# both clouds (testbed/deploy/*Shim.ts; the droplet's address comes from the stack, so "-"). The
+# other is a server its operator already has (hosting existing + dns none), logged in to as a sudo
+# user like most existing servers.
+read -r -a SERVERS <<<"${TESTBED_SERVERS:-phillymesh:-:root:digitalocean nycmesh:10.250.0.11:debian:existing}"
 E2E_FILE=${TESTBED_E2E_FILE:-$B/e2e.json}
 SYNAPSE_VERSION=${SYNAPSE_VERSION:-1.162.0}
 ELEMENT_VERSION=${ELEMENT_VERSION:-1.11.998}
@@ -49,26 +52,51 @@ PY
     printf '%s' "$file"
 }
 
-# stack_config NAME IP USER SERVER_ID: the whole stack configuration, in the shape deploy.ts takes.
+# stack_config NAME HOSTING IP USER SERVER_ID: the whole stack configuration, in the shape deploy.ts
+# takes. HOSTING digitalocean: the droplet, volume, reserved IP, firewall and the Cloudflare zone
+# of the stand-ins (IP, USER and SERVER_ID unused); existing: the guest at IP.
 stack_config() {
-    local name=$1 ip=$2 user=$3 server_id=$4 others=()
+    local name=$1 hosting=$2 ip=$3 user=$4 server_id=$5 others=() cloud=()
     local s
     for s in "${SERVERS[@]}"; do [ "${s%%:*}" = "$name" ] || others+=("${s%%:*}.test"); done
-    python3 - "$name" "$ip" "$user" "$server_id" "$(secrets_for "$name")" "$(cat "$B/element/fingerprint")" \
-        "$SYNAPSE_VERSION" "$ELEMENT_VERSION" "${others[@]}" <<'PY'
+    if [ "$hosting" = digitalocean ]; then
+        # The testbed's key is already in the stand-in account (shared by every stack), so it is
+        # named by fingerprint (doSshKey), as the README tells an operator to do.
+        cloud=("$(bash "$HERE/cloud/do-host.sh" account-key testbed "$SSH_KEY.pub")" "$(bash "$HERE/cloud/cf-zone.sh" ensure "$name.test")")
+    fi
+    python3 - "$name" "$hosting" "$ip" "$user" "$server_id" "$(secrets_for "$name")" "$(cat "$B/element/fingerprint")" \
+        "$SYNAPSE_VERSION" "$ELEMENT_VERSION" "${cloud[0]:-}" "${cloud[1]:-}" "${others[@]}" <<'PY'
 import json, sys
-name, ip, user, server_id, secrets_file, fingerprint, synapse, element, *others = sys.argv[1:]
+name, hosting, ip, user, server_id, secrets_file, fingerprint, synapse, element, key, zone, *others = sys.argv[1:]
 domain = f"{name}.test"
-print(json.dumps({
-    "config": {
-        "domain": domain,
-        "adminEmail": f"admin@{domain}",
+if hosting == "digitalocean":
+    where = {
+        "hosting": "digitalocean",
+        "doRegion": "nyc3",
+        "dropletSize": "s-1vcpu-1gb",
+        "dropletImage": "debian-13-x64",
+        "volumeSizeGb": 10,
+        # The testbed has no IPv6 on its bridge.
+        "ipv6": False,
+        "doSshKey": key,
+        "sshAllowedCidrs": ["10.250.0.0/24"],
+        "dns": "cloudflare",
+        "cloudflareZoneId": zone,
+    }
+else:
+    where = {
         "hosting": "existing",
         "sshHost": ip,
         "sshUser": user,
         # A freshly booted guest is a new machine: its machine-id tells the program so.
         "serverId": server_id,
         "dns": "none",
+    }
+print(json.dumps({
+    "config": {
+        "domain": domain,
+        "adminEmail": f"admin@{domain}",
+        **where,
         "acmeServer": "https://acme.test:14000/dir",
         "acmeChallenge": "http",
         "apexOnServer": True,
@@ -94,7 +122,49 @@ PY
 . "$HERE/lib.sh"
 running() { [ -f "$B/run-$1/supervise.pid" ] && proc_running "$(cat "$B/run-$1/supervise.pid")"; }
 
+# up_stacks [--program DIR]: `pulumi up` of every stack in parallel (with DIR: another checkout's program).
+up_stacks() {
+    local s name ip user hosting pids=() hook=()
+    for s in "${SERVERS[@]}"; do
+        IFS=: read -r name ip user hosting <<<"$s"
+        hook=()
+        # dns none: the program's dnsRecords output goes straight into the testbed's DNS server, as
+        # an operator would create them by hand, before the certificates step needs them. (With dns
+        # cloudflare the stand-in's records are served by the testbed DNS as they are created.)
+        [ "$hosting" = digitalocean ] || hook=(--dns-hook "bash $HERE/dns-load.sh - $name")
+        deploy up --stack "$name" --config "$B/stacks/$name.json" "${hook[@]}" "$@" 2>&1 | sed -u "s/^/[$name] /" &
+        pids+=($!)
+    done
+    local failed=0 p
+    for p in "${pids[@]}"; do wait "$p" || failed=1; done
+    return "$failed"
+}
+
+# upgrade_from REF: what an operator's existing stacks meet. Deploy every stack with the program
+# as it was at REF (a git worktree of it), then preview the same stacks with this checkout: nothing
+# may be replaced or deleted (creates and in-place updates are fine). The `up` that follows is then
+# an upgrade of running servers.
+upgrade_from() {
+    local ref=$1 dir=$B/upgrade-from s name failed=0
+    say "upgrade check: the stacks as the program at $ref deploys them"
+    git -C "$REPO" worktree remove --force "$dir" >/dev/null 2>&1 || rm -rf "$dir"
+    git -C "$REPO" worktree prune
+    git -C "$REPO" worktree add --detach "$dir" "$ref" >/dev/null
+    ln -sfn "$REPO/node_modules" "$dir/node_modules"
+    up_stacks --program "$dir" || { say "pulumi up with the program at $ref FAILED (see above)"; exit 1; }
+    say "upgrade check: preview of the same stacks with this checkout"
+    for s in "${SERVERS[@]}"; do
+        name=${s%%:*}
+        deploy preview --stack "$name" --forbid-replace 2>&1 | sed -u "s/^/[$name] /" || failed=1
+    done
+    git -C "$REPO" worktree remove --force "$dir" >/dev/null 2>&1 || true
+    [ "$failed" = 0 ] || { say "upgrade check FAILED: a stack deployed by $ref would see a resource replaced or deleted"; exit 1; }
+    say "upgrade check passed: nothing replaced or deleted"
+}
+
 cmd_up() {
+    local from=""
+    if [ "${1:-}" = --upgrade-from ]; then from=${2:?--upgrade-from REF}; fi
     say "host services"
     bash "$HERE/host.sh" up >/dev/null
     say "template (cached after the first run)"
@@ -105,29 +175,24 @@ cmd_up() {
     [ -x "$PULUMI_ENGINE_DIR/pulumi" ] || { cat "$B/log/engine.log" >&2; say "no pulumi CLI could be built"; exit 1; }
     export PULUMI_ENGINE_DIR
     install -d "$B/stacks"
-    local s name ip user pids=()
+    local s name ip user hosting server_id
     for s in "${SERVERS[@]}"; do
-        IFS=: read -r name ip user <<<"$s"
-        if ! running "$name"; then
-            # A guest left half-there by an earlier session (processes gone, mounts left): clear it.
-            [ ! -d "$B/run-$name" ] || bash "$HERE/destroy.sh" "$name" >/dev/null
-            bash "$HERE/boot.sh" "$name" "$ip" | tail -n 1
+        IFS=: read -r name ip user hosting <<<"$s"
+        server_id=""
+        if [ "$hosting" = existing ]; then
+            if ! running "$name"; then
+                # A guest left half-there by an earlier session (processes gone, mounts left): clear it.
+                [ ! -d "$B/run-$name" ] || bash "$HERE/destroy.sh" "$name" >/dev/null
+                bash "$HERE/boot.sh" "$name" "$ip" | tail -n 1
+            fi
+            server_id=$(bash "$HERE/tssh" "root@$ip" cat /etc/machine-id)
         fi
-        stack_config "$name" "$ip" "$user" "$(bash "$HERE/tssh" "root@$ip" cat /etc/machine-id)" >"$B/stacks/$name.json"
+        stack_config "$name" "$hosting" "$ip" "$user" "$server_id" >"$B/stacks/$name.json"
         chmod 600 "$B/stacks/$name.json"
     done
+    [ -z "$from" ] || upgrade_from "$from"
     say "pulumi up: ${SERVERS[*]%%:*} (in parallel)"
-    for s in "${SERVERS[@]}"; do
-        IFS=: read -r name ip user <<<"$s"
-        # The program's dnsRecords output goes straight into the testbed's DNS server, as the
-        # Cloudflare records would in production, before the certificates step needs them.
-        deploy up --stack "$name" --config "$B/stacks/$name.json" \
-            --dns-hook "bash $HERE/dns-load.sh - $name" 2>&1 | sed -u "s/^/[$name] /" &
-        pids+=($!)
-    done
-    local failed=0 p
-    for p in "${pids[@]}"; do wait "$p" || failed=1; done
-    [ "$failed" = 0 ] || { say "pulumi up FAILED (see above)"; exit 1; }
+    up_stacks || { say "pulumi up FAILED (see above)"; exit 1; }
     write_e2e
     say "done in $(($(date +%s) - T0))s"
     cmd_status
@@ -135,19 +200,21 @@ cmd_up() {
 
 # e2e.json: what the end-to-end checks read (URLs, logins, addresses), from the stacks' outputs.
 write_e2e() {
-    local s name ip user outputs=()
+    local s name ip user hosting outputs=()
     for s in "${SERVERS[@]}"; do
-        IFS=: read -r name ip user <<<"$s"
+        IFS=: read -r name ip user hosting <<<"$s"
         deploy outputs --stack "$name" >"$B/stacks/$name.outputs.json"
-        outputs+=("$name" "$ip" "$user")
+        outputs+=("$name" "$user")
     done
     (umask 077 && python3 - "$B" "${outputs[@]}" >"$E2E_FILE" <<'PY'
 import json, sys
 b, *rest = sys.argv[1:]
 servers = []
-for i in range(0, len(rest), 3):
-    name, ip, user = rest[i:i + 3]
+for i in range(0, len(rest), 2):
+    name, user = rest[i:i + 2]
     out = json.load(open(f"{b}/stacks/{name}.outputs.json"))
+    # The address the stack reports: the guest's for an existing server, the reserved IP for a droplet.
+    ip = out["serverIp"]
     cfg = json.load(open(f"{b}/stacks/{name}.json"))
     servers.append({
         "name": name, "domain": out["serverName"], "ip": ip, "ssh": f"{user}@{ip}",
@@ -162,10 +229,12 @@ PY
 
 cmd_status() {
     bash "$HERE/host.sh" status || true
-    local s name ip user
+    local s name ip user hosting
     for s in "${SERVERS[@]}"; do
-        IFS=: read -r name ip user <<<"$s"
-        if running "$name"; then
+        IFS=: read -r name ip user hosting <<<"$s"
+        if [ "$hosting" = digitalocean ]; then
+            echo "  $name: a droplet of the DigitalOcean stand-in (testbed/cloud/do-host.sh status)"
+        elif running "$name"; then
             echo "  $name ($ip): running"
         else
             echo "  $name ($ip): not running"
@@ -187,17 +256,25 @@ PY
 }
 
 cmd_down() {
-    local s name ip user
+    local s name ip user hosting
     for s in "${SERVERS[@]}"; do
-        IFS=: read -r name ip user <<<"$s"
+        IFS=: read -r name ip user hosting <<<"$s"
         if running "$name" || [ -d "$B/run-$name" ]; then bash "$HERE/destroy.sh" "$name" "$@"; fi
         rm -f "$B/dns/$name.json"
-        if [ "${1:-}" = --wipe-data ] && [ -f "$B/stacks/$name.json" ]; then
-            # With its data gone, the stack's state describes nothing: forget it, and its secrets.
-            deploy destroy --stack "$name" >/dev/null 2>&1 || true
-            rm -f "$B/stacks/$name".* "$B/secrets/$name.json"
-        fi
     done
+    if [ "${1:-}" = --wipe-data ]; then
+        # The DigitalOcean/Cloudflare stand-ins' droplets (do-*), volumes, reserved IPs, firewall
+        # rules, zones and account go with the data ...
+        bash "$HERE/cloud/do-host.sh" wipe
+        # ... and then the stacks' state describes nothing: forget it (not `destroy`: the volume and
+        # reserved IP are protected), and the secrets.
+        for s in "${SERVERS[@]}"; do
+            name=${s%%:*}
+            [ -f "$B/stacks/$name.json" ] || continue
+            deploy forget --stack "$name" >/dev/null 2>&1 || true
+            rm -f "$B/stacks/$name".* "$B/secrets/$name.json"
+        done
+    fi
     # Host services serve every guest: stop them only when none is left.
     local alive="" dir
     for dir in "$B"/run-*; do
@@ -212,9 +289,9 @@ cmd_down() {
 }
 
 cmd_preview() {
-    local s name ip user failed=0
+    local s name failed=0
     for s in "${SERVERS[@]}"; do
-        IFS=: read -r name ip user <<<"$s"
+        name=${s%%:*}
         deploy preview --stack "$name" --expect-no-changes 2>&1 | sed -u "s/^/[$name] /" || failed=1
     done
     return "$failed"

@@ -58,6 +58,19 @@ release_foreign_mounts() {
         cat "$tmp" >/etc/fstab
         systemctl daemon-reload
     fi
+    # DigitalOcean's image may write the mount as a unit (/etc/systemd/system/mnt-<name>.mount)
+    # rather than an fstab line: disable and remove it, or the second mount returns at the next boot.
+    local unit what
+    for unit in /etc/systemd/system/*.mount; do
+        [ -f "$unit" ] || continue
+        what=$(sed -n 's/^What=//p' "$unit" | head -n 1)
+        { [ "$(readlink -f "$what" 2>/dev/null)" = "$real" ] || [ "$what" = "/dev/disk/by-uuid/$uuid" ] || [ "$what" = "UUID=$uuid" ]; } || continue
+        [ "$(sed -n 's/^Where=//p' "$unit" | head -n 1)" != "$keep" ] || continue
+        log "removing the mount unit ${unit##*/} (the image's own mount of the data volume)"
+        systemctl disable --now "${unit##*/}" 2>/dev/null || true
+        rm -f "$unit"
+        systemctl daemon-reload
+    done
 }
 
 # grow_filesystem DEVICE MOUNTPOINT: after volumeSizeGb grew, DigitalOcean has resized the block
@@ -72,10 +85,27 @@ grow_filesystem() {
     block_size=$(dumpe2fs -h "$real" 2>/dev/null | awk -F: '/^Block size/ {gsub(/ /, "", $2); print $2}')
     fs_bytes=$((block_count * block_size))
     # Grow when at least 1 MiB is unused (ext4 rounds to its block groups).
-    if [ "$dev_bytes" -gt $((fs_bytes + 1048576)) ]; then
-        log "growing the filesystem on $mnt from $((fs_bytes / 1048576)) MiB to $((dev_bytes / 1048576)) MiB (online)"
-        resize2fs "$real" >/dev/null 2>&1 || die "resize2fs $real failed"
+    [ "$dev_bytes" -gt $((fs_bytes + 1048576)) ] || return 0
+    log "growing the filesystem on $mnt from $((fs_bytes / 1048576)) MiB to $((dev_bytes / 1048576)) MiB (online)"
+    local out
+    if out=$(resize2fs "$real" 2>&1); then
+        return 0
     fi
+    # Online growth needs CAP_SYS_RESOURCE, which some hosts withhold from root (containers): then
+    # stop what uses the volume for the few seconds an offline resize takes.
+    log "online resize refused ($(printf '%s' "$out" | tail -n 1)); growing offline: Synapse and PostgreSQL stop briefly"
+    local stopped=() unit
+    for unit in postgresql matrix-synapse nginx; do
+        if systemctl is-active --quiet "$unit"; then stopped+=("$unit"); fi
+    done
+    # (postgresql.service returns before the cluster's own unit has stopped: stop that by name too.)
+    systemctl stop matrix-synapse nginx postgresql 'postgresql@*' 2>/dev/null || true
+    for _ in $(seq 30); do umount "$mnt" 2>/dev/null && break; sleep 1; done
+    ! mountpoint -q "$mnt" || die "$mnt is still in use; cannot grow it offline"
+    e2fsck -f -p "$real" >/dev/null || die "e2fsck $real found problems; not resizing"
+    resize2fs "$real" >/dev/null 2>&1 || die "resize2fs $real failed offline too"
+    mount "$mnt"
+    [ "${#stopped[@]}" = 0 ] || systemctl start "${stopped[@]}" || die "could not start ${stopped[*]} again after the resize"
 }
 
 # The data volume: everything that must outlive the server lives below DATA_DIR.

@@ -233,14 +233,14 @@ export function setCommandGate(p: Promise<unknown> | undefined): void {
 }
 
 export class Command extends pulumi.dynamic.Resource {
-    public readonly connection!: pulumi.Output<ConnectionArgs>;
-    public readonly create!: pulumi.Output<string | undefined>;
-    public readonly update!: pulumi.Output<string | undefined>;
-    public readonly delete!: pulumi.Output<string | undefined>;
-    public readonly stdin!: pulumi.Output<string | undefined>;
-    public readonly triggers!: pulumi.Output<unknown[] | undefined>;
-    public readonly stdout!: pulumi.Output<string>;
-    public readonly stderr!: pulumi.Output<string>;
+    declare public readonly connection: pulumi.Output<ConnectionArgs>;
+    declare public readonly create: pulumi.Output<string | undefined>;
+    declare public readonly update: pulumi.Output<string | undefined>;
+    declare public readonly delete: pulumi.Output<string | undefined>;
+    declare public readonly stdin: pulumi.Output<string | undefined>;
+    declare public readonly triggers: pulumi.Output<unknown[] | undefined>;
+    declare public readonly stdout: pulumi.Output<string>;
+    declare public readonly stderr: pulumi.Output<string>;
 
     constructor(name: string, args: CommandArgs, opts?: pulumi.CustomResourceOptions) {
         if (gate && args.create !== undefined) {

@@ -1,14 +1,16 @@
 // Runs the real program (index.ts) through the real Pulumi engine (the CLI that scripts/engine.sh
-// builds), with one stand-in: remote.Command (see commandShim.ts; its provider binary cannot be
-// built here). The Node language host cannot be built either, so the program runs *inline* through
+// builds), with stand-ins for the providers whose binaries cannot be built or reach nothing here:
+// remote.Command (commandShim.ts), @pulumi/digitalocean and @pulumi/cloudflare (digitaloceanShim.ts,
+// cloudflareShim.ts: droplets are testbed guests, records go to the testbed DNS). The Node language host cannot be built either, so the program runs *inline* through
 // the Automation API: this process hosts the program and the CLI drives it.
 //
 //   PATH=$PWD/node_modules/.bin:$PATH
 //   ts-node --transpile-only testbed/deploy/deploy.ts up       --stack NAME --config FILE.json [--events OUT.json] [--dns-hook CMD]
-//   ts-node --transpile-only testbed/deploy/deploy.ts preview  --stack NAME [--config FILE.json] [--expect-no-changes] [--events OUT.json]
+//   ts-node --transpile-only testbed/deploy/deploy.ts preview  --stack NAME [--config FILE.json] [--expect-no-changes] [--forbid-replace] [--events OUT.json]
 //   ts-node --transpile-only testbed/deploy/deploy.ts outputs  --stack NAME [--show-secrets]
 //   ts-node --transpile-only testbed/deploy/deploy.ts destroy  --stack NAME
 //   ts-node --transpile-only testbed/deploy/deploy.ts export   --stack NAME [--show-secrets]
+//   ts-node --transpile-only testbed/deploy/deploy.ts forget   --stack NAME   (pulumi stack rm --force)
 //
 // FILE.json: { "config": { "domain": "phillymesh.test", ... }, "secrets": { "postgresPassword": "...", ... } }
 // (keys without the "phillymesh-chat:" prefix). It is the stack's whole configuration: keys set
@@ -34,6 +36,7 @@ import * as fs from "fs";
 import * as path from "path";
 import * as yaml from "js-yaml";
 import { EngineEvent, LocalWorkspace, OpMap, ProjectSettings, PulumiCommand, Stack } from "@pulumi/pulumi/automation";
+import { installCloudShims } from "./cloudShims";
 import { installCommandShim, setCommandGate } from "./commandShim";
 
 const REPO = path.resolve(__dirname, "..", "..");
@@ -42,18 +45,22 @@ const STATE_DIR = path.resolve(process.env.PHILLYMESH_TESTBED_STATE || "/var/tmp
 const PASSPHRASE = process.env.PULUMI_CONFIG_PASSPHRASE || "phillymesh-testbed-passphrase (not a secret)";
 
 const USAGE = `usage: deploy.ts up --stack NAME --config FILE.json [--events OUT.json] [--dns-hook CMD]
-       deploy.ts preview --stack NAME [--config FILE.json] [--expect-no-changes] [--events OUT.json]
+       deploy.ts preview --stack NAME [--config FILE.json] [--expect-no-changes] [--forbid-replace] [--events OUT.json]
+       (up and preview also take --program DIR: run the program of another checkout, e.g. the last landed one)
        deploy.ts outputs --stack NAME [--show-secrets]
        deploy.ts destroy --stack NAME
-       deploy.ts export --stack NAME [--show-secrets]`;
+       deploy.ts export --stack NAME [--show-secrets]
+       deploy.ts forget --stack NAME`;
 
 interface Args {
-    op: "up" | "preview" | "outputs" | "destroy" | "export";
+    op: "up" | "preview" | "outputs" | "destroy" | "export" | "forget";
     stack: string;
     config?: string;
     events?: string;
     dnsHook?: string;
     expectNoChanges: boolean;
+    forbidReplace: boolean;
+    program?: string;
     showSecrets: boolean;
 }
 
@@ -61,8 +68,8 @@ class UsageError extends Error {}
 
 function parseArgs(argv: string[]): Args {
     const [op, ...rest] = argv;
-    if (!["up", "preview", "outputs", "destroy", "export"].includes(op)) throw new UsageError(`unknown operation '${op ?? ""}'`);
-    const a: Args = { op: op as Args["op"], stack: "", expectNoChanges: false, showSecrets: false };
+    if (!["up", "preview", "outputs", "destroy", "export", "forget"].includes(op)) throw new UsageError(`unknown operation '${op ?? ""}'`);
+    const a: Args = { op: op as Args["op"], stack: "", expectNoChanges: false, forbidReplace: false, showSecrets: false };
     for (let i = 0; i < rest.length; i++) {
         const value = () => {
             const v = rest[++i];
@@ -75,6 +82,8 @@ function parseArgs(argv: string[]): Args {
             case "--events": a.events = path.resolve(value()); break;
             case "--dns-hook": a.dnsHook = value(); break;
             case "--expect-no-changes": a.expectNoChanges = true; break;
+            case "--forbid-replace": a.forbidReplace = true; break;
+            case "--program": a.program = path.resolve(value()); break;
             case "--show-secrets": a.showSecrets = true; break;
             default: throw new UsageError(`unknown argument '${rest[i]}'`);
         }
@@ -83,6 +92,8 @@ function parseArgs(argv: string[]): Args {
     if (a.op === "up" && !a.config) throw new UsageError("up needs --config FILE.json");
     if (a.config && !["up", "preview"].includes(a.op)) throw new UsageError("--config is for up and preview");
     if (a.dnsHook && a.op !== "up") throw new UsageError("--dns-hook is for up");
+    if (a.program && !["up", "preview"].includes(a.op)) throw new UsageError("--program is for up and preview");
+    if (a.program && !fs.existsSync(path.join(a.program, "index.ts"))) throw new UsageError(`--program ${a.program}: no index.ts there`);
     return a;
 }
 
@@ -97,7 +108,7 @@ function since(t0: number): string {
 
 // --- the engine and its environment ----------------------------------------------------------
 
-function engineDir(): string {
+export function engineDir(): string {
     if (process.env.PULUMI_ENGINE_DIR) return process.env.PULUMI_ENGINE_DIR;
     const r = childProcess.spawnSync("bash", [path.join(REPO, "scripts", "engine.sh"), "--partial"], { encoding: "utf8" });
     const dir = r.stdout.trim().split("\n").pop() ?? "";
@@ -114,13 +125,15 @@ function engineDir(): string {
  * node_modules/.bin comes first on PATH and NODE_PATH points at the repo's node_modules, because
  * the dynamic provider (pulumi-resource-pulumi-nodejs) runs `node` from the workspace directory.
  */
-function cliEnv(engine: string): Record<string, string> {
+export function cliEnv(engine: string): Record<string, string> {
     const base: Record<string, string> = {
         PULUMI_HOME: path.join(STATE_DIR, "home"),
         PULUMI_BACKEND_URL: `file://${path.join(STATE_DIR, "backend")}`,
         PULUMI_CONFIG_PASSPHRASE: PASSPHRASE,
         PATH: `${path.join(REPO, "node_modules", ".bin")}:${process.env.PATH ?? "/usr/bin:/bin"}`,
         NODE_PATH: path.join(REPO, "node_modules"),
+        // Where the cloud stand-ins' providers find testbed/cloud/do-host.sh and dns-load.sh.
+        TESTBED_REPO: REPO,
     };
     fs.mkdirSync(base.PULUMI_HOME, { recursive: true });
     fs.mkdirSync(path.join(STATE_DIR, "backend"), { recursive: true });
@@ -149,7 +162,7 @@ function projectSettings(): ProjectSettings {
 // --- the program -------------------------------------------------------------------------------
 
 /** ts-node in transpile-only mode (a type-checking instance, e.g. from the ts-node CLI, is swapped out). */
-function registerTsNode(): void {
+export function registerTsNode(): void {
     type Service = { enabled(v?: boolean): boolean; options: { transpileOnly?: boolean } };
     const key = Symbol.for("ts-node.register.instance");
     const current = (process as unknown as Record<symbol, Service | undefined>)[key];
@@ -171,42 +184,64 @@ function runDnsHook(hook: string, records: unknown): Promise<void> {
                 resolve();
             } else reject(new Error(`--dns-hook '${hook}' exited with status ${code}`));
         });
+        // A hook that exits without reading its input must fail as itself, not as an EPIPE.
+        p.stdin.on("error", () => undefined);
         p.stdin.end(JSON.stringify(records));
     });
 }
 
 /**
- * The inline program: index.ts with @pulumi/command replaced by the stand-in; its exports become
- * the stack outputs. With a DNS hook, every step waits for the hook (see commandShim's gate).
+ * The inline program: what index.ts runs (config, preflight, buildChat), with @pulumi/command,
+ * @pulumi/digitalocean and @pulumi/cloudflare replaced by the stand-ins; its outputs become the stack
+ * outputs. With a DNS hook, every step waits for the hook (see commandShim's gate).
  */
-function makeProgram(dnsHook?: string): () => Promise<Record<string, unknown>> {
+function makeProgram(dnsHook?: string, programDir: string = REPO): () => Promise<Record<string, unknown>> {
     return async () => {
-        installCommandShim(REPO);
+        // The stand-ins first: the program's modules bind the provider modules when they are loaded.
+        installCommandShim(programDir);
+        // @pulumi/digitalocean and @pulumi/cloudflare: dynamic-provider stand-ins acting on the testbed.
+        installCloudShims(programDir);
         registerTsNode();
-        // A fresh copy of the program's own modules for every run of the program.
-        for (const k of Object.keys(require.cache)) {
-            if (k.startsWith(REPO + path.sep) && !k.includes(`${path.sep}node_modules${path.sep}`) && !k.startsWith(__dirname + path.sep)) delete require.cache[k];
-        }
         let open: () => void = () => undefined;
         let fail: (e: unknown) => void = () => undefined;
-        setCommandGate(dnsHook ? new Promise<void>((res, rej) => ((open = res), (fail = rej))) : undefined);
-        try {
-            // eslint-disable-next-line @typescript-eslint/no-require-imports
-            const mod = require(path.join(REPO, "index.ts")) as Record<string, unknown>;
-            if (dnsHook) {
-                const records = mod.dnsRecords as { apply?: (f: (v: unknown) => Promise<void>) => unknown } | undefined;
-                if (!records?.apply) throw new Error("--dns-hook: the program exports no dnsRecords output");
-                records.apply(async (v) => {
-                    try {
-                        await runDnsHook(dnsHook, v);
-                        open();
-                    } catch (e) {
-                        fail(e);
-                        throw e;
-                    }
-                });
+        const gate = () => setCommandGate(dnsHook ? new Promise<void>((res, rej) => ((open = res), (fail = rej))) : undefined);
+        const hook = (records: { apply(f: (v: unknown) => Promise<void>): unknown } | undefined) => {
+            if (!dnsHook) return;
+            if (!records?.apply) throw new Error("--dns-hook: the program exports no dnsRecords output");
+            records.apply(async (v) => {
+                try {
+                    await runDnsHook(dnsHook, v);
+                    open();
+                } catch (e) {
+                    fail(e);
+                    throw e;
+                }
+            });
+        };
+        /* eslint-disable @typescript-eslint/no-require-imports */
+        if (!fs.existsSync(path.join(programDir, "components", "chatService.ts"))) {
+            // A checkout from before buildChat (the upgrade check's "last landed" program): it
+            // declared everything when index.ts was loaded, and its exports are the outputs.
+            gate();
+            try {
+                const mod = require(path.join(programDir, "index.ts")) as Record<string, unknown>;
+                hook(mod.dnsRecords as Parameters<typeof hook>[0]);
+                return Object.fromEntries(Object.entries(mod).filter(([k]) => k !== "__esModule"));
+            } finally {
+                setCommandGate(undefined);
             }
-            return Object.fromEntries(Object.entries(mod).filter(([k]) => k !== "__esModule"));
+        }
+        const { loadConfig } = require(path.join(programDir, "components", "config")) as typeof import("../../components/config");
+        const { preflight } = require(path.join(programDir, "components", "preflight")) as typeof import("../../components/preflight");
+        const { buildChat } = require(path.join(programDir, "components", "chatService")) as typeof import("../../components/chatService");
+        /* eslint-enable @typescript-eslint/no-require-imports */
+        const cfg = loadConfig();
+        const facts = await preflight(cfg);
+        gate();
+        try {
+            const outputs = buildChat(cfg, facts);
+            hook(outputs.dnsRecords);
+            return { ...outputs };
         } finally {
             setCommandGate(undefined);
         }
@@ -384,7 +419,7 @@ async function main(): Promise<number> {
     fs.mkdirSync(workDir, { recursive: true });
     const pulumiCommand = await PulumiCommand.get({ root: path.dirname(engine), skipVersionCheck: true });
     const stack = await LocalWorkspace.createOrSelectStack(
-        { stackName: args.stack, projectName: PROJECT, program: makeProgram(args.dnsHook) },
+        { stackName: args.stack, projectName: PROJECT, program: makeProgram(args.dnsHook, args.program) },
         { workDir, envVars: env, pulumiCommand, projectSettings: projectSettings() },
     );
     log(`stack ${args.stack} (engine ${engine}, state ${STATE_DIR}) ready in ${since(tStart)}`);
@@ -419,6 +454,16 @@ async function main(): Promise<number> {
                 timeline.print("would change:");
                 const changed = Object.entries(r.changeSummary).filter(([op, n]) => op !== "same" && n > 0);
                 log(`preview: ${since(t0)}; changes ${summary(r.changeSummary)}`);
+                if (args.forbidReplace) {
+                    // An existing stack must not notice a new version of the program: nothing replaced,
+                    // nothing deleted (creates and in-place updates are fine).
+                    const bad = timeline.changed().filter((s) => s.ops.some((op) => /replace|delete|discard/i.test(op)));
+                    for (const s of bad) log(`would ${s.ops.join("/")}: ${s.urn}`);
+                    if (bad.length > 0) {
+                        log(`FAILED: ${bad.length} resource(s) would be replaced or deleted`);
+                        code = 1;
+                    } else log("no resource would be replaced or deleted");
+                }
                 if (args.expectNoChanges && changed.length > 0) {
                     log(`expected no changes, found: ${changed.map(([op, n]) => `${n} ${op}`).join(", ")}`);
                     code = 1;
@@ -436,10 +481,18 @@ async function main(): Promise<number> {
             break;
         }
         case "destroy": {
-            log("note: the program sets no delete commands, so destroy changes nothing on the server; it only forgets the state");
+            log("note: destroy runs the steps' delete commands and deletes the stack's cloud resources (with the DigitalOcean stand-in: its guests and, unless protected, volumes); with hosting existing it changes nothing on the server");
             const r = await stack.destroy(streams);
             guard.flush();
             log(`destroy: ${r.summary.result} in ${since(t0)}; changes ${summary(r.summary.resourceChanges)}`);
+            break;
+        }
+        case "forget": {
+            // The stack's state and config go, whatever it holds (`pulumi stack rm --force`): for
+            // testbed.sh down --wipe-data, after the guests, volumes and zones it describes are gone.
+            await stack.workspace.removeStack(stack.name, { force: true });
+            fs.rmSync(workDir, { recursive: true, force: true });
+            log(`forget: stack ${args.stack} removed in ${since(t0)}`);
             break;
         }
         case "export": {
@@ -466,7 +519,8 @@ function printOutputs(outs: Record<string, { value: unknown; secret: boolean }>,
     process.stdout.write(JSON.stringify(shown, null, 2) + "\n");
 }
 
-main().then(
+// (Only when run as a script: cloudSelftest.ts imports the helpers above.)
+if (require.main === module) main().then(
     (code) => process.exit(code),
     (e: unknown) => {
         if (e instanceof UsageError) {
