@@ -60,27 +60,39 @@ export interface ZoneRecord {
     readonly type: string;
     readonly content?: string;
     readonly comment?: string | null;
-    readonly data?: { flags?: unknown; tag?: string; value?: string } | null;
+    readonly data?: { flags?: unknown; tag?: string; value?: string; target?: string; port?: unknown; priority?: unknown; weight?: unknown } | null;
+}
+
+/** Whether a record in the zone is the one `spec` describes (same name, type and content). */
+function sameRecord(r: ZoneRecord, spec: DnsRecordSpec): boolean {
+    if (r.name !== spec.name || r.type !== spec.type) return false;
+    const d = r.data ?? {};
+    switch (spec.type) {
+        case "A":
+        case "AAAA":
+            return r.content === spec.content;
+        case "SRV":
+            return d.target === spec.target && Number(d.port) === spec.port && Number(d.priority) === spec.priority && Number(d.weight) === spec.weight;
+        case "CAA":
+            return d.tag === spec.tag && d.value === spec.value && Number(d.flags ?? 0) === spec.flags;
+    }
 }
 
 /**
  * Records already in the zone that this stack would collide with. Cloudflare v6 has no overwrite: an
  * A/AAAA beside an old one makes traffic round-robin to the old server, a second SRV splits federation,
  * a CNAME on the name is refused (81053), an identical record is refused (81058). A CAA for another
- * CA is no collision (CAA records add up).
+ * CA is no collision (CAA records add up). The stack's own records are no collision: they carry its
+ * comment, or (made before the comment existed) match what it published last time (`published`).
  */
-export function conflictingRecords(planned: readonly DnsRecordSpec[], existing: readonly ZoneRecord[], owner: string): ZoneRecord[] {
-    const ours = (r: ZoneRecord) => r.comment === owner;
+export function conflictingRecords(planned: readonly DnsRecordSpec[], existing: readonly ZoneRecord[], owner: string, published: readonly DnsRecordSpec[] = []): ZoneRecord[] {
+    const ours = (r: ZoneRecord) => r.comment === owner || published.some((p) => sameRecord(r, p));
     return existing.filter((r) => {
         if (ours(r)) return false;
         const same = planned.filter((p) => p.name === r.name);
         if (same.length === 0) return false;
         if (r.type === "CNAME") return true;
-        return same.some((p) =>
-            p.type === "CAA"
-                ? r.type === "CAA" && r.data?.tag === p.tag && r.data?.value === p.value
-                : p.type === r.type,
-        );
+        return same.some((p) => (p.type === "CAA" ? r.type === "CAA" && r.data?.tag === p.tag && r.data?.value === p.value : p.type === r.type));
     });
 }
 

@@ -5,7 +5,7 @@ import * as pulumi from "@pulumi/pulumi";
 import * as cloudflare from "@pulumi/cloudflare";
 import * as digitalocean from "@pulumi/digitalocean";
 import type { ChatConfig } from "./config";
-import { conflictingRecords, conflictMessage, ownerComment, plannedRecords, recordResourceName, ZoneRecord } from "./dns";
+import { conflictingRecords, conflictMessage, DnsRecordSpec, ownerComment, plannedRecords, recordResourceName, ZoneRecord } from "./dns";
 import { hostnames } from "./layout";
 
 /** What the look-ups found, for buildChat. */
@@ -24,14 +24,26 @@ async function accountKeyFingerprint(ref: string): Promise<string> {
     return found.fingerprint;
 }
 
+/**
+ * The records this stack published at its last deployment (its own `dnsRecords` output, read back
+ * through a reference to itself): records in the zone that match one of these are the stack's own,
+ * even when a program from before the owner comment made them. Empty for a new stack.
+ */
+async function lastPublished(): Promise<DnsRecordSpec[]> {
+    const self = new pulumi.StackReference(`${pulumi.getOrganization()}/${pulumi.getProject()}/${pulumi.getStack()}`);
+    const details = await self.getOutputDetails("dnsRecords").catch(() => undefined);
+    const value = details?.value ?? details?.secretValue;
+    return Array.isArray(value) ? (value as DnsRecordSpec[]) : [];
+}
+
 async function checkZone(cfg: ChatConfig, zoneId: string, resourceName: string): Promise<void> {
     const hosting = cfg.hosting;
     const ipv6 = hosting.kind === "digitalocean" && hosting.ipv6 ? "::" : undefined;
     const shape = plannedRecords(hostnames(cfg.domain), "0.0.0.0", ipv6, cfg.tls.apexOnServer, { issuer: cfg.tls.caaIssuer, email: cfg.adminEmail });
     const names = [...new Set(shape.map((s) => s.name))];
-    const found = await Promise.all(names.map((name) => cloudflare.getDnsRecords({ zoneId, name: { exact: name } })));
+    const [found, published] = await Promise.all([Promise.all(names.map((name) => cloudflare.getDnsRecords({ zoneId, name: { exact: name } }))), lastPublished()]);
     const owner = ownerComment(pulumi.getStack());
-    const conflicts = conflictingRecords(shape, found.flatMap((f) => f.results) as ZoneRecord[], owner);
+    const conflicts = conflictingRecords(shape, found.flatMap((f) => f.results) as ZoneRecord[], owner, published);
     if (conflicts.length === 0) return;
     const resourceNameOf = (r: ZoneRecord) => {
         const spec = shape.find((s) => s.name === r.name && s.type === r.type && (s.type !== "CAA" || s.tag === r.data?.tag));

@@ -146,6 +146,10 @@ up_stacks() {
 # an upgrade of running servers.
 upgrade_from() {
     local ref=$1 dir=$B/upgrade-from s name failed=0
+    if ! git -C "$REPO" cat-file -e "$ref^{commit}" 2>/dev/null; then
+        say "upgrade check SKIPPED: commit $ref is not in this clone (a shallow clone?); fetch the history to run it"
+        return 0
+    fi
     say "upgrade check: the stacks as the program at $ref deploys them"
     git -C "$REPO" worktree remove --force "$dir" >/dev/null 2>&1 || rm -rf "$dir"
     git -C "$REPO" worktree prune

@@ -94,3 +94,22 @@ describe("a new image", () => {
         expect(changed).toEqual(["digitalocean:index/droplet:Droplet::chat-droplet"]);
     });
 });
+
+describe("a stack deployed before records carried the owner comment", () => {
+    test("its own records (as its last dnsRecords output lists them) are no conflict; a foreign one still is", async () => {
+        const published = [
+            { name: "matrix.phillymesh.net", type: "A", content: "203.0.113.10" },
+            { name: "_matrix._tcp.phillymesh.net", type: "SRV", priority: 10, weight: 5, port: 8448, target: "matrix.phillymesh.net" },
+        ];
+        const zone = [
+            { id: "r1", name: "matrix.phillymesh.net", type: "A", content: "203.0.113.10", comment: "" },
+            { id: "r2", name: "_matrix._tcp.phillymesh.net", type: "SRV", data: { priority: 10, weight: 5, port: 8448, target: "matrix.phillymesh.net" } },
+        ];
+        const run = await runProgram(BASE_CONFIG, SECRETS, { preview: true, cloud: { zoneRecords: zone, lastOutputs: { dnsRecords: published } } });
+        expect(run.ofType(RECORD)).toHaveLength(8);
+        const foreign = [...zone, { id: "r3", name: "matrix.phillymesh.net", type: "A", content: "198.51.100.7" }];
+        const err = String(await runProgram(BASE_CONFIG, SECRETS, { preview: true, cloud: { zoneRecords: foreign, lastOutputs: { dnsRecords: published } } }).catch((e: Error) => e));
+        expect(err).toContain("already holds 1 record that");
+        expect(err).toContain("(record id r3)");
+    });
+});

@@ -96,6 +96,8 @@ async function settle(pulumi: typeof PulumiModule, value: unknown): Promise<{ va
 
 /** What the mocked clouds already hold: records in the Cloudflare zone, keys in the DigitalOcean account. */
 export interface CloudState {
+    /** The stack's outputs from its last deployment (read back by preflight through a StackReference). */
+    readonly lastOutputs?: Record<string, unknown>;
     readonly zoneRecords?: { id: string; name: string; type: string; content?: string; comment?: string; data?: Record<string, unknown> }[];
     readonly accountKeys?: { id: number; name: string; fingerprint: string; publicKey: string }[];
 }
@@ -123,6 +125,9 @@ export async function runProgram(
     void pulumi.runtime.setMocks(
         {
             newResource: (args) => {
+                if (args.type === "pulumi:pulumi:StackReference") {
+                    return { id: args.name, state: { name: args.name, outputs: opts.cloud?.lastOutputs ?? {}, secretOutputNames: [] } };
+                }
                 provided.set(args.name, unwrapSecrets(args.inputs));
                 return { id: `${args.name}-id`, state: mockState(args.type, args.name, args.inputs) };
             },
@@ -144,6 +149,7 @@ export async function runProgram(
         PROJECT,
         "test",
         opts.preview ?? false,
+        "organization",
     );
     // Read the config first, as index.ts does: bad config fails before anything is declared.
     const cfg = readConfig(mapSource(config, secrets));

@@ -41,6 +41,7 @@
 // and import, and every other resource of the provider (referencing one throws). Visible differences:
 // the type is pulumi-nodejs:dynamic/cloudflare:DnsRecord; the resource has an extra input `__repo`.
 import * as pulumi from "@pulumi/pulumi";
+import { installModule, withDirLock } from "./shimKit";
 
 /* eslint-disable @typescript-eslint/no-explicit-any, @typescript-eslint/no-require-imports */
 
@@ -114,48 +115,12 @@ function cfWriteJson(file: string, value: unknown): void {
 
 /** Runs fn with the zones and records under $B/cloud/.cf.lock (the same kind of lock as the DigitalOcean stand-in). */
 async function withZones<T>(fn: (zones: Record<string, string>, records: Record<string, any[]>) => Promise<T> | T): Promise<T> {
-    const fs = require("fs");
-    const path = require("path");
-    const lock = cfPath(".cf.lock");
-    fs.mkdirSync(path.dirname(lock), { recursive: true });
-    const deadline = Date.now() + 600000;
-    for (;;) {
-        try {
-            fs.mkdirSync(lock);
-            fs.writeFileSync(path.join(lock, "pid"), String(process.pid));
-            break;
-        } catch (e: any) {
-            if (e.code !== "EEXIST") throw e;
-            let owner = NaN;
-            try {
-                owner = Number(fs.readFileSync(path.join(lock, "pid"), "utf8"));
-            } catch {
-                // being created right now
-            }
-            let alive = true;
-            if (owner > 0) {
-                try {
-                    process.kill(owner, 0);
-                } catch (k: any) {
-                    alive = k.code === "EPERM";
-                }
-            }
-            if (!alive) {
-                fs.rmSync(lock, { recursive: true, force: true });
-                continue;
-            }
-            if (Date.now() > deadline) throw new Error(`the Cloudflare stand-in's zones are locked by pid ${owner} (${lock})`);
-            await new Promise((r) => setTimeout(r, 50));
-        }
-    }
-    try {
+    return withDirLock(cfPath(".cf.lock"), "the Cloudflare stand-in's zones", async () => {
         const records = cfReadJson("cf-records.json");
         const result = await fn(cfReadJson("cf-zones.json"), records);
         cfWriteJson("cf-records.json", records);
         return result;
-    } finally {
-        fs.rmSync(lock, { recursive: true, force: true });
-    }
+    });
 }
 
 /** The name as the API stores it: "@" is the apex, a name outside the zone gets the zone appended. */
@@ -521,15 +486,7 @@ export const cloudflareModule = cfStrictModule({ DnsRecord, getDnsRecords, getDn
 /** Makes `require("@pulumi/cloudflare")`, resolved from `repo`, return the stand-in. */
 export function installCloudflareShim(repo: string): string {
     cfRepoRoot = repo;
-    const resolved = require.resolve("@pulumi/cloudflare", { paths: [repo] });
-    // eslint-disable-next-line @typescript-eslint/no-require-imports
-    const Module = require("module") as { new (id: string): NodeJS.Module };
-    const m = new Module(resolved);
-    m.filename = resolved;
-    m.loaded = true;
-    m.exports = cloudflareModule;
-    require.cache[resolved] = m;
-    return resolved;
+    return installModule("@pulumi/cloudflare", repo, cloudflareModule);
 }
 
 /** For tests. */

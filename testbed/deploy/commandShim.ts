@@ -34,6 +34,7 @@
 // than of the resource; and the dynamic provider is configured with the whole stack config (secrets
 // stay ciphertext in the state), so a config edit also shows its default provider as "update".
 import * as pulumi from "@pulumi/pulumi";
+import { installModule } from "./shimKit";
 
 /** The inputs of remote.Command this stand-in understands (the program's subset of the real ones). */
 export interface ConnectionArgs {
@@ -272,13 +273,5 @@ export const commandModule = {
  * stand-in. Call before the program's modules are loaded.
  */
 export function installCommandShim(fromDir: string): string {
-    const resolved = require.resolve("@pulumi/command", { paths: [fromDir] });
-    // eslint-disable-next-line @typescript-eslint/no-require-imports
-    const Module = require("module") as { new (id: string): NodeJS.Module };
-    const m = new Module(resolved);
-    m.filename = resolved;
-    m.loaded = true;
-    m.exports = commandModule;
-    require.cache[resolved] = m;
-    return resolved;
+    return installModule("@pulumi/command", fromDir, commandModule);
 }

@@ -198,9 +198,9 @@ function runDnsHook(hook: string, records: unknown): Promise<void> {
 function makeProgram(dnsHook?: string, programDir: string = REPO): () => Promise<Record<string, unknown>> {
     return async () => {
         // The stand-ins first: the program's modules bind the provider modules when they are loaded.
-        installCommandShim(programDir);
+        installCommandShim(REPO);
         // @pulumi/digitalocean and @pulumi/cloudflare: dynamic-provider stand-ins acting on the testbed.
-        installCloudShims(programDir);
+        installCloudShims(REPO);
         registerTsNode();
         let open: () => void = () => undefined;
         let fail: (e: unknown) => void = () => undefined;

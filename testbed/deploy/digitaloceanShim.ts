@@ -82,6 +82,7 @@
 // Visible differences: types are pulumi-nodejs:dynamic/digitalocean:<Name>; every resource has an
 // extra input `__repo` (the repository, for testbed/cloud/do-host.sh; never diffed).
 import * as pulumi from "@pulumi/pulumi";
+import { installModule, withDirLock } from "./shimKit";
 
 /* eslint-disable @typescript-eslint/no-explicit-any, @typescript-eslint/no-require-imports */
 
@@ -201,48 +202,13 @@ function writeAccount(account: any): void {
  * died is taken over) and saves what fn left in it, unless fn throws.
  */
 async function withAccount<T>(fn: (account: any) => Promise<T> | T): Promise<T> {
-    const fs = require("fs");
     const path = require("path");
-    fs.mkdirSync(cloudDir(), { recursive: true });
-    const lock = path.join(cloudDir(), ".do.lock");
-    const deadline = Date.now() + 600000;
-    for (;;) {
-        try {
-            fs.mkdirSync(lock);
-            fs.writeFileSync(path.join(lock, "pid"), String(process.pid));
-            break;
-        } catch (e: any) {
-            if (e.code !== "EEXIST") throw e;
-            let owner = NaN;
-            try {
-                owner = Number(fs.readFileSync(path.join(lock, "pid"), "utf8"));
-            } catch {
-                // being created right now
-            }
-            let alive = true;
-            if (owner > 0) {
-                try {
-                    process.kill(owner, 0);
-                } catch (k: any) {
-                    alive = k.code === "EPERM";
-                }
-            }
-            if (!alive) {
-                fs.rmSync(lock, { recursive: true, force: true });
-                continue;
-            }
-            if (Date.now() > deadline) throw new Error(`the DigitalOcean stand-in's account is locked by pid ${owner} (${lock})`);
-            await new Promise((r) => setTimeout(r, 50));
-        }
-    }
-    try {
+    return withDirLock(path.join(cloudDir(), ".do.lock"), "the DigitalOcean stand-in's account", async () => {
         const account = readAccount();
         const result = await fn(account);
         writeAccount(account);
         return result;
-    } finally {
-        fs.rmSync(lock, { recursive: true, force: true });
-    }
+    });
 }
 
 /** The repository (for testbed/cloud/do-host.sh): $TESTBED_REPO, else the resource's __repo input. */
@@ -1018,15 +984,7 @@ export const digitaloceanModule = strictModule("@pulumi/digitalocean", "testbed/
  */
 export function installDigitalOceanShim(repo: string): string {
     repoRoot = repo;
-    const resolved = require.resolve("@pulumi/digitalocean", { paths: [repo] });
-    // eslint-disable-next-line @typescript-eslint/no-require-imports
-    const Module = require("module") as { new (id: string): NodeJS.Module };
-    const m = new Module(resolved);
-    m.filename = resolved;
-    m.loaded = true;
-    m.exports = digitaloceanModule;
-    require.cache[resolved] = m;
-    return resolved;
+    return installModule("@pulumi/digitalocean", repo, digitaloceanModule);
 }
 
 /** For tests: the providers and pure helpers. */
