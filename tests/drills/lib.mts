@@ -20,21 +20,77 @@ export const REPO = fileURLToPath(new URL("../..", import.meta.url)).replace(/\/
 export const B = process.env.TESTBED_DIR ?? "/var/tmp/phillymesh-testbed";
 // DRILL_GUEST=NAME:IP runs the drills on another guest (two runs side by side need two guests).
 const [guestName, guestIp] = (process.env.DRILL_GUEST ?? "drill1:10.250.0.40").split(":");
-export const NAME = guestName;
-export const IP = guestIp;
-export const SSH_USER = "root";
-export const DOMAIN = `${NAME}.test`;
-export const HS = `https://matrix.${DOMAIN}`;
-export const FED = `https://${DOMAIN}:8448`;
-export const E2E_FILE = NAME === "drill1" ? `${B}/e2e-drills.json` : `${B}/e2e-drills-${NAME}.json`;
-export const WORK = NAME === "drill1" ? `${B}/drills` : `${B}/drills-${NAME}`;
-export const LOGS = `${WORK}/logs`;
+// The server the helpers below act on. `let`: useServer() points them at another server (a stack of
+// the testbed, e.g. phillymesh at its reserved IP); importers see the change (live bindings).
+export let NAME = guestName;
+export let IP = guestIp;
+export let SSH_USER = "root";
+export let DOMAIN = `${NAME}.test`;
+export let HS = `https://matrix.${DOMAIN}`;
+export let FED = `https://${DOMAIN}:8448`;
+/** The guest's run directory name ($B/run-GUEST), for guestRunning(); "" when there is none to check. */
+export let GUEST = NAME;
+export let E2E_FILE = NAME === "drill1" ? `${B}/e2e-drills.json` : `${B}/e2e-drills-${NAME}.json`;
+export let WORK = NAME === "drill1" ? `${B}/drills` : `${B}/drills-${NAME}`;
+export let LOGS = `${WORK}/logs`;
 /** The stack config testbed.sh writes for drill1 (the "same stack config" of every re-deploy). */
-export const STACK_FILE = `${B}/stacks/${NAME}.json`;
+export let STACK_FILE = `${B}/stacks/${NAME}.json`;
 /** The secrets testbed.sh made for drill1 (0600). */
-export const SECRETS_FILE = `${B}/secrets/${NAME}.json`;
+export let SECRETS_FILE = `${B}/secrets/${NAME}.json`;
 /** When a drill leaves the stack at other config (drill 8's version bump), the file it used. */
-export const CURRENT_CONFIG = `${WORK}/${NAME}.current.json`;
+export let CURRENT_CONFIG = `${WORK}/${NAME}.current.json`;
+
+/** A server of the testbed, as the helpers need it (stack, files and domain follow from the name). */
+export interface ServerTarget {
+    /** Stack name; the domain is <name>.test unless given. */
+    name: string;
+    /** Where ssh reaches it (a droplet's reserved IP). */
+    ip: string;
+    sshUser?: string;
+    domain?: string;
+    /** Its testbed guest ($B/run-<guest>); default the name, "" for none to check. */
+    guest?: string;
+    /** Where logs and copies go; default $B/drills-<name>. */
+    work?: string;
+}
+
+/** Which server the helpers act on now. */
+export function currentServer(): Required<ServerTarget> {
+    return { name: NAME, ip: IP, sshUser: SSH_USER, domain: DOMAIN, guest: GUEST, work: WORK };
+}
+
+/**
+ * Points every helper (ssh, deploy.ts --stack, the Matrix client, the admin API, secrets) at another
+ * server; returns the previous one, to switch back. Admin sessions are kept per server.
+ */
+export function useServer(s: ServerTarget): Required<ServerTarget> {
+    const before = currentServer();
+    NAME = s.name;
+    IP = s.ip;
+    SSH_USER = s.sshUser ?? "root";
+    DOMAIN = s.domain ?? `${s.name}.test`;
+    HS = `https://matrix.${DOMAIN}`;
+    FED = `https://${DOMAIN}:8448`;
+    GUEST = s.guest ?? s.name;
+    WORK = s.work ?? `${B}/drills-${s.name}`;
+    LOGS = `${WORK}/logs`;
+    E2E_FILE = `${B}/e2e-drills-${s.name}.json`;
+    STACK_FILE = `${B}/stacks/${s.name}.json`;
+    SECRETS_FILE = `${B}/secrets/${s.name}.json`;
+    CURRENT_CONFIG = `${WORK}/${s.name}.current.json`;
+    mkdirSync(LOGS, { recursive: true, mode: 0o700 });
+    return before;
+}
+
+/** fn() with the helpers pointed at server s; the previous server afterwards, whatever happens. */
+export async function withServer<T>(s: ServerTarget, fn: () => Promise<T>): Promise<T> {
+    const before = useServer(s);
+    try {
+        return await fn();
+    } finally {
+        useServer(before);
+    }
+}
 /** A port on the host where nothing listens: the package index that does not answer (drill 8). */
 export const DEAD_INDEX = "https://pypi.test:3999/simple/";
 
@@ -149,7 +205,7 @@ export async function tsshOk(command: string, opts: { input?: string; timeoutMs?
 }
 
 export function guestRunning(): boolean {
-    return existsSync(`${B}/run-${NAME}/supervise.pid`);
+    return GUEST === "" || existsSync(`${B}/run-${GUEST}/supervise.pid`);
 }
 
 export async function destroyGuest(wipe: boolean): Promise<RunResult> {
@@ -163,12 +219,13 @@ export async function bootGuest(): Promise<RunResult> {
     return runOk("bash", [`${REPO}/testbed/boot.sh`, NAME, IP], { timeoutMs: 150_000, label: "boot" });
 }
 
-export type DeployOp = "up" | "preview" | "outputs" | "export" | "destroy";
+export type DeployOp = "up" | "preview" | "outputs" | "export" | "destroy" | "forget";
 
-/** testbed/deploy/deploy.ts OP --stack drill1 ARGS (exit code returned, not thrown). */
-export async function deploy(op: DeployOp, args: string[], opts: { label: string; timeoutMs?: number }): Promise<RunResult> {
-    note(`deploy.ts ${op} --stack ${NAME} ${args.join(" ")}`);
-    const r = await run("ts-node", ["--transpile-only", "testbed/deploy/deploy.ts", op, "--stack", NAME, ...args],
+/** testbed/deploy/deploy.ts OP --stack drill1 ARGS (exit code returned, not thrown); opts.stack: another stack. */
+export async function deploy(op: DeployOp, args: string[], opts: { label: string; timeoutMs?: number; stack?: string }): Promise<RunResult> {
+    const stack = opts.stack ?? NAME;
+    note(`deploy.ts ${op} --stack ${stack} ${args.join(" ")}`);
+    const r = await run("ts-node", ["--transpile-only", "testbed/deploy/deploy.ts", op, "--stack", stack, ...args],
         { timeoutMs: opts.timeoutMs ?? 15 * 60_000, label: opts.label });
     if (op === "up" && r.log) deployLogs.push(r.log);
     note(`deploy.ts ${op}: exit ${r.code ?? r.signal} in ${(r.ms / 1000).toFixed(1)} s${r.log ? ` (${r.log})` : ""}`);
@@ -373,12 +430,17 @@ export async function register(username: string, password: string, regToken?: st
 }
 
 // ---- the admin API (only on the server's localhost:8008): curl over ssh ----
-let adminSession: Session | undefined;
+/** The admin's session on each server (by name), made once: logins are rate-limited. */
+const adminSessions = new Map<string, Session>();
 export async function adminLogin(): Promise<Session> {
-    adminSession ??= await login("admin", secrets().adminPassword);
-    return adminSession;
+    let s = adminSessions.get(NAME);
+    if (!s) {
+        s = await login("admin", secrets().adminPassword);
+        adminSessions.set(NAME, s);
+    }
+    return s;
 }
-export function forgetAdmin(): void { adminSession = undefined; }
+export function forgetAdmin(): void { adminSessions.delete(NAME); }
 
 /** The access token goes in on stdin (curl -H @-), never in a process list. */
 export async function adminApi(method: string, path: string, body?: unknown, retried = false): Promise<{ status: number; json: any; text: string }> {
