@@ -31,7 +31,7 @@ export interface DropletServerArgs extends Omit<DropletHosting, "kind"> {
 const ANYWHERE = ["0.0.0.0/0", "::/0"];
 
 /** The firewall's rules: SSH from the admin CIDRs; web, federation and ping from anywhere; all outbound. */
-export function firewallRules(sshAllowedCidrs: readonly string[]) {
+function firewallRules(sshAllowedCidrs: readonly string[]) {
     const tcp = (port: number, from: readonly string[]) => ({ protocol: "tcp", portRange: String(port), sourceAddresses: [...from] });
     return {
         inboundRules: [
@@ -52,7 +52,7 @@ export function firewallRules(sshAllowedCidrs: readonly string[]) {
 }
 
 /** The volume's name in DigitalOcean (and so its device: /dev/disk/by-id/scsi-0DO_Volume_<name>). */
-export function volumeName(name: string): string {
+function volumeName(name: string): string {
     return `${name}-data`.replace(/[^a-z0-9-]/g, "-").slice(0, 64);
 }
 

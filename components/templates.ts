@@ -1,10 +1,9 @@
 // Small pure helpers that turn files under files/ into what is sent to the server. Tests call them
 // directly, so what a server receives can be checked by the real tools (shellcheck, nginx -t).
-import * as crypto from "crypto";
 import * as fs from "fs";
 import * as path from "path";
 
-export const FILES_DIR = path.join(__dirname, "..", "files");
+const FILES_DIR = path.join(__dirname, "..", "files");
 
 /** The text of a file under files/. */
 export function readFile(relative: string): string {
@@ -31,14 +30,6 @@ export function renderTemplate(relative: string, vars: Record<string, string | n
 /** POSIX single-quoting: the result is one shell word whatever the input holds. */
 export function shellQuote(value: string): string {
     return `'${value.replace(/'/g, `'\\''`)}'`;
-}
-
-export function sha256(text: string): string {
-    return crypto.createHash("sha256").update(text).digest("hex");
-}
-
-export function base64(text: string): string {
-    return Buffer.from(text, "utf8").toString("base64");
 }
 
 /**

@@ -23,7 +23,7 @@ export function certificateNames(names: Hostnames): string[] {
 }
 
 /** Names this server answers on port 80 (HTTP-01 and the redirect to HTTPS). */
-export function httpNames(names: Hostnames, apexOnServer: boolean): string[] {
+function httpNames(names: Hostnames, apexOnServer: boolean): string[] {
     return apexOnServer ? certificateNames(names) : [names.matrix, names.chat];
 }
 

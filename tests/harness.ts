@@ -1,5 +1,6 @@
-// Runs the whole program (buildChat, what index.ts runs) under strict Pulumi mocks and records every resource with its
-// inputs and options, so tests can assert what a user would notice: ports, records, order, secrets.
+// Runs the whole program (readConfig, preflight and buildChat, what index.ts runs) under strict
+// Pulumi mocks and records every resource with its inputs and options, so tests can assert what a
+// user would notice: ports, records, order, secrets, and the look-ups made in the mocked clouds.
 import { AsyncLocalStorage } from "async_hooks";
 import type * as PulumiModule from "@pulumi/pulumi";
 import { mapSource, readConfig } from "../components/config";
@@ -116,8 +117,9 @@ export async function runProgram(
     const provided = new Map<string, any>();
     const calls: { token: string; inputs: any }[] = [];
 
-    // A fresh runtime for every run: the SDK keeps its state (stack resource, settings) in globals.
-    // (Its async-local store follows awaits, so a new run also needs a new AsyncLocalStorage.)
+    // A fresh runtime for every run: the SDK keeps its state (stack resource, settings) in globals,
+    // and one process runs many stacks here. (Its async-local store follows awaits, so a new run
+    // also needs a new AsyncLocalStorage.) This is the one place the tests reach into the SDK.
     (global as any).globalStore = undefined;
     (global as any).asyncLocalStorage = new AsyncLocalStorage();
     (globalThis as any).stackResource = undefined;

@@ -88,7 +88,7 @@ export function checkDoSshKey(v: string): string | undefined {
  * fail at preview, not on the first SSH dial. Covers the OpenSSH format (ciphername in the binary
  * header), PKCS#8 (BEGIN ENCRYPTED PRIVATE KEY) and the traditional PEM header (Proc-Type 4,ENCRYPTED).
  */
-export function isEncryptedPrivateKey(pem: string): boolean {
+function isEncryptedPrivateKey(pem: string): boolean {
     if (/-----BEGIN ENCRYPTED PRIVATE KEY-----/.test(pem) || /Proc-Type:\s*4,ENCRYPTED/.test(pem)) return true;
     const m = /-----BEGIN OPENSSH PRIVATE KEY-----([\s\S]+?)-----END OPENSSH PRIVATE KEY-----/.exec(pem);
     if (!m) return false;

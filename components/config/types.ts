@@ -37,7 +37,7 @@ export type Hosting = DropletHosting | ExistingHosting;
 export type Dns = { readonly kind: "cloudflare"; readonly zoneId: string } | { readonly kind: "none" };
 
 export type Registration = "closed" | "token" | "open";
-export type AcmeChallenge = "dns-cloudflare" | "http";
+type AcmeChallenge = "dns-cloudflare" | "http";
 
 export interface TlsSettings {
     readonly acmeServer: string;

@@ -74,11 +74,6 @@ put_file() {
     log "wrote $dest"
 }
 
-# put_b64 DEST MODE OWNER:GROUP BASE64 — the same, for content sent base64-encoded.
-put_b64() {
-    put_file "$1" "$2" "$3" "$(printf '%s' "$4" | base64 -d)"
-}
-
 # wait_http URL SECONDS — polls until URL answers 2xx.
 wait_http() {
     local url=$1 limit=$2 i
