@@ -53,32 +53,36 @@ PY
 }
 
 # stack_config NAME HOSTING IP USER SERVER_ID: the whole stack configuration, in the shape deploy.ts
-# takes. HOSTING digitalocean: the droplet, volume, reserved IP, firewall and the Cloudflare zone
+# takes (keeping, from the stack's current file, what an operator changed since: see below). HOSTING digitalocean: the droplet, volume, reserved IP, firewall and the Cloudflare zone
 # of the stand-ins (IP, USER and SERVER_ID unused); existing: the guest at IP.
 stack_config() {
     local name=$1 hosting=$2 ip=$3 user=$4 server_id=$5 others=() cloud=()
     local s
     for s in "${SERVERS[@]}"; do [ "${s%%:*}" = "$name" ] || others+=("${s%%:*}.test"); done
-    if [ "$hosting" = digitalocean ]; then
-        # The testbed's key is already in the stand-in account (shared by every stack), so it is
-        # named by fingerprint (doSshKey), as the README tells an operator to do.
-        cloud=("$(bash "$HERE/cloud/do-host.sh" account-key testbed "$SSH_KEY.pub")" "$(bash "$HERE/cloud/cf-zone.sh" ensure "$name.test")")
-    fi
-    python3 - "$name" "$hosting" "$ip" "$user" "$server_id" "$(secrets_for "$name")" "$(cat "$B/element/fingerprint")" \
+    # The quick start's way: a deploy key whose public half the stack adds to the (stand-in)
+    # account. (A key already in the account goes by doSshKey instead: drill 14.)
+    [ "$hosting" != digitalocean ] || cloud=("$(cat "$SSH_KEY.pub")" "$(bash "$HERE/cloud/cf-zone.sh" ensure "$name.test")")
+    python3 - "$name" "$hosting" "$ip" "$user" "$server_id" "$B/stacks/$name.json" "$(secrets_for "$name")" "$(cat "$B/element/fingerprint")" \
         "$SYNAPSE_VERSION" "$ELEMENT_VERSION" "${cloud[0]:-}" "${cloud[1]:-}" "${others[@]}" <<'PY'
 import json, sys
-name, hosting, ip, user, server_id, secrets_file, fingerprint, synapse, element, key, zone, *others = sys.argv[1:]
+name, hosting, ip, user, server_id, previous, secrets_file, fingerprint, synapse, element, public_key, zone, *others = sys.argv[1:]
 domain = f"{name}.test"
 if hosting == "digitalocean":
+    # What an operator changed on a running stack (the drills replace the droplet and grow the
+    # volume) is kept: volumes never shrink, and another image would replace the droplet again.
+    try:
+        kept = json.load(open(previous))["config"]
+    except (OSError, ValueError, KeyError):
+        kept = {}
     where = {
         "hosting": "digitalocean",
         "doRegion": "nyc3",
         "dropletSize": "s-1vcpu-1gb",
-        "dropletImage": "debian-13-x64",
-        "volumeSizeGb": 10,
+        "dropletImage": kept.get("dropletImage", "debian-13-x64"),
+        "volumeSizeGb": kept.get("volumeSizeGb", 10),
         # The testbed has no IPv6 on its bridge.
         "ipv6": False,
-        "doSshKey": key,
+        "sshPublicKey": public_key.strip(),
         "sshAllowedCidrs": ["10.250.0.0/24"],
         "dns": "cloudflare",
         "cloudflareZoneId": zone,
@@ -182,6 +186,7 @@ cmd_up() {
     local s name ip user hosting server_id
     for s in "${SERVERS[@]}"; do
         IFS=: read -r name ip user hosting <<<"$s"
+        hosting=${hosting:-existing}
         server_id=""
         if [ "$hosting" = existing ]; then
             if ! running "$name"; then
@@ -191,8 +196,9 @@ cmd_up() {
             fi
             server_id=$(bash "$HERE/tssh" "root@$ip" cat /etc/machine-id)
         fi
-        stack_config "$name" "$hosting" "$ip" "$user" "$server_id" >"$B/stacks/$name.json"
-        chmod 600 "$B/stacks/$name.json"
+        # (Written aside first: stack_config reads the file it replaces.)
+        (umask 077 && stack_config "$name" "$hosting" "$ip" "$user" "$server_id" >"$B/stacks/$name.json.new")
+        mv -f "$B/stacks/$name.json.new" "$B/stacks/$name.json"
     done
     [ -z "$from" ] || upgrade_from "$from"
     say "pulumi up: ${SERVERS[*]%%:*} (in parallel)"

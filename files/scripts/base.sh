@@ -93,7 +93,8 @@ grow_filesystem() {
     fi
     # Online growth needs CAP_SYS_RESOURCE, which some hosts withhold from root (containers): then
     # stop what uses the volume for the few seconds an offline resize takes.
-    log "online resize refused ($(printf '%s' "$out" | tail -n 1)); growing offline: Synapse and PostgreSQL stop briefly"
+    # (resize2fs's own error is its "resize2fs: ..." line, not its last one.)
+    log "online resize refused ($(printf '%s\n' "$out" | grep -m 1 '^resize2fs:' || printf '%s' "$out" | tail -n 1)); growing offline: Synapse and PostgreSQL stop briefly"
     local stopped=() unit
     for unit in postgresql matrix-synapse nginx; do
         if systemctl is-active --quiet "$unit"; then stopped+=("$unit"); fi

@@ -179,7 +179,8 @@ async function runRemote(props: any, command: string): Promise<{ stdout: string;
 
 /** The inputs as outputs (the real provider's outputs are its inputs plus stdout/stderr). */
 function inputsAsOutputs(props: any): Record<string, unknown> {
-    const outs: Record<string, unknown> = {};
+    // __step too: a delete runs with the outputs, and its streamed lines should carry the name.
+    const outs: Record<string, unknown> = { __step: props.__step };
     for (const k of INPUT_KEYS) if (props[k] !== undefined) outs[k] = props[k];
     return outs;
 }

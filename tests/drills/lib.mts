@@ -250,10 +250,12 @@ export async function forgetState(): Promise<void> {
 
 /** testbed.sh up with only drill1 (boots it when it is not running, deploys, writes e2e-drills.json). */
 export async function testbedUp(label = "testbed-up"): Promise<RunResult> {
-    note(`testbed.sh up (TESTBED_SERVERS=${NAME}:${IP}:${SSH_USER})`);
+    // name:address:ssh-user:hosting (testbed.sh boots the guest only for hosting "existing").
+    const servers = `${NAME}:${IP}:${SSH_USER}:existing`;
+    note(`testbed.sh up (TESTBED_SERVERS=${servers})`);
     const r = await run("bash", [`${REPO}/testbed/testbed.sh`, "up"], {
         timeoutMs: 25 * 60_000, label,
-        env: { ...CHILD_ENV, TESTBED_SERVERS: `${NAME}:${IP}:${SSH_USER}`, TESTBED_E2E_FILE: E2E_FILE },
+        env: { ...CHILD_ENV, TESTBED_SERVERS: servers, TESTBED_E2E_FILE: E2E_FILE },
     });
     if (r.log) deployLogs.push(r.log);
     note(`testbed.sh up: exit ${r.code} in ${(r.ms / 1000).toFixed(1)} s`);
