@@ -41,41 +41,16 @@
 // and import, and every other resource of the provider (referencing one throws). Visible differences:
 // the type is pulumi-nodejs:dynamic/cloudflare:DnsRecord; the resource has an extra input `__repo`.
 import * as pulumi from "@pulumi/pulumi";
-import { installModule, withDirLock } from "./shimKit";
+import { canon, installModule, isUnknown, plain, strictModule, withDirLock } from "./shimKit";
 
 /* eslint-disable @typescript-eslint/no-explicit-any, @typescript-eslint/no-require-imports */
 
 // ---------------------------------------------------------------------------------------------
 // Serialized with the provider: plain functions and constants only.
 
-const CF_UNKNOWN = "04da6b54-80e4-46f7-96ec-b56ff0331ba9";
 const CF_TYPES = ["A", "AAAA", "CNAME", "MX", "NS", "OPENPGPKEY", "PTR", "TXT", "CAA", "CERT", "DNSKEY", "DS", "HTTPS", "LOC", "NAPTR", "SMIMEA", "SRV", "SSHFP", "SVCB", "TLSA", "URI"];
 /** What the testbed DNS (dnsmasq, testbed/dns-load.sh) can serve. */
 const CF_SERVED = ["A", "AAAA", "CNAME", "SRV", "CAA", "TXT", "MX"];
-
-function cfUnknown(v: unknown): boolean {
-    if (v === CF_UNKNOWN) return true;
-    if (Array.isArray(v)) return v.some(cfUnknown);
-    if (v && typeof v === "object") return Object.values(v as object).some(cfUnknown);
-    return false;
-}
-
-/** Outputs as the engine can store them (undefined dropped: a Struct cannot hold it). */
-function cfPlain(v: unknown): any {
-    return JSON.parse(JSON.stringify(v ?? {}));
-}
-
-function cfCanon(v: unknown): string {
-    if (Array.isArray(v)) return `[${v.map(cfCanon).join(",")}]`;
-    if (v && typeof v === "object") {
-        return `{${Object.keys(v as object)
-            .filter((k) => (v as any)[k] !== undefined && (v as any)[k] !== null)
-            .sort()
-            .map((k) => `${JSON.stringify(k)}:${cfCanon((v as any)[k])}`)
-            .join(",")}}`;
-    }
-    return JSON.stringify(v ?? null);
-}
 
 /** An API error as terraform-provider-cloudflare v5 (cloudflare-go v6) reports it. */
 function cfError(method: string, path: string, status: number, errors: { code: number; message: string; error_chain?: { code: number; message: string }[] }[]): Error {
@@ -152,7 +127,7 @@ function num(v: unknown): number | undefined {
 /** Plan-time failures (schema.go's validators). */
 function dnsRecordFailures(news: any): { property: string; reason: string }[] {
     const failures: { property: string; reason: string }[] = [];
-    const known = (v: unknown) => v !== undefined && v !== null && !cfUnknown(v);
+    const known = (v: unknown) => v !== undefined && v !== null && !isUnknown(v);
     for (const k of ["zoneId", "name", "type", "ttl"]) if (news[k] === undefined || news[k] === null || news[k] === "") failures.push({ property: k, reason: `Missing required argument: The argument "${k}" is required` });
     if (known(news.type) && !CF_TYPES.includes(String(news.type).toUpperCase())) failures.push({ property: "type", reason: `Attribute type value must be one of: ${CF_TYPES.map((t) => `"${t}"`).join(", ")}, got: "${news.type}"` });
     if (news.content !== undefined && news.content !== null && news.data !== undefined && news.data !== null) {
@@ -164,11 +139,11 @@ function dnsRecordFailures(news: any): { property: string; reason: string }[] {
     };
     range(news.priority, "priority", 0, 65535);
     range(news.ttl, "ttl", -Infinity, Infinity);
-    if (news.data && typeof news.data === "object" && !cfUnknown(news.data)) {
+    if (news.data && typeof news.data === "object" && !isUnknown(news.data)) {
         for (const k of ["priority", "weight", "port"]) range(news.data[k], `data.${k}`, 0, 65535);
         if (known(news.data.flags) && !["number", "string"].includes(typeof news.data.flags)) failures.push({ property: "data.flags", reason: "data.flags must be a number or a string" });
     }
-    if (news.proxied !== undefined && typeof news.proxied !== "boolean" && !cfUnknown(news.proxied)) failures.push({ property: "proxied", reason: "proxied must be a boolean" });
+    if (news.proxied !== undefined && typeof news.proxied !== "boolean" && !isUnknown(news.proxied)) failures.push({ property: "proxied", reason: "proxied must be a boolean" });
     return failures;
 }
 
@@ -236,7 +211,7 @@ function normalizeRecord(inputs: any, zone: string, method: string, path: string
 /** The API's duplicate rules, checked against the other records of the zone. */
 function duplicateError(record: any, others: any[], method: string, path: string): Error | undefined {
     const same = others.filter((r) => r.name === record.name);
-    if (same.some((r) => r.type === record.type && cfCanon(r.data ?? r.content) === cfCanon(record.data ?? record.content))) {
+    if (same.some((r) => r.type === record.type && canon(r.data ?? r.content) === canon(record.data ?? record.content))) {
         return cfError(method, path, 400, [{ code: 81058, message: "An identical record already exists." }]);
     }
     if (record.type === "CNAME" && same.some((r) => ["A", "AAAA", "CNAME"].includes(r.type))) {
@@ -308,7 +283,7 @@ const dnsRecordProvider: pulumi.dynamic.ResourceProvider = {
                 n = String(n ?? "").toUpperCase();
             }
             if (k === "tags" && (n === undefined || n === null)) continue; // Optional+Computed
-            if (cfCanon(o) === cfCanon(n)) continue;
+            if (canon(o) === canon(n)) continue;
             changes = true;
             if (k === "zoneId" || k === "type") replaces.push(k);
         }
@@ -331,7 +306,7 @@ const dnsRecordProvider: pulumi.dynamic.ResourceProvider = {
             records[inputs.zoneId] = next;
             return rec;
         });
-        return { id, outs: cfPlain(recordOutputs(inputs, stored)) };
+        return { id, outs: plain(recordOutputs(inputs, stored)) };
     },
     async update(id: string, olds: any, news: any) {
         const path = `zones/${news.zoneId}/dns_records/${id}`;
@@ -350,7 +325,7 @@ const dnsRecordProvider: pulumi.dynamic.ResourceProvider = {
             records[news.zoneId] = next;
             return rec;
         });
-        return { outs: cfPlain(recordOutputs(news, stored)) };
+        return { outs: plain(recordOutputs(news, stored)) };
     },
     async delete(id: string, props: any) {
         await withZones(async (zones, records) => {
@@ -469,19 +444,7 @@ export function getDnsRecordsOutput(args?: GetDnsRecordsArgs): pulumi.Output<Get
 }
 
 /** A module object whose unknown members throw instead of being undefined. */
-function cfStrictModule(members: Record<string, unknown>): Record<string, unknown> {
-    const passThrough = new Set(["__esModule", "default", "then", "toJSON", "inspect", "constructor", "prototype", "nodeType", "asymmetricMatch", "$$typeof"]);
-    return new Proxy(members, {
-        get(target, prop) {
-            if (prop === "__esModule") return true;
-            if (typeof prop === "symbol" || passThrough.has(prop)) return (target as Record<string | symbol, unknown>)[prop];
-            if (prop in target) return target[prop];
-            throw new Error(`@pulumi/cloudflare.${String(prop)} is not in the testbed stand-in (testbed/deploy/cloudflareShim.ts); it provides ${Object.keys(target).join(", ")}`);
-        },
-    });
-}
-
-export const cloudflareModule = cfStrictModule({ DnsRecord, getDnsRecords, getDnsRecordsOutput, types: { input: {}, output: {}, enums: {} } });
+export const cloudflareModule = strictModule("@pulumi/cloudflare", "testbed/deploy/cloudflareShim.ts", { DnsRecord, getDnsRecords, getDnsRecordsOutput, types: { input: {}, output: {}, enums: {} } });
 
 /** Makes `require("@pulumi/cloudflare")`, resolved from `repo`, return the stand-in. */
 export function installCloudflareShim(repo: string): string {

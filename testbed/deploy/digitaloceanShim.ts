@@ -82,7 +82,7 @@
 // Visible differences: types are pulumi-nodejs:dynamic/digitalocean:<Name>; every resource has an
 // extra input `__repo` (the repository, for testbed/cloud/do-host.sh; never diffed).
 import * as pulumi from "@pulumi/pulumi";
-import { installModule, withDirLock } from "./shimKit";
+import { canon, installModule, isUnknown, plain, strictModule, withDirLock } from "./shimKit";
 
 /* eslint-disable @typescript-eslint/no-explicit-any, @typescript-eslint/no-require-imports */
 
@@ -90,7 +90,6 @@ import { installModule, withDirLock } from "./shimKit";
 // Everything below up to the resource classes is serialized into the state with the providers and
 // runs in the dynamic provider's process: plain functions and constants only, no imports.
 
-const UNKNOWN = "04da6b54-80e4-46f7-96ec-b56ff0331ba9";
 
 /** Image slugs the testbed can boot, and the template each boots. */
 const DO_IMAGES: Record<string, string> = { "debian-13-x64": "trixie", "debian-12-x64": "trixie" };
@@ -108,31 +107,6 @@ const DO_SIZES: Record<string, { memory: number; vcpus: number; disk: number }> 
 };
 const FIRST_DROPLET_ID = 500000001;
 const FIRST_KEY_ID = 41000001;
-
-function isUnknown(v: unknown): boolean {
-    if (v === UNKNOWN) return true;
-    if (Array.isArray(v)) return v.some(isUnknown);
-    if (v && typeof v === "object") return Object.values(v as object).some(isUnknown);
-    return false;
-}
-
-/** Outputs as the engine can store them (undefined dropped: a Struct cannot hold it). */
-function plain(v: unknown): any {
-    return JSON.parse(JSON.stringify(v ?? {}));
-}
-
-/** Order-independent JSON (object keys sorted; undefined dropped). */
-function canon(v: unknown): string {
-    if (Array.isArray(v)) return `[${v.map(canon).join(",")}]`;
-    if (v && typeof v === "object") {
-        return `{${Object.keys(v as object)
-            .filter((k) => (v as any)[k] !== undefined && (v as any)[k] !== null)
-            .sort()
-            .map((k) => `${JSON.stringify(k)}:${canon((v as any)[k])}`)
-            .join(",")}}`;
-    }
-    return JSON.stringify(v ?? null);
-}
 
 /** A TypeSet: order and duplicates do not matter. */
 function canonSet(v: unknown): string {
@@ -964,18 +938,6 @@ const exportsOfStandIn: Record<string, unknown> = {
 };
 
 /** A module object whose unknown members throw instead of being undefined. */
-function strictModule(name: string, file: string, members: Record<string, unknown>): Record<string, unknown> {
-    const passThrough = new Set(["__esModule", "default", "then", "toJSON", "inspect", "constructor", "prototype", "nodeType", "asymmetricMatch", "$$typeof"]);
-    return new Proxy(members, {
-        get(target, prop) {
-            if (prop === "__esModule") return true;
-            if (typeof prop === "symbol" || passThrough.has(prop)) return (target as Record<string | symbol, unknown>)[prop];
-            if (prop in target) return target[prop];
-            throw new Error(`${name}.${String(prop)} is not in the testbed stand-in (${file}); it provides ${Object.keys(target).join(", ")}`);
-        },
-    });
-}
-
 export const digitaloceanModule = strictModule("@pulumi/digitalocean", "testbed/deploy/digitaloceanShim.ts", exportsOfStandIn);
 
 /**

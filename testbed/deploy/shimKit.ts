@@ -66,4 +66,49 @@ export function installModule(pkg: string, fromDir: string, exports: unknown): s
     return resolved;
 }
 
+/** What the engine hands a provider for a value that is not known yet (a preview, a pending output). */
+const UNKNOWN = "04da6b54-80e4-46f7-96ec-b56ff0331ba9";
+
+/** Whether v is, or holds, a value not known yet. */
+export function isUnknown(v: unknown): boolean {
+    if (v === UNKNOWN) return true;
+    if (Array.isArray(v)) return v.some(isUnknown);
+    if (v && typeof v === "object") return Object.values(v as object).some(isUnknown);
+    return false;
+}
+
+/** Outputs as the engine can store them (undefined dropped: a Struct cannot hold it). */
+export function plain(v: unknown): any {
+    return JSON.parse(JSON.stringify(v ?? {}));
+}
+
+/** Order-independent JSON (object keys sorted; undefined and null dropped), for diffs. */
+export function canon(v: unknown): string {
+    if (Array.isArray(v)) return `[${v.map(canon).join(",")}]`;
+    if (v && typeof v === "object") {
+        return `{${Object.keys(v as object)
+            .filter((k) => (v as any)[k] !== undefined && (v as any)[k] !== null)
+            .sort()
+            .map((k) => `${JSON.stringify(k)}:${canon((v as any)[k])}`)
+            .join(",")}}`;
+    }
+    return JSON.stringify(v ?? null);
+}
+
+/**
+ * A stand-in package whose members beyond `members` throw a clear error naming the stand-in's file,
+ * so the program cannot quietly use a part of the real provider that nothing here mirrors.
+ */
+export function strictModule(name: string, file: string, members: Record<string, unknown>): Record<string, unknown> {
+    const passThrough = new Set(["__esModule", "default", "then", "toJSON", "inspect", "constructor", "prototype", "nodeType", "asymmetricMatch", "$$typeof"]);
+    return new Proxy(members, {
+        get(target, prop) {
+            if (prop === "__esModule") return true;
+            if (typeof prop === "symbol" || passThrough.has(prop)) return (target as Record<string | symbol, unknown>)[prop];
+            if (prop in target) return target[prop];
+            throw new Error(`${name}.${String(prop)} is not in the testbed stand-in (${file}); it provides ${Object.keys(target).join(", ")}`);
+        },
+    });
+}
+
 /* eslint-enable @typescript-eslint/no-explicit-any, @typescript-eslint/no-require-imports */
