@@ -345,6 +345,13 @@ class Guard {
     }
 }
 
+/**
+ * Operations that change nothing: "same", and "read" (the program reads its own stack's last outputs
+ * through a StackReference, components/preflight.ts; as `pulumi preview --expect-no-changes` does,
+ * a read is not a change).
+ */
+const NOT_A_CHANGE = new Set(["same", "read"]);
+
 interface StepTiming {
     urn: string;
     type: string;
@@ -376,7 +383,7 @@ class Timeline {
      * which the engine does not count as a resource change either.
      */
     changed(): StepTiming[] {
-        return [...this.steps.values()].filter((s) => s.ops.some((op) => op !== "same") && !s.type.startsWith("pulumi:providers:"));
+        return [...this.steps.values()].filter((s) => s.ops.some((op) => !NOT_A_CHANGE.has(op)) && !s.type.startsWith("pulumi:providers:"));
     }
 
     /** The changed resources with their step times; the program's components are only counted. */
@@ -452,7 +459,7 @@ async function main(): Promise<number> {
                 const r = await stack.preview(streams);
                 guard.flush();
                 timeline.print("would change:");
-                const changed = Object.entries(r.changeSummary).filter(([op, n]) => op !== "same" && n > 0);
+                const changed = Object.entries(r.changeSummary).filter(([op, n]) => !NOT_A_CHANGE.has(op) && n > 0);
                 log(`preview: ${since(t0)}; changes ${summary(r.changeSummary)}`);
                 if (args.forbidReplace) {
                     // An existing stack must not notice a new version of the program: nothing replaced,
