@@ -247,7 +247,8 @@ drill("14 SSH keys: an encrypted sshPrivateKey is refused at preview without sho
     rmSync(`${keyFile}.pub`, { force: true });
     await check(t, `14b phillymesh converged again: preview with ${D.PM_FILE} changes nothing`, () => D.assertConverged("d14-converged"));
 
-    // A new stack whose deploy key is already in the account (the testbed's key is: testbed.sh put it there).
+    // A new stack whose deploy key is already in the account (the testbed's key is: phillymesh's
+    // SshKey put it there; account-key only makes sure and prints its fingerprint).
     const pubFile = `${L.B}/id_ed25519.pub`;
     const fingerprint = (await L.runOk("bash", [`${L.REPO}/testbed/cloud/do-host.sh`, "account-key", "testbed", pubFile], { timeoutMs: 60_000 })).out.trim().split("\n").pop()!;
     await forgetDokey();
@@ -257,7 +258,9 @@ drill("14 SSH keys: an encrypted sshPrivateKey is refused at preview without sho
             Object.assign(c, { domain: DK_DOMAIN, adminEmail: `admin@${DK_DOMAIN}`, cloudflareZoneId: zone, elementBrand: "dokey chat", roomDirectoryServers: [DK_DOMAIN] });
             // Another region: both stacks name their volume chat-data, and a region holds one volume of a name.
             c.doRegion = "sfo3";
+            // Each case sets the one key setting it is about (the base stack may use either).
             delete c.doSshKey;
+            delete c.sshPublicKey;
             edit(c);
         }, base);
         const dropletsBefore = D.account().droplets.length;
