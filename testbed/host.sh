@@ -16,7 +16,8 @@ HERE=$(cd "$(dirname "$0")" && pwd)
 
 PROXPI_VERSION=1.3.1
 ELEMENT_VERSIONS=(1.11.999 1.11.998)
-PACKAGES=(debootstrap systemd-container apt-cacher-ng pebble dnsmasq-base openssh-client gnupg
+# nftables and arping: the DigitalOcean stand-in's firewall and its reserved IPs (testbed/cloud/do-host.sh).
+PACKAGES=(debootstrap systemd-container apt-cacher-ng pebble dnsmasq-base openssh-client gnupg nftables iputils-arping
           python3-venv curl jq dnsutils openssl iproute2 ca-certificates util-linux)
 
 ensure_packages() {
