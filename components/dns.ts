@@ -48,6 +48,17 @@ export function plannedRecords(names: Hostnames, ipv4: string, ipv6: string | un
     return records;
 }
 
+/**
+ * The record set without its addresses: what the stack will publish, known before any server exists
+ * (so records can be declared, and looked up in the zone, at preview).
+ */
+export function recordShape(names: Hostnames, withIpv6: boolean, apexOnServer: boolean, caa: Caa): DnsRecordSpec[] {
+    return plannedRecords(names, "0.0.0.0", withIpv6 ? "::" : undefined, apexOnServer, caa);
+}
+
+/** The component's type token (the zone check spells out its URN for `pulumi import --parent`). */
+export const CHAT_DNS_TYPE = "phillymesh-chat:index:ChatDns";
+
 /** The comment on every record this stack makes: how the zone check tells its own records apart. */
 export function ownerComment(stack: string): string {
     return `managed by phillymesh-chat (pulumi stack ${stack})`;
@@ -140,7 +151,7 @@ export class ChatDns extends pulumi.ComponentResource {
     public readonly records: pulumi.Output<DnsRecordSpec[]>;
 
     constructor(name: string, args: ChatDnsArgs, opts?: pulumi.ComponentResourceOptions) {
-        super("phillymesh-chat:index:ChatDns", name, {}, opts);
+        super(CHAT_DNS_TYPE, name, {}, opts);
         this.records = pulumi
             .all([args.ipv4, args.ipv6])
             .apply(([ipv4, ipv6]) => plannedRecords(args.names, ipv4, ipv6, args.apexOnServer, args.caa));
@@ -149,7 +160,7 @@ export class ChatDns extends pulumi.ComponentResource {
         if (zoneId) {
             // The record set is known before the addresses are, so resources are declared here,
             // outside any apply; only their contents wait for the addresses.
-            const shape = plannedRecords(args.names, "0.0.0.0", args.ipv6 === undefined ? undefined : "::", args.apexOnServer, args.caa);
+            const shape = recordShape(args.names, args.ipv6 !== undefined, args.apexOnServer, args.caa);
             const owner = ownerComment(pulumi.getStack());
             shape.forEach((spec, i) => {
                 const common = { zoneId, name: spec.name, ttl: 1, proxied: false, comment: owner };

@@ -5,7 +5,7 @@ import * as pulumi from "@pulumi/pulumi";
 import * as cloudflare from "@pulumi/cloudflare";
 import * as digitalocean from "@pulumi/digitalocean";
 import type { ChatConfig } from "./config";
-import { conflictingRecords, conflictMessage, DnsRecordSpec, ownerComment, plannedRecords, recordResourceName, ZoneRecord } from "./dns";
+import { CHAT_DNS_TYPE, conflictingRecords, conflictMessage, DnsRecordSpec, ownerComment, recordResourceName, recordShape, ZoneRecord } from "./dns";
 import { hostnames } from "./layout";
 
 /** What the look-ups found, for buildChat. */
@@ -37,9 +37,9 @@ async function lastPublished(): Promise<DnsRecordSpec[]> {
 }
 
 async function checkZone(cfg: ChatConfig, zoneId: string, resourceName: string): Promise<void> {
-    const hosting = cfg.hosting;
-    const ipv6 = hosting.kind === "digitalocean" && hosting.ipv6 ? "::" : undefined;
-    const shape = plannedRecords(hostnames(cfg.domain), "0.0.0.0", ipv6, cfg.tls.apexOnServer, { issuer: cfg.tls.caaIssuer, email: cfg.adminEmail });
+    // The same set ChatDns declares: AAAA records exactly when the droplet has IPv6.
+    const withIpv6 = cfg.hosting.kind === "digitalocean" && cfg.hosting.ipv6;
+    const shape = recordShape(hostnames(cfg.domain), withIpv6, cfg.tls.apexOnServer, { issuer: cfg.tls.caaIssuer, email: cfg.adminEmail });
     const names = [...new Set(shape.map((s) => s.name))];
     const [found, published] = await Promise.all([Promise.all(names.map((name) => cloudflare.getDnsRecords({ zoneId, name: { exact: name } }))), lastPublished()]);
     const owner = ownerComment(pulumi.getStack());
@@ -49,7 +49,7 @@ async function checkZone(cfg: ChatConfig, zoneId: string, resourceName: string):
         const spec = shape.find((s) => s.name === r.name && s.type === r.type && (s.type !== "CAA" || s.tag === r.data?.tag));
         return spec ? recordResourceName(resourceName, spec) : undefined;
     };
-    const parentUrn = `urn:pulumi:${pulumi.getStack()}::${pulumi.getProject()}::phillymesh-chat:index:ChatDns::${resourceName}`;
+    const parentUrn = `urn:pulumi:${pulumi.getStack()}::${pulumi.getProject()}::${CHAT_DNS_TYPE}::${resourceName}`;
     throw new pulumi.RunError(conflictMessage(conflicts, zoneId, owner, resourceNameOf, parentUrn));
 }
 
