@@ -7,7 +7,7 @@ export default tseslint.config(
     { ignores: ["node_modules/**", "bin/**", "coverage/**", "eslint.config.mjs", "jest.config.js", "tests/summaryReporter.js" ] },
     ...tseslint.configs.recommended,
     {
-        files: ["**/*.ts", "**/*.mts"],
+        files: ["**/*.ts"],
         languageOptions: { parserOptions: { project: ["./tsconfig.json", "./tests/e2e/tsconfig.json", "./tests/drills/tsconfig.json", "./bench/tsconfig.json"], tsconfigRootDir: import.meta.dirname } },
         plugins: { "@pulumi": pulumi },
         rules: {
@@ -18,7 +18,7 @@ export default tseslint.config(
     },
     {
         // Tests poke at mocked provider inputs, which are untyped by nature.
-        files: ["tests/**/*.ts", "tests/**/*.mts", "bench/**/*.ts"],
+        files: ["tests/**/*.ts", "bench/**/*.ts"],
         rules: { "@typescript-eslint/no-explicit-any": "off", "@typescript-eslint/no-require-imports": "off", "@typescript-eslint/no-non-null-assertion": "off" },
     },
 );

@@ -4,7 +4,7 @@ module.exports = {
     testEnvironment: "node",
     roots: ["<rootDir>/tests"],
     testMatch: ["**/*.test.ts"],
-    testPathIgnorePatterns: ["/node_modules/", "/tests/e2e/"],
+    testPathIgnorePatterns: ["/node_modules/", "/tests/e2e/", "/tests/drills/"],
     testTimeout: 60000,
     reporters: ["default", "<rootDir>/tests/summaryReporter.js"],
 };

@@ -1,13 +1,13 @@
-// Helpers for droplet.test.mts: the drills of the droplet path (hosting digitalocean + dns
+// Helpers for droplet.test.ts: the drills of the droplet path (hosting digitalocean + dns
 // cloudflare) on the testbed's own stack phillymesh (and nycmesh, for federation). See README.md.
 //
-// Unlike drills.test.mts these act on the stacks `testbed.sh up` made, and leave them deployed and
+// Unlike drills.test.ts these act on the stacks `testbed.sh up` made, and leave them deployed and
 // converged: every deploy.ts run passes --config explicitly (a preview with a copy of the config
 // changes the stack's stored config too), and each drill ends with `preview --expect-no-changes`
 // against $B/stacks/phillymesh.json, which holds the config the stack is left at.
 import { test, type TestContext } from "node:test";
 import { existsSync, readFileSync, rmSync, writeFileSync } from "node:fs";
-import * as L from "./lib.mts";
+import * as L from "./lib.ts";
 
 export const PM = "phillymesh";
 export const NYC = "nycmesh";
@@ -16,7 +16,7 @@ export const PM_FILE = `${L.B}/stacks/${PM}.json`;
 export const ACCOUNT = `${L.B}/cloud/do-account.json`;
 export const VOLUME_DEVICE = "/dev/disk/by-id/scsi-0DO_Volume_chat-data";
 
-// ---- the drill wrapper (as in drills.test.mts), with checks that may be skipped ----
+// ---- the drill wrapper (as in drills.test.ts), with checks that may be skipped ----
 interface Result { title: string; ok: boolean; ms: number; skipped: string[] }
 export const results: Result[] = [];
 export const titles: string[] = [];

@@ -1,16 +1,16 @@
 // The droplet-path drills (11-14): the testbed's own stack phillymesh (hosting digitalocean + dns
 // cloudflare, on the stand-ins) replaced, grown, refused at preview; nycmesh for federation.
-//   node --test tests/drills/droplet.test.mts                       (all four, about 10 minutes)
-//   node --test --test-name-pattern='^13 ' tests/drills/droplet.test.mts
+//   node --test tests/drills/droplet.test.ts                       (all four, about 10 minutes)
+//   node --test --test-name-pattern='^13 ' tests/drills/droplet.test.ts
 // They bring the testbed up when phillymesh is not there, and leave it deployed and converged at the
 // config in $B/stacks/phillymesh.json (which drills 11 and 12 update). See README.md.
 import { after, before } from "node:test";
 import assert from "node:assert/strict";
 import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync } from "node:fs";
 import { randomBytes } from "node:crypto";
-import * as L from "./lib.mts";
-import * as D from "./droplet-lib.mts";
-import { check, drill } from "./droplet-lib.mts";
+import * as L from "./lib.ts";
+import * as D from "./droplet-lib.ts";
+import { check, drill } from "./droplet-lib.ts";
 
 L.useServer({ name: D.PM, ip: "", guest: "" }); // located by ensurePhilly() before each drill
 

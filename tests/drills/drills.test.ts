@@ -7,8 +7,8 @@ import assert from "node:assert/strict";
 import { existsSync, mkdirSync, readFileSync, readdirSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { randomBytes } from "node:crypto";
 import { connect as tlsConnect } from "node:tls";
-import * as L from "./lib.mts";
-import { CutProxy, PYPI_PROXY } from "./cutproxy.mts";
+import * as L from "./lib.ts";
+import { CutProxy, PYPI_PROXY } from "./cutproxy.ts";
 
 // ---- the drill wrapper: bounded, timed, PASS/FAIL printed, cancellable subprocesses ----
 interface Result { title: string; ok: boolean; ms: number; error?: string }
@@ -219,7 +219,7 @@ drill("3 ports: from another host only 22, 80, 443 and 8448 answer; PostgreSQL a
             ["-n", SCAN_NS, "addr", "add", `${SCAN_IP}/24`, "dev", "eth0"], ["-n", SCAN_NS, "link", "set", "eth0", "up"]]) {
             await L.runOk("ip", args, { timeoutMs: 10_000 });
         }
-        const scan = await L.runOk("ip", ["netns", "exec", SCAN_NS, process.execPath, `${L.REPO}/tests/drills/portscan.mjs`, L.IP, "1", "10000", "400", "2000"],
+        const scan = await L.runOk("ip", ["netns", "exec", SCAN_NS, process.execPath, `${L.REPO}/tests/drills/portscan.ts`, L.IP, "1", "10000", "400", "2000"],
             { timeoutMs: 180_000, label: "d3-portscan" });
         const s = JSON.parse(scan.out.trim().split("\n").pop()!);
         L.note(`scan of ${L.IP} from ${SCAN_IP}: open ${JSON.stringify(s.open)}, filtered ${s.filtered.length}, closed ${s.closed}, errors ${JSON.stringify(s.errors)} in ${s.ms} ms`);
