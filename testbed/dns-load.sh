@@ -8,7 +8,7 @@
 # Types: A, AAAA, CNAME (target must itself be a record here), SRV (fields at top level or in
 # Cloudflare's `data`), CAA (flags/tag/value at top level or in `data`; served as a raw type-257
 # record), TXT, MX. Anything else is refused, so a test never passes on a record that was silently
-# dropped. The Cloudflare stand-in (testbed/deploy/cloudflareShim.ts) keeps each zone as set cf-ZONE.
+# dropped. The Cloudflare stand-in (testbed/deploy/cloudflare/) keeps each zone as set cf-ZONE.
 #
 # Usage:
 #   dns-load.sh FILE.json [SET]   store FILE as $B/dns/SET.json (SET: FILE's base name), reload

@@ -1,12 +1,12 @@
-// The testbed's stand-ins for @pulumi/digitalocean and @pulumi/cloudflare (testbed/deploy/*Shim.ts):
+// The testbed's stand-ins for @pulumi/digitalocean and @pulumi/cloudflare (testbed/deploy/digitalocean/, cloudflare/):
 // what they refuse and what they replace, checked without a testbed. Each test works on a throwaway
 // "account" in a temporary TESTBED_DIR; nothing here boots a guest or touches the testbed DNS
 // (TESTBED_CF_DNS=off), and every case that would need the machine fails before reaching it.
 import * as fs from "fs";
 import * as os from "os";
 import * as path from "path";
-import * as dox from "../testbed/deploy/digitaloceanShim";
-import * as cfx from "../testbed/deploy/cloudflareShim";
+import * as dox from "../testbed/deploy/digitalocean";
+import * as cfx from "../testbed/deploy/cloudflare";
 
 const ED25519 = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIBQsr39M9y3/cHQC6497ykSWWSEx905bKYOmvl4st+co test";
 const ED25519_MD5 = "7c:83:b9:c2:5a:26:cc:bd:e7:bb:67:01:98:9b:39:3c"; // ssh-keygen -l -E md5

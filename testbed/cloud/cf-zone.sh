@@ -1,6 +1,6 @@
 #!/bin/bash
 # cf-zone.sh: the zones of the testbed's Cloudflare "account" (the stand-in in
-# testbed/deploy/cloudflareShim.ts). $B/cloud/cf-zones.json maps zone id -> zone name; the records of
+# testbed/deploy/cloudflare/). $B/cloud/cf-zones.json maps zone id -> zone name; the records of
 # each zone are in $B/cloud/cf-records.json and are served by the testbed DNS as set cf-<zone>.
 #
 #   cf-zone.sh ensure ZONE            add ZONE (e.g. phillymesh.test) if missing; prints its zone id

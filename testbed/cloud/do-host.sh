@@ -1,5 +1,5 @@
 #!/bin/bash
-# do-host.sh: the host-side half of the DigitalOcean stand-in (testbed/deploy/digitaloceanShim.ts).
+# do-host.sh: the host-side half of the DigitalOcean stand-in (testbed/deploy/digitalocean/).
 # The stand-in's dynamic providers keep the "account" (what exists, who is attached to whom) in
 # $B/cloud/do-account.json and call this script for what must happen on the machine: guests, loop
 # devices, addresses, nftables. It never reads the account itself, except `wipe` and `status`.

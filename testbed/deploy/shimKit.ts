@@ -1,4 +1,4 @@
-// What the stand-ins (commandShim.ts, digitaloceanShim.ts, cloudflareShim.ts) share: a lock around
+// What the stand-ins (commandShim.ts, digitalocean/, cloudflare/) share: a lock around
 // their registry files on disk, and the swap of a provider package in the module cache.
 //
 // withDirLock runs inside the dynamic providers: Pulumi serializes it with the provider's code into

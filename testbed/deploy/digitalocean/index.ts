@@ -1,0 +1,163 @@
+// A stand-in for `@pulumi/digitalocean`, used ONLY by the testbed (testbed/deploy/deploy.ts and
+// testbed/deploy/cloudSelftest.ts). Like commandShim.ts it replaces `require("@pulumi/digitalocean")`
+// in the module cache with Pulumi *dynamic* resources, run by the real engine through the
+// pulumi-resource-pulumi-nodejs provider; the program is unchanged. "The account" is a JSON file,
+// $B/cloud/do-account.json ($B = $TESTBED_DIR, default /var/tmp/phillymesh-testbed); what happens on
+// the machine (guests, loop devices, addresses, nftables) is done by testbed/cloud/do-host.sh.
+//
+// What it mirrors: terraform-provider-digitalocean (github.com/digitalocean/terraform-provider-digitalocean,
+// the provider @pulumi/digitalocean 4.x bridges) and the API behaviour its code relies on, each
+// resource in its own module, with the provider's source cited there:
+//   sshKey.ts      SshKey, getSshKeys         volume.ts      Volume
+//   droplet.ts     Droplet                    attachment.ts  VolumeAttachment
+//   reservedIp.ts  ReservedIp, ReservedIpAssignment
+//   firewall.ts    Firewall (nftables on the host)
+//   account.ts     the account file and its lock, the catalogue, the address pools, do-host.sh
+//   terraform.ts   the plan's diff and ids, as terraform-plugin-sdk makes them
+// This module holds the classes the program constructs (they run in the program's process, not in
+// the provider's) and the swap of the package in the module cache.
+//
+// What it does NOT cover: refresh/import (no read), tags as firewall/rule targets, source/destination
+// droplet ids, load balancers and kubernetes in rules, user_data (refused: no cloud-init in the
+// testbed), backups, snapshots, VPCs, private networking, droplet resize's disk and power cycle,
+// the API's "pending event" races, volume limits and regions' availability. The reserved IP is an
+// address of the guest's interface (on DigitalOcean it is routed to the droplet's anchor IP and is
+// not on eth0). debian-12-x64 and debian-13-x64 both boot the testbed's trixie template (the slug is
+// recorded, so a change is still a replacement). API error texts are those cited in the modules; the others
+// ("invalid region", "invalid size", region mismatch, droplet not found) are in the same form but
+// their wording is ours. A volume attached elsewhere fails with 422 and the wording "This volume is
+// already attached to another Droplet"; only the "This volume is already attached" part is cited.
+// Visible differences: types are pulumi-nodejs:dynamic/digitalocean:<Name>; every resource has an
+// extra input `__repo` (the repository, for testbed/cloud/do-host.sh; never diffed).
+import * as pulumi from "@pulumi/pulumi";
+import { installModule, strictModule } from "../shimKit";
+import { volumeAttachmentProvider } from "./attachment";
+import { dropletProvider } from "./droplet";
+import { firewallFailures, firewallProvider, portRange, renderFirewall } from "./firewall";
+import { reservedIpAssignmentProvider, reservedIpProvider } from "./reservedIp";
+import { getSshKeys, GetSshKeysArgs, GetSshKeysResult, parsePublicKey, sshKeyProvider } from "./sshKey";
+import { freeAddress } from "./account";
+import { volumeProvider } from "./volume";
+
+export { getSshKeys };
+export type { GetSshKeysArgs, GetSshKeysResult };
+
+// ---------------------------------------------------------------------------------------------
+// The classes the program constructs.
+
+/** The repository, set by installDigitalOceanShim (every resource carries it as `__repo`). */
+let repoRoot = "";
+
+type Args = Record<string, unknown>;
+
+/** Declares `names` as outputs (a dynamic resource's outputs must appear among its inputs). */
+function withOutputs(args: Args, names: string[]): Args {
+    const a: Args = { __repo: repoRoot, ...args };
+    for (const n of names) if (!(n in a)) a[n] = undefined;
+    return a;
+}
+
+export class SshKey extends pulumi.dynamic.Resource {
+    declare public readonly name: pulumi.Output<string>;
+    declare public readonly publicKey: pulumi.Output<string>;
+    declare public readonly fingerprint: pulumi.Output<string>;
+    constructor(name: string, args: Args, opts?: pulumi.CustomResourceOptions) {
+        super(sshKeyProvider, name, withOutputs(args, ["name", "publicKey", "fingerprint"]), opts, "digitalocean", "SshKey");
+    }
+}
+
+export class Volume extends pulumi.dynamic.Resource {
+    declare public readonly name: pulumi.Output<string>;
+    declare public readonly region: pulumi.Output<string>;
+    declare public readonly size: pulumi.Output<number>;
+    declare public readonly volumeUrn: pulumi.Output<string>;
+    declare public readonly dropletIds: pulumi.Output<number[]>;
+    declare public readonly filesystemType: pulumi.Output<string>;
+    declare public readonly filesystemLabel: pulumi.Output<string>;
+    declare public readonly description: pulumi.Output<string | undefined>;
+    constructor(name: string, args: Args, opts?: pulumi.CustomResourceOptions) {
+        super(volumeProvider, name, withOutputs(args, ["name", "region", "size", "volumeUrn", "dropletIds", "filesystemType", "filesystemLabel", "description"]), opts, "digitalocean", "Volume");
+    }
+}
+
+export class Droplet extends pulumi.dynamic.Resource {
+    declare public readonly name: pulumi.Output<string>;
+    declare public readonly image: pulumi.Output<string>;
+    declare public readonly region: pulumi.Output<string>;
+    declare public readonly size: pulumi.Output<string>;
+    declare public readonly dropletUrn: pulumi.Output<string>;
+    declare public readonly ipv4Address: pulumi.Output<string>;
+    declare public readonly ipv4AddressPrivate: pulumi.Output<string>;
+    declare public readonly ipv6Address: pulumi.Output<string>;
+    declare public readonly status: pulumi.Output<string>;
+    declare public readonly memory: pulumi.Output<number>;
+    declare public readonly vcpus: pulumi.Output<number>;
+    declare public readonly disk: pulumi.Output<number>;
+    declare public readonly volumeIds: pulumi.Output<string[]>;
+    constructor(name: string, args: Args, opts?: pulumi.CustomResourceOptions) {
+        const outs = ["name", "image", "region", "size", "dropletUrn", "ipv4Address", "ipv4AddressPrivate", "ipv6Address", "status", "memory", "vcpus", "disk", "volumeIds", "createdAt", "locked"];
+        super(dropletProvider, name, withOutputs(args, outs), opts, "digitalocean", "Droplet");
+    }
+}
+
+export class VolumeAttachment extends pulumi.dynamic.Resource {
+    declare public readonly dropletId: pulumi.Output<number>;
+    declare public readonly volumeId: pulumi.Output<string>;
+    constructor(name: string, args: Args, opts?: pulumi.CustomResourceOptions) {
+        super(volumeAttachmentProvider, name, withOutputs(args, ["dropletId", "volumeId"]), opts, "digitalocean", "VolumeAttachment");
+    }
+}
+
+export class ReservedIp extends pulumi.dynamic.Resource {
+    declare public readonly ipAddress: pulumi.Output<string>;
+    declare public readonly region: pulumi.Output<string>;
+    declare public readonly reservedIpUrn: pulumi.Output<string>;
+    constructor(name: string, args: Args, opts?: pulumi.CustomResourceOptions) {
+        super(reservedIpProvider, name, withOutputs(args, ["ipAddress", "region", "reservedIpUrn"]), opts, "digitalocean", "ReservedIp");
+    }
+}
+
+export class ReservedIpAssignment extends pulumi.dynamic.Resource {
+    declare public readonly ipAddress: pulumi.Output<string>;
+    declare public readonly dropletId: pulumi.Output<number>;
+    constructor(name: string, args: Args, opts?: pulumi.CustomResourceOptions) {
+        super(reservedIpAssignmentProvider, name, withOutputs(args, ["ipAddress", "dropletId"]), opts, "digitalocean", "ReservedIpAssignment");
+    }
+}
+
+export class Firewall extends pulumi.dynamic.Resource {
+    declare public readonly name: pulumi.Output<string>;
+    declare public readonly dropletIds: pulumi.Output<number[]>;
+    declare public readonly status: pulumi.Output<string>;
+    constructor(name: string, args: Args, opts?: pulumi.CustomResourceOptions) {
+        super(firewallProvider, name, withOutputs(args, ["name", "dropletIds", "inboundRules", "outboundRules", "status", "createdAt", "pendingChanges"]), opts, "digitalocean", "Firewall");
+    }
+}
+
+export function getSshKeysOutput(args?: GetSshKeysArgs): pulumi.Output<GetSshKeysResult> {
+    return pulumi.output(getSshKeys(args));
+}
+
+/** The exports of the stand-in: anything else is an error naming this file. */
+const exportsOfStandIn: Record<string, unknown> = {
+    SshKey, Volume, Droplet, VolumeAttachment, ReservedIp, ReservedIpAssignment, Firewall, getSshKeys, getSshKeysOutput,
+    types: { input: {}, output: {}, enums: {} },
+};
+
+/** A module object whose unknown members throw instead of being undefined. */
+export const digitaloceanModule = strictModule("@pulumi/digitalocean", "testbed/deploy/digitalocean/index.ts", exportsOfStandIn);
+
+/**
+ * Makes `require("@pulumi/digitalocean")`, resolved from `repo`, return the stand-in. `repo` is also
+ * where testbed/cloud/do-host.sh is found (recorded in every resource as `__repo`).
+ */
+export function installDigitalOceanShim(repo: string): string {
+    repoRoot = repo;
+    return installModule("@pulumi/digitalocean", repo, digitaloceanModule);
+}
+
+/** For tests: the providers and pure helpers. */
+export {
+    sshKeyProvider, volumeProvider, dropletProvider, volumeAttachmentProvider, reservedIpProvider, reservedIpAssignmentProvider, firewallProvider,
+    parsePublicKey, renderFirewall, firewallFailures, portRange, freeAddress, strictModule,
+};
