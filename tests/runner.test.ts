@@ -92,6 +92,24 @@ describe("runProcess", () => {
         expect(r.seconds).toBeLessThan(10);
     });
 
+    test("abort: the signal ends the whole process group, and the result says it was cancelled", async () => {
+        const ac = new AbortController();
+        const t0 = Date.now();
+        const running = runProcess("sh", ["-c", "sleep 60 & echo $!; wait"], { signal: ac.signal, onLine: () => ac.abort() });
+        const r = await running;
+        expect(Date.now() - t0).toBeLessThan(10_000);
+        expect(r.aborted).toBe(true);
+        expect(r.timedOut).toBe(false);
+        expect(r.signal).toBe("SIGTERM");
+        const grandchild = Number(r.stdout.trim());
+        expect(await waitFor(() => !alive(grandchild), 5000)).toBe(true);
+        expect(runFailure(r).message).toMatch(/` cancelled: killed with SIGTERM after /);
+        // Already aborted: the child is ended at once.
+        const again = await runProcess("sleep", ["60"], { signal: ac.signal });
+        expect(again.aborted).toBe(true);
+        expect(again.seconds).toBeLessThan(10);
+    });
+
     test("a command that does not exist: a RunError naming it (ENOENT), no crash", async () => {
         const err = await runProcess("phillymesh-no-such-command", ["--flag"], { input: "some input" }).then(
             () => undefined,

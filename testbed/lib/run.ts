@@ -9,7 +9,8 @@
 // - A command that cannot start (ENOENT, EACCES, a missing cwd) rejects with a RunError naming it.
 // - Any exit resolves: `code` is the exit status, or 128 + the signal's number when a signal ended
 //   it (as a shell reports it), with `signal` set.
-// - `timeoutMs`: SIGTERM to the child's whole process group, SIGKILL `killGraceMs` later.
+// - `timeoutMs`: SIGTERM to the child's whole process group, SIGKILL `killGraceMs` later; `signal`
+//   (an AbortSignal) does the same when it aborts (`aborted` is then set).
 // - stdout and stderr are captured up to `maxOutputBytes` each (the last bytes are kept); `tail`
 //   holds the last lines of both, in the order they came, for error messages.
 //
@@ -32,6 +33,8 @@ export interface RunOptions {
     timeoutMs?: number;
     /** Default 5000. */
     killGraceMs?: number;
+    /** Aborting it ends the child as a timeout does (SIGTERM to its group, SIGKILL killGraceMs later). */
+    signal?: AbortSignal;
     /** Per stream; beyond it the oldest output is dropped (default 16 MiB). */
     maxOutputBytes?: number;
     /** Lines of output (both streams) kept for error messages (default 40). */
@@ -49,6 +52,8 @@ export interface RunResult {
     code: number;
     signal: NodeJS.Signals | null;
     timedOut: boolean;
+    /** Set when opts.signal aborted the run. */
+    aborted?: true;
     stdout: string;
     stderr: string;
     /** Bytes dropped from the start of stdout/stderr by maxOutputBytes. */
@@ -92,8 +97,9 @@ export function commandLine(cmd: string, args: readonly string[]): string {
     return [cmd, ...args].map(short).join(" ");
 }
 
-/** "exited 1", "killed by SIGKILL", "timed out: killed with SIGTERM". */
+/** "exited 1", "killed by SIGKILL", "timed out: killed with SIGTERM", "cancelled: killed with SIGTERM". */
 export function outcome(r: RunResult): string {
+    if (r.aborted) return `cancelled: killed with SIGTERM${r.signal === "SIGKILL" ? ", then SIGKILL" : ""}`;
     if (r.timedOut) return `timed out: killed with SIGTERM${r.signal === "SIGKILL" ? ", then SIGKILL" : ""}`;
     if (r.signal) return `killed by ${r.signal}`;
     return `exited ${r.code}`;
@@ -133,6 +139,7 @@ export function runProcess(cmd: string, args: readonly string[], opts: RunOption
         });
         let settled = false;
         let timedOut = false;
+        let aborted = false;
         let stdinError: string | undefined;
         let exit: { code: number | null; signal: NodeJS.Signals | null } | undefined;
         let killTimer: NodeJS.Timeout | undefined;
@@ -141,6 +148,12 @@ export function runProcess(cmd: string, args: readonly string[], opts: RunOption
         const tail: string[] = [];
         const streams = { stdout: new Capture("stdout", maxBytes, tail, tailMax, opts.onLine), stderr: new Capture("stderr", maxBytes, tail, tailMax, opts.onLine) };
 
+        function onAbort(): void {
+            if (exit || timedOut || aborted) return;
+            aborted = true;
+            kill("SIGTERM");
+            graceTimer = setTimeout(() => kill("SIGKILL"), opts.killGraceMs ?? 5000);
+        }
         const kill = (sig: NodeJS.Signals) => {
             if (child.pid === undefined) return;
             try {
@@ -157,6 +170,7 @@ export function runProcess(cmd: string, args: readonly string[], opts: RunOption
             clearTimeout(killTimer);
             clearTimeout(graceTimer);
             clearTimeout(closeTimer);
+            opts.signal?.removeEventListener("abort", onAbort);
             if (child.pid !== undefined) untrack(child.pid);
             child.stdout?.destroy();
             child.stderr?.destroy();
@@ -167,6 +181,7 @@ export function runProcess(cmd: string, args: readonly string[], opts: RunOption
                 code: e.code ?? (e.signal ? 128 + sigNum : -1),
                 signal: e.signal,
                 timedOut,
+                ...(aborted ? { aborted: true as const } : {}),
                 stdout: streams.stdout.text(),
                 stderr: streams.stderr.text(),
                 stdoutDroppedBytes: streams.stdout.dropped,
@@ -230,11 +245,15 @@ export function runProcess(cmd: string, args: readonly string[], opts: RunOption
 
         if (opts.timeoutMs !== undefined && opts.timeoutMs > 0) {
             killTimer = setTimeout(() => {
-                if (exit) return;
+                if (exit || aborted) return;
                 timedOut = true;
                 kill("SIGTERM");
                 graceTimer = setTimeout(() => kill("SIGKILL"), opts.killGraceMs ?? 5000);
             }, opts.timeoutMs);
+        }
+        if (opts.signal) {
+            if (opts.signal.aborted) onAbort();
+            else opts.signal.addEventListener("abort", onAbort, { once: true });
         }
     });
 }
