@@ -8,7 +8,7 @@ export default tseslint.config(
     ...tseslint.configs.recommended,
     {
         files: ["**/*.ts"],
-        languageOptions: { parserOptions: { project: ["./tsconfig.json", "./tests/e2e/tsconfig.json", "./tests/drills/tsconfig.json", "./bench/tsconfig.json"], tsconfigRootDir: import.meta.dirname } },
+        languageOptions: { parserOptions: { project: ["./tsconfig.json", "./tests/e2e/tsconfig.json", "./tests/drills/tsconfig.json", "./bench/tsconfig.json", "./testbed/lib/tsconfig.json"], tsconfigRootDir: import.meta.dirname } },
         plugins: { "@pulumi": pulumi },
         rules: {
             "@pulumi/no-output-in-template-literal": "error",
