@@ -30,96 +30,24 @@ T0=$(date +%s)
 say() { printf '[testbed +%ss] %s\n' "$(($(date +%s) - T0))" "$*" >&2; }
 deploy() { (cd "$REPO" && ts-node --transpile-only testbed/deploy/deploy.ts "$@"); }
 
-# secrets_for NAME: the stack's secrets, made once per testbed and kept (0600) beside its state.
-secrets_for() {
-    local name=$1 file=$B/secrets/$1.json
-    if [ ! -s "$file" ]; then
-        install -d -m 700 "$B/secrets"
-        (umask 077 && python3 - "$B/id_ed25519" >"$file" <<'PY'
-import json, secrets, sys
-print(json.dumps({
-    "sshPrivateKey": open(sys.argv[1]).read(),
-    "postgresPassword": secrets.token_hex(16),
-    "adminPassword": secrets.token_urlsafe(12),
-    "registrationSharedSecret": secrets.token_hex(32),
-    "macaroonSecretKey": secrets.token_hex(32),
-    "formSecret": secrets.token_hex(32),
-}, indent=2))
-PY
-        )
-        say "made secrets for $name ($file)"
-    fi
-    printf '%s' "$file"
-}
-
 # stack_config NAME HOSTING IP USER SERVER_ID: the whole stack configuration, in the shape deploy.ts
-# takes (keeping, from the stack's current file, what an operator changed since: see below). HOSTING digitalocean: the droplet, volume, reserved IP, firewall and the Cloudflare zone
-# of the stand-ins (IP, USER and SERVER_ID unused); existing: the guest at IP.
+# takes, built by testbed/lib/stackConfig.ts (the one place, shared with the benchmark): the stack's
+# secrets made once per testbed and kept (0600) in $B/secrets/NAME.json, and what an operator changed
+# on a droplet stack since kept from its current file. HOSTING digitalocean: the droplet, volume,
+# reserved IP, firewall and the Cloudflare zone of the stand-ins (IP, USER and SERVER_ID unused);
+# existing: the guest at IP.
 stack_config() {
-    local name=$1 hosting=$2 ip=$3 user=$4 server_id=$5 others=() cloud=()
-    local s
-    for s in "${SERVERS[@]}"; do [ "${s%%:*}" = "$name" ] || others+=("${s%%:*}.test"); done
-    # The quick start's way: a deploy key whose public half the stack adds to the (stand-in)
-    # account. (A key already in the account goes by doSshKey instead: drill 14.)
-    [ "$hosting" != digitalocean ] || cloud=("$(cat "$SSH_KEY.pub")" "$(bash "$HERE/cloud/cf-zone.sh" ensure "$name.test")")
-    python3 - "$name" "$hosting" "$ip" "$user" "$server_id" "$B/stacks/$name.json" "$(secrets_for "$name")" "$(cat "$B/element/fingerprint")" \
-        "$SYNAPSE_VERSION" "$ELEMENT_VERSION" "${cloud[0]:-}" "${cloud[1]:-}" "${others[@]}" <<'PY'
-import json, sys
-name, hosting, ip, user, server_id, previous, secrets_file, fingerprint, synapse, element, public_key, zone, *others = sys.argv[1:]
-domain = f"{name}.test"
-if hosting == "digitalocean":
-    # What an operator changed on a running stack (the drills replace the droplet and grow the
-    # volume) is kept: volumes never shrink, and another image would replace the droplet again.
-    try:
-        kept = json.load(open(previous))["config"]
-    except (OSError, ValueError, KeyError):
-        kept = {}
-    where = {
-        "hosting": "digitalocean",
-        "doRegion": "nyc3",
-        "dropletSize": "s-1vcpu-1gb",
-        "dropletImage": kept.get("dropletImage", "debian-13-x64"),
-        "volumeSizeGb": kept.get("volumeSizeGb", 10),
-        # The testbed has no IPv6 on its bridge.
-        "ipv6": False,
-        "sshPublicKey": public_key.strip(),
-        "sshAllowedCidrs": ["10.250.0.0/24"],
-        "dns": "cloudflare",
-        "cloudflareZoneId": zone,
-    }
-else:
-    where = {
-        "hosting": "existing",
-        "sshHost": ip,
-        "sshUser": user,
-        # A freshly booted guest is a new machine: its machine-id tells the program so.
-        "serverId": server_id,
-        "dns": "none",
-    }
-print(json.dumps({
-    "config": {
-        "domain": domain,
-        "adminEmail": f"admin@{domain}",
-        **where,
-        "acmeServer": "https://acme.test:14000/dir",
-        "acmeChallenge": "http",
-        "apexOnServer": True,
-        "pipIndexUrl": "https://pypi.test:3143/simple/",
-        "synapseVersion": synapse,
-        "elementVersion": element,
-        "elementDownloadUrl": "http://10.250.0.1:8090/v{version}/element-v{version}.tar.gz",
-        "elementSigningKeyUrl": "http://10.250.0.1:8090/element-release-key.asc",
-        "elementSigningKeyFingerprint": fingerprint,
-        "elementBrand": f"{name} chat",
-        # The two servers federate over the testbed's private addresses, and nothing outside
-        # answers: matrix.org cannot serve as key server here.
-        "federationIpAllowlist": ["10.250.0.0/24"],
-        "trustedKeyServers": [],
-        "roomDirectoryServers": [domain, *others],
-    },
-    "secrets": json.load(open(secrets_file)),
-}, indent=2))
-PY
+    local name=$1 hosting=$2 ip=$3 user=$4 server_id=$5 args=() s
+    for s in "${SERVERS[@]}"; do [ "${s%%:*}" = "$name" ] || args+=(--peer "${s%%:*}.test"); done
+    if [ "$hosting" = digitalocean ]; then
+        # The quick start's way: a deploy key ($SSH_KEY.pub) whose public half the stack adds to the
+        # (stand-in) account. (A key already in the account goes by doSshKey instead: drill 14.)
+        args+=(--zone "$(bash "$HERE/cloud/cf-zone.sh" ensure "$name.test")")
+    else
+        args+=(--ip "$ip" --user "$user" --server-id "$server_id")
+    fi
+    node "$HERE/lib/stackConfig.ts" write --name "$name" --hosting "$hosting" \
+        --synapse "$SYNAPSE_VERSION" --element "$ELEMENT_VERSION" "${args[@]}"
 }
 
 # shellcheck source=testbed/lib.sh
@@ -216,25 +144,7 @@ write_e2e() {
         deploy outputs --stack "$name" >"$B/stacks/$name.outputs.json"
         outputs+=("$name" "$user")
     done
-    (umask 077 && python3 - "$B" "${outputs[@]}" >"$E2E_FILE" <<'PY'
-import json, sys
-b, *rest = sys.argv[1:]
-servers = []
-for i in range(0, len(rest), 2):
-    name, user = rest[i:i + 2]
-    out = json.load(open(f"{b}/stacks/{name}.outputs.json"))
-    # The address the stack reports: the guest's for an existing server, the reserved IP for a droplet.
-    ip = out["serverIp"]
-    cfg = json.load(open(f"{b}/stacks/{name}.json"))
-    servers.append({
-        "name": name, "domain": out["serverName"], "ip": ip, "ssh": f"{user}@{ip}",
-        "adminUser": cfg["config"].get("adminUser", "admin"), "adminPassword": cfg["secrets"]["adminPassword"],
-        "homeserverUrl": out["homeserverUrl"], "webClientUrl": out["webClientUrl"],
-        "synapseVersion": cfg["config"]["synapseVersion"], "elementVersion": cfg["config"]["elementVersion"],
-    })
-print(json.dumps({"roots": f"{b}/pebble/roots.pem", "dnsServer": "10.250.0.1", "servers": servers}, indent=2))
-PY
-    )
+    (umask 077 && node "$HERE/lib/e2eConfig.ts" write "${outputs[@]}" >"$E2E_FILE")
 }
 
 cmd_status() {
@@ -251,18 +161,7 @@ cmd_status() {
         fi
     done
     [ -s "$E2E_FILE" ] || return 0
-    python3 - "$E2E_FILE" <<'PY'
-import json, sys
-e = json.load(open(sys.argv[1]))
-print("\nThe servers (names resolve through the testbed DNS at 10.250.0.1; certificates from the testbed CA in", e["roots"] + "):")
-for s in e["servers"]:
-    print(f"  {s['domain']}: web client {s['webClientUrl']}  homeserver {s['homeserverUrl']}")
-    print(f"      admin: @{s['adminUser']}:{s['domain']}  password: {s['adminPassword']}  (ssh: testbed/tssh {s['ssh']})")
-print("\nIn a browser on this machine: add to /etc/hosts")
-for s in e["servers"]:
-    print(f"  {s['ip']} {s['domain']} matrix.{s['domain']} chat.{s['domain']}")
-print("and trust", e["roots"], "(or run the end-to-end checks: npm run test:e2e)")
-PY
+    node "$HERE/lib/e2eConfig.ts" status "$E2E_FILE"
 }
 
 cmd_down() {
@@ -312,14 +211,7 @@ cmd_bump() {
     local setting=${1:?usage: testbed.sh bump KEY=VALUE [NAME]} name=${2:-${SERVERS[0]%%:*}}
     local file=$B/stacks/$name.json
     [ -f "$file" ] || { say "no stack $name: run up first"; exit 1; }
-    python3 - "$file" "$setting" <<'PY'
-import json, sys
-path, setting = sys.argv[1:]
-key, _, value = setting.partition("=")
-stack = json.load(open(path))
-stack["config"][key] = value
-json.dump(stack, open(path, "w"), indent=2)
-PY
+    node "$HERE/lib/stackConfig.ts" set "$file" "$setting"
     say "$name: $setting; preview"
     deploy preview --stack "$name" --config "$file" --events "$B/stacks/$name.bump-preview.json" 2>&1 | sed -u "s/^/[$name] /"
     say "$name: up"
