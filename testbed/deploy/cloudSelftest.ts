@@ -15,7 +15,7 @@ import * as os from "os";
 import * as path from "path";
 import { EngineEvent, LocalWorkspace, PulumiCommand, Stack } from "@pulumi/pulumi/automation";
 import { installCloudShims } from "./cloudShims";
-import { cliEnv, engineDir } from "./deploy";
+import { cliEnv, engineDir } from "./driver/engine";
 
 const REPO = path.resolve(__dirname, "..", "..");
 const B = process.env.TESTBED_DIR || "/var/tmp/phillymesh-testbed";
