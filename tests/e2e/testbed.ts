@@ -1,102 +1,52 @@
-// Shared helpers for the end-to-end checks against a running testbed (see README.md here).
+// Shared helpers for the end-to-end checks against a running testbed (see README.md here): what is
+// e2e's own (the servers of e2e.json, matrix-js-sdk clients) on top of the testbed client library
+// (testbed/lib: DNS + CA agent, ssh, the admin API, registration tokens, waiting).
 // Run:  node --test --test-concurrency=1 --test-force-exit 'tests/e2e/*.test.ts'   (see README.md)
 //
 // Everything about the servers comes from e2e.json ($E2E_CONFIG, else $TESTBED_DIR/e2e.json, else
 // /var/tmp/phillymesh-testbed/e2e.json). Names resolve through the testbed's DNS server and TLS
 // trusts its ACME roots, both only inside this process: nothing on the host is changed.
-import { spawn } from "node:child_process";
-import { Resolver } from "node:dns/promises";
-import type { LookupAddress, LookupOptions } from "node:dns";
 import { mkdirSync, readFileSync, writeFileSync } from "node:fs";
-import { isIP } from "node:net";
 import { tmpdir } from "node:os";
 import { dirname, join } from "node:path";
 import { rootCertificates } from "node:tls";
-import { fileURLToPath } from "node:url";
 import { setTimeout as sleep } from "node:timers/promises";
-import { Agent, fetch as undiciFetch } from "undici";
 import { createClient, MatrixError, type MatrixClient } from "matrix-js-sdk";
 import { logger as sdkRootLogger, type Logger } from "matrix-js-sdk/lib/logger.js";
+import { loadE2eConfig, type E2eConfig, type Server } from "../../testbed/lib/e2eConfig.ts";
+import { sshOk } from "../../testbed/lib/guest.ts";
+import { fetchThrough, testbedAgent, testbedResolver } from "../../testbed/lib/http.ts";
+import { adminApi as adminRequest, createRegistrationToken as newToken } from "../../testbed/lib/matrix.ts";
+import { waitFor } from "../../testbed/lib/wait.ts";
 
-export interface Server {
-    name: string;
-    domain: string;
-    ip: string;
-    ssh: string;
-    adminUser: string;
-    adminPassword: string;
-    homeserverUrl: string;
-    webClientUrl: string;
-    synapseVersion: string;
-    elementVersion: string;
-}
-
-export interface Testbed {
-    /** PEM file: the ACME root + intermediate that signed the servers' certificates. */
-    roots: string;
-    dnsServer: string;
-    servers: Server[];
-}
+export { shQuote } from "../../testbed/lib/guest.ts";
+export { waitFor };
+export type { Server };
+export type Testbed = E2eConfig;
 
 export const CONFIG_PATH =
     process.env.E2E_CONFIG ?? join(process.env.TESTBED_DIR ?? "/var/tmp/phillymesh-testbed", "e2e.json");
 
-function loadTestbed(path: string): Testbed {
-    let raw: string;
-    try {
-        raw = readFileSync(path, "utf8");
-    } catch (e) {
-        throw new Error(`cannot read ${path} (is the testbed running? set E2E_CONFIG to another file): ${String(e)}`);
-    }
-    const tb = JSON.parse(raw) as Testbed;
-    const fields: (keyof Server)[] = ["name", "domain", "ip", "ssh", "adminUser", "adminPassword", "homeserverUrl",
-        "webClientUrl", "synapseVersion", "elementVersion"];
-    if (typeof tb.roots !== "string" || typeof tb.dnsServer !== "string" || !Array.isArray(tb.servers) || tb.servers.length < 2) {
-        throw new Error(`${path}: needs roots, dnsServer and at least two servers`);
-    }
-    for (const s of tb.servers) {
-        const missing = fields.filter((f) => typeof s[f] !== "string" || s[f] === "");
-        if (missing.length) throw new Error(`${path}: server ${s.name ?? "?"} lacks ${missing.join(", ")}`);
-    }
-    return tb;
-}
-
-export const testbed: Testbed = loadTestbed(CONFIG_PATH);
+export const testbed: Testbed = loadE2eConfig(CONFIG_PATH);
 export const rootsPem: string = readFileSync(testbed.roots, "utf8");
 
 /** Bounded everywhere: no network wait in these tests can outlast these. */
 export const TIMEOUTS = { dnsMs: 3_000, connectMs: 5_000, httpMs: 20_000, sshMs: 20_000 } as const;
 
 // ---- names: the testbed DNS server only ----
-export const resolver = new Resolver({ timeout: TIMEOUTS.dnsMs, tries: 2 });
-resolver.setServers([testbed.dnsServer]);
-
-type LookupCallback = (err: NodeJS.ErrnoException | null, address: string | LookupAddress[], family?: number) => void;
-
-/** A `net.connect` lookup that asks only the testbed DNS server (A records). */
-export function testbedLookup(hostname: string, options: LookupOptions, callback: LookupCallback): void {
-    const reply = (addresses: string[], family: number) =>
-        options.all ? callback(null, addresses.map((address) => ({ address, family })))
-            : callback(null, addresses[0], family);
-    const fam = isIP(hostname);
-    if (fam) return reply([hostname], fam);
-    resolver.resolve4(hostname).then(
-        (addrs) => addrs.length ? reply(addrs, 4)
-            : callback(Object.assign(new Error(`${hostname}: no A record at ${testbed.dnsServer}`), { code: "ENOTFOUND" }), ""),
-        (err: NodeJS.ErrnoException) => callback(err, ""),
-    );
-}
+export const resolver = testbedResolver({ server: testbed.dnsServer, timeoutMs: TIMEOUTS.dnsMs });
 
 // ---- HTTP: undici with the testbed roots (plus the system CAs) and the testbed DNS ----
-export const agent = new Agent({
-    connect: { ca: [...rootCertificates, rootsPem], lookup: testbedLookup, timeout: TIMEOUTS.connectMs },
-    headersTimeout: TIMEOUTS.httpMs,
-    bodyTimeout: TIMEOUTS.httpMs,
+export const agent = testbedAgent({
+    ca: [...rootCertificates, rootsPem],
+    resolver,
+    connectTimeoutMs: TIMEOUTS.connectMs,
+    headersTimeoutMs: TIMEOUTS.httpMs,
+    bodyTimeoutMs: TIMEOUTS.httpMs,
 });
 
 /** `fetch` that reaches the testbed; also what every MatrixClient here uses as `fetchFn`. */
-export const testbedFetch = ((input: Parameters<typeof undiciFetch>[0], init?: Parameters<typeof undiciFetch>[1]) =>
-    undiciFetch(input, { ...init, dispatcher: agent })) as unknown as typeof globalThis.fetch;
+export const testbedFetch = fetchThrough(agent);
 
 /** Close the pooled connections so the test process can exit. */
 export async function closeTestbed(): Promise<void> {
@@ -104,31 +54,11 @@ export async function closeTestbed(): Promise<void> {
 }
 
 // ---- ssh (testbed/tssh: the test key, no host-key bookkeeping) ----
-const TSSH = fileURLToPath(new URL("../../testbed/tssh", import.meta.url));
-
-export function shQuote(s: string): string {
-    return `'${s.replaceAll("'", `'\\''`)}'`;
-}
+const sshEnv = { TESTBED_DIR: process.env.TESTBED_DIR ?? dirname(CONFIG_PATH) };
 
 /** Runs `command` on the server as its ssh user; rejects on a non-zero exit or after timeoutMs. */
 export function ssh(server: Server, command: string, opts: { input?: string; timeoutMs?: number } = {}): Promise<string> {
-    return new Promise((resolve, reject) => {
-        const child = spawn(TSSH, [server.ssh, command], {
-            env: { ...process.env, TESTBED_DIR: process.env.TESTBED_DIR ?? dirname(CONFIG_PATH) },
-            timeout: opts.timeoutMs ?? TIMEOUTS.sshMs,
-            stdio: ["pipe", "pipe", "pipe"],
-        });
-        let out = "";
-        let err = "";
-        child.stdout.on("data", (d: Buffer) => (out += d.toString()));
-        child.stderr.on("data", (d: Buffer) => (err += d.toString()));
-        child.on("error", reject);
-        child.on("close", (code, signal) => {
-            if (code === 0) resolve(out);
-            else reject(new Error(`ssh ${server.ssh} ${JSON.stringify(command)}: ${signal ? `killed (${signal}, timeout?)` : `exit ${code}`}: ${err.trim()}`));
-        });
-        child.stdin.end(opts.input ?? "");
-    });
+    return sshOk(server.ssh, command, { input: opts.input ?? "", timeoutMs: opts.timeoutMs ?? TIMEOUTS.sshMs, env: sshEnv });
 }
 
 /**
@@ -137,14 +67,10 @@ export function ssh(server: Server, command: string, opts: { input?: string; tim
  */
 export async function adminApi<T = Record<string, unknown>>(server: Server, accessToken: string,
     method: "GET" | "POST" | "PUT" | "DELETE", path: string, body?: unknown): Promise<T> {
-    const data = body === undefined ? "" : ` -H 'Content-Type: application/json' --data-binary ${shQuote(JSON.stringify(body))}`;
-    const cmd = `curl -sS --max-time 15 -X ${method} -H @-${data} -w '\\n%{http_code}' ${shQuote(`http://localhost:8008${path}`)}`;
-    const out = await ssh(server, cmd, { input: `Authorization: Bearer ${accessToken}\n` });
-    const nl = out.lastIndexOf("\n");
-    const status = Number(out.slice(nl + 1).trim());
-    const text = out.slice(0, nl);
-    if (!(status >= 200 && status < 300)) throw new Error(`admin API ${method} ${path} on ${server.name}: HTTP ${status}: ${text}`);
-    return JSON.parse(text) as T;
+    const r = await adminRequest(server.ssh, accessToken, method, path, body, { env: sshEnv, timeoutMs: TIMEOUTS.sshMs });
+    if (!(r.status >= 200 && r.status < 300)) throw new Error(`admin API ${method} ${path} on ${server.name}: HTTP ${r.status}: ${r.text}`);
+    if (r.json === undefined) throw new Error(`admin API ${method} ${path} on ${server.name}: not JSON: ${r.text.slice(0, 300)}`);
+    return r.json as T;
 }
 
 // ---- Matrix clients ----
@@ -255,10 +181,8 @@ export async function adminSession(server: Server): Promise<Session> {
 
 /** A registration token from the admin API (`uses` registrations, expiring in 10 minutes). */
 export async function createRegistrationToken(server: Server, adminToken: string, uses: number): Promise<string> {
-    const r = await adminApi<{ token: string; uses_allowed: number | null }>(server, adminToken, "POST",
-        "/_synapse/admin/v1/registration_tokens/new", { uses_allowed: uses, expiry_time: Date.now() + 10 * 60_000 });
-    if (!r.token || r.uses_allowed !== uses) throw new Error(`unexpected registration token answer: ${JSON.stringify(r)}`);
-    return r.token;
+    return newToken((method, path, body) => adminRequest(server.ssh, adminToken, method, path, body, { env: sshEnv, timeoutMs: TIMEOUTS.sshMs }), uses,
+        { expiresInMs: 10 * 60_000 });
 }
 
 export interface UiaState {
@@ -316,26 +240,6 @@ export async function logoutAll(sessions: (Session | undefined)[]): Promise<void
             console.warn(`logout ${s.userId}: ${String(e)}`);
         }
     }));
-}
-
-// ---- waiting ----
-/** Polls `probe` until it returns a truthy value; fails after timeoutMs with the last error seen. */
-export async function waitFor<T>(what: string, probe: () => T | Promise<T>,
-    { timeoutMs = 15_000, intervalMs = 250 }: { timeoutMs?: number; intervalMs?: number } = {}): Promise<NonNullable<T>> {
-    const deadline = Date.now() + timeoutMs;
-    let last: unknown;
-    for (;;) {
-        try {
-            const v = await probe();
-            if (v) return v as NonNullable<T>;
-        } catch (e) {
-            last = e;
-        }
-        if (Date.now() >= deadline) {
-            throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}${last ? `; last error: ${String(last)}` : ""}`);
-        }
-        await sleep(intervalMs);
-    }
 }
 
 /** Starts /sync for a client (short long-polls, so stopping is quick) and waits until it is live. */
