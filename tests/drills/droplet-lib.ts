@@ -5,9 +5,9 @@
 // converged: every deploy.ts run passes --config explicitly (a preview with a copy of the config
 // changes the stack's stored config too), and each drill ends with `preview --expect-no-changes`
 // against $B/stacks/phillymesh.json, which holds the config the stack is left at.
-import { test, type TestContext } from "node:test";
 import { existsSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import * as L from "./lib.ts";
+import { drillSet } from "./harness.ts";
 
 export const PM = "phillymesh";
 export const NYC = "nycmesh";
@@ -16,67 +16,8 @@ export const PM_FILE = `${L.B}/stacks/${PM}.json`;
 export const ACCOUNT = `${L.B}/cloud/do-account.json`;
 export const VOLUME_DEVICE = "/dev/disk/by-id/scsi-0DO_Volume_chat-data";
 
-// ---- the drill wrapper (as in drills.test.ts), with checks that may be skipped ----
-interface Result { title: string; ok: boolean; ms: number; skipped: string[] }
-export const results: Result[] = [];
-export const titles: string[] = [];
-let failedChecks: string[] = [];
-let skippedChecks: string[] = [];
-
-export function drill(title: string, limitMinutes: number, fn: (t: TestContext) => Promise<void>): void {
-    titles.push(title);
-    void test(title, { timeout: limitMinutes * 60_000 }, async (t) => {
-        L.current.signal = t.signal;
-        const t0 = Date.now();
-        const secs = () => ((Date.now() - t0) / 1000).toFixed(0);
-        L.note(`START ${title}`);
-        failedChecks = [];
-        skippedChecks = [];
-        try {
-            await ensurePhilly();
-            await fn(t);
-            if (failedChecks.length) throw new Error(`${failedChecks.length} check(s) failed: ${failedChecks.join("; ")}`);
-            results.push({ title, ok: true, ms: Date.now() - t0, skipped: skippedChecks });
-            L.note(`PASS  ${title} (${secs()} s)${skippedChecks.length ? `; SKIPPED: ${skippedChecks.join("; ")}` : ""}`);
-        } catch (e) {
-            results.push({ title, ok: false, ms: Date.now() - t0, skipped: skippedChecks });
-            L.note(`FAIL  ${title} (${secs()} s): ${String(e).split("\n")[0]}`);
-            throw e;
-        } finally {
-            L.current.signal = undefined;
-        }
-    });
-}
-
-/** A subtest; a failure is recorded and the drill goes on. skip(why) reports it SKIPPED, never passed. */
-export async function check(t: TestContext, title: string, fn: (skip: (why: string) => void) => Promise<void> | void): Promise<boolean> {
-    let ok = true;
-    let skipped: string | undefined;
-    await t.test(title, async (st) => {
-        try {
-            await fn((why) => { skipped = why; st.skip(why); });
-        } catch (e) {
-            ok = false;
-            failedChecks.push(title.split(" ")[0]);
-            L.note(`  FAIL ${title}: ${String(e).split("\n").slice(0, 8).join(" | ")}`);
-            throw e;
-        }
-    });
-    if (skipped !== undefined) {
-        skippedChecks.push(`${title.split(" ")[0]} (${skipped})`);
-        L.note(`  SKIP ${title}: ${skipped}`);
-    } else if (ok) L.note(`  ok   ${title}`);
-    return ok;
-}
-
-export function printSummary(): void {
-    process.stderr.write("\n==== droplet drills ====\n");
-    for (const title of titles) {
-        const r = results.find((x) => x.title === title);
-        process.stderr.write(r ? `${r.ok ? "PASS" : "FAIL"}  ${(r.ms / 1000).toFixed(0).padStart(5)} s  ${title}\n` : `----      -    ${title} (not run)\n`);
-        for (const s of r?.skipped ?? []) process.stderr.write(`                SKIPPED ${s}\n`);
-    }
-}
+// ---- the drills of this file (harness.ts), each preceded by ensurePhilly() ----
+export const { drill, check, anyFailed, printSummary } = drillSet("droplet drills", ensurePhilly);
 
 // ---- stack files, deploy.ts, the stand-ins' accounts ----
 export interface StackFile { config: Record<string, unknown>; secrets: Record<string, unknown> }

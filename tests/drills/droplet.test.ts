@@ -20,7 +20,7 @@ before(() => {
 });
 
 after(async () => {
-    if (D.results.some((r) => !r.ok) && existsSync(D.PM_FILE)) {
+    if (D.anyFailed() && existsSync(D.PM_FILE)) {
         // A drill stopped half way: give the stack its recorded config back, and say whether it converged.
         const r = await D.previewWith(D.PM_FILE, "final-restore-config", ["--expect-no-changes"]).catch((e: unknown) => ({ code: -1, out: String(e) }));
         L.note(`after the drills: preview --expect-no-changes with ${D.PM_FILE}: exit ${r.code}${r.code ? `\n${L.tail(r.out, 20)}` : ""}`);
