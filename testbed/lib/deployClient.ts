@@ -28,10 +28,16 @@ export interface DeployResult extends RunResult {
     changed: number;
 }
 
+/** The command line of `deploy.ts OP --stack STACK ARGS...` (run in REPO with childEnv()'s PATH). */
+export function deployCommand(op: DeployOp, stack: string, args: string[] = []): [string, string[]] {
+    return ["ts-node", ["--transpile-only", DEPLOY_SCRIPT, op, "--stack", stack, ...args]];
+}
+
 /** `deploy.ts OP --stack STACK ARGS...`; resolves whatever its exit (see `code`). */
 export async function deploy(op: DeployOp, stack: string, args: string[] = [], opts: DeployOptions = {}): Promise<DeployResult> {
     const env = childEnv({ ...(opts.engineDir ? { PULUMI_ENGINE_DIR: opts.engineDir } : {}), ...opts.env });
-    const r = await runProcess("ts-node", ["--transpile-only", DEPLOY_SCRIPT, op, "--stack", stack, ...args], {
+    const [cmd, argv] = deployCommand(op, stack, args);
+    const r = await runProcess(cmd, argv, {
         cwd: REPO,
         env,
         timeoutMs: opts.timeoutMs ?? 15 * 60_000,

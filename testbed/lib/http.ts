@@ -51,8 +51,11 @@ export function testbedRoots(files: string[] = [ROOTS, ROOTS_ALL]): string[] {
 }
 
 export interface AgentOptions {
-    /** PEM certificates to trust (default: testbedRoots() plus the system's roots). */
-    ca?: string[];
+    /**
+     * PEM certificates to trust (default: testbedRoots() plus the system's roots); a function is
+     * called for each new Agent (TestbedHttp.reset() then reads the roots again).
+     */
+    ca?: string[] | (() => string[]);
     resolver?: Resolver;
     /** Keep DNS answers this long (default 0: ask every time). */
     dnsCacheMs?: number;
@@ -67,8 +70,9 @@ export interface AgentOptions {
 /** An undici Agent that reaches the testbed: its DNS, its roots. */
 export function testbedAgent(opts: AgentOptions = {}): Agent {
     const lookup = testbedLookup(opts.resolver ?? testbedResolver(), { cacheMs: opts.dnsCacheMs });
+    const ca = typeof opts.ca === "function" ? opts.ca() : (opts.ca ?? [...rootCertificates, ...testbedRoots()]);
     return new Agent({
-        connect: { ca: opts.ca ?? [...rootCertificates, ...testbedRoots()], lookup, timeout: opts.connectTimeoutMs ?? 5000 },
+        connect: { ca, lookup, timeout: opts.connectTimeoutMs ?? 5000 },
         ...(opts.headersTimeoutMs !== undefined ? { headersTimeout: opts.headersTimeoutMs } : {}),
         ...(opts.bodyTimeoutMs !== undefined ? { bodyTimeout: opts.bodyTimeoutMs } : {}),
         ...(opts.keepAliveTimeoutMs !== undefined ? { keepAliveTimeout: opts.keepAliveTimeoutMs } : {}),
@@ -134,7 +138,7 @@ export class TestbedHttp {
     request(url: string, init: RequestInit = {}): Promise<HttpResult> {
         return request(this.agent, url, init);
     }
-    /** A new Agent (roots read again); the old one's connections closed. */
+    /** A new Agent (the roots read again, unless `ca` was a fixed list); the old one's connections closed. */
     async reset(): Promise<void> {
         const old = this.agent;
         this.agent = testbedAgent(this.opts);

@@ -41,6 +41,8 @@ export interface RunOptions {
     tailLines?: number;
     /** Every complete line of output as it comes (a last line without a newline at the end). */
     onLine?: (line: string, stream: "stdout" | "stderr") => void;
+    /** Every chunk of output as it comes, whole (onLine cuts very long lines). */
+    onChunk?: (chunk: Buffer, stream: "stdout" | "stderr") => void;
     /** false: stay in this process's process group (a timeout then kills only the child). Default true. */
     processGroup?: boolean;
 }
@@ -217,10 +219,12 @@ export function runProcess(cmd: string, args: readonly string[], opts: RunOption
         };
         child.stdout?.on("data", (b: Buffer) => {
             streams.stdout.push(b);
+            opts.onChunk?.(b, "stdout");
             if (exit) armCloseTimer();
         });
         child.stderr?.on("data", (b: Buffer) => {
             streams.stderr.push(b);
+            opts.onChunk?.(b, "stderr");
             if (exit) armCloseTimer();
         });
         child.stdout?.on("end", () => streams.stdout.flush());
