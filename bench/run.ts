@@ -13,19 +13,18 @@
 import * as fs from "node:fs";
 import * as os from "node:os";
 import * as path from "node:path";
-import { bump, coldDeploy, ensurePartner, noopUp } from "./lib/deployPhases.ts";
 import { appendHistory, historyEntry } from "./lib/history.ts";
-import { agent } from "./lib/matrix.ts";
-import { measure } from "./lib/measure.ts";
 import { plot, ratios, table, type Results } from "./lib/report.ts";
 import { DEFAULTS, DEFAULTS_CONFIG, FROM_VERSION, homeserver, PARTNER, saveToken, TO_VERSION, TUNED } from "./lib/servers.ts";
 import { BENCH_STATE, REPO, hostUp, run, say, setLogFile, T0 } from "./lib/testbed.ts";
-import { PageServer } from "./lib/urlPreviews.ts";
 import type { Workload } from "./lib/workload.ts";
 
 const HERE = import.meta.dirname;
 const RESULTS = path.join(HERE, "results");
 const HISTORY = path.join(RESULTS, "history.json");
+
+/** Ends the Matrix client's connections once the client is loaded (see main). */
+let closeClient = (): void => undefined;
 
 // --- arguments -----------------------------------------------------------------------------------
 
@@ -101,6 +100,14 @@ async function main(): Promise<void> {
 
     say("host services and template");
     await hostUp();
+    // The Matrix client (lib/matrix.ts) reads the testbed's ACME roots when it is loaded, and pebble
+    // makes a new root each time it starts: the modules that use the client are loaded only now that
+    // hostUp() has (re)started pebble and saved its roots.
+    const { bump, coldDeploy, ensurePartner, noopUp } = await import("./lib/deployPhases.ts");
+    const { measure } = await import("./lib/measure.ts");
+    const { PageServer } = await import("./lib/urlPreviews.ts");
+    const { agent } = await import("./lib/matrix.ts");
+    closeClient = () => void agent.close();
     const pages = new PageServer("10.250.0.1", 8097);
     await pages.start();
     try {
@@ -148,7 +155,7 @@ async function main(): Promise<void> {
 
 main().then(
     () => {
-        void agent.close();
+        closeClient();
         process.exit(0);
     },
     (e: unknown) => {
