@@ -3,8 +3,20 @@
 import * as pulumi from "@pulumi/pulumi";
 import type { BackupSettings } from "./config";
 import { Target } from "./host";
-import { RemoteStep } from "./remoteStep";
+import { RemoteStep, ServerFile } from "./remoteStep";
 import { readFile } from "./templates";
+
+/** The backup and restore programs, the settings they read, and the daily timer. */
+export function backupFiles(dataDir: string, b: BackupSettings): ServerFile[] {
+    const root = (path: string, content: string, mode: "0600" | "0644" | "0755"): ServerFile => ({ path, content, mode, owner: "root:root" });
+    return [
+        root("/etc/phillymesh-chat/backup.env", [`DATA_DIR=${dataDir}`, `BACKUP_KEEP=${b.keep}`, `BACKUP_RSYNC_TARGET=${b.rsyncTarget}`].join("\n"), "0600"),
+        root("/usr/local/sbin/phillymesh-chat-backup", readFile("server/sbin/phillymesh-chat-backup.sh"), "0755"),
+        root("/usr/local/sbin/phillymesh-chat-restore", readFile("server/sbin/phillymesh-chat-restore.sh"), "0755"),
+        root("/etc/systemd/system/phillymesh-chat-backup.service", readFile("server/systemd/backup.service"), "0644"),
+        root("/etc/systemd/system/phillymesh-chat-backup.timer", readFile("server/systemd/backup.timer"), "0644"),
+    ];
+}
 
 export interface BackupsArgs {
     readonly target: Target;
@@ -24,11 +36,8 @@ export class Backups extends pulumi.ComponentResource {
                     DATA_DIR: args.dataDir,
                     BACKUP_KEEP: String(args.backups.keep),
                     BACKUP_RSYNC_TARGET: args.backups.rsyncTarget,
-                    BACKUP_SCRIPT: readFile("scripts/backup.sh"),
-                    RESTORE_SCRIPT: readFile("scripts/restore.sh"),
-                    BACKUP_SERVICE: readFile("systemd/backup.service"),
-                    BACKUP_TIMER: readFile("systemd/backup.timer"),
                 },
+                files: backupFiles(args.dataDir, args.backups),
             },
             { parent: this, dependsOn: opts?.dependsOn },
         );

@@ -2,7 +2,20 @@
 // only, the data volume mounted (once) at dataDir and grown to its size, the swap file.
 import * as pulumi from "@pulumi/pulumi";
 import type { DataVolume, Target } from "./host";
-import { RemoteStep } from "./remoteStep";
+import { RemoteStep, ServerFile } from "./remoteStep";
+
+/** What every server gets: security updates every day, without asking, and SSH by key only. */
+export const BASE_FILES: readonly ServerFile[] = [
+    // Debian's unattended-upgrades defaults: security updates only.
+    { path: "/etc/apt/apt.conf.d/20auto-upgrades", content: 'APT::Periodic::Update-Package-Lists "1";\nAPT::Periodic::Unattended-Upgrade "1";', mode: "0644", owner: "root:root" },
+    // A homeserver on the open internet is probed for passwords from its first hour.
+    {
+        path: "/etc/ssh/sshd_config.d/50-phillymesh-chat.conf",
+        content: ["# Managed by phillymesh-chat.", "PasswordAuthentication no", "KbdInteractiveAuthentication no", "PermitRootLogin prohibit-password"].join("\n"),
+        mode: "0644",
+        owner: "root:root",
+    },
+];
 
 export interface HostBaseArgs {
     readonly target: Target;
@@ -25,6 +38,7 @@ export class HostBase extends pulumi.ComponentResource {
             {
                 target: args.target,
                 script: "base.sh",
+                files: BASE_FILES,
                 env: {
                     DATA_DIR: args.dataDir,
                     DATA_DEVICE: args.volume?.device ?? "",

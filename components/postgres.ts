@@ -4,6 +4,42 @@ import type { PostgresSettings } from "./config";
 import { Target } from "./host";
 import { RemoteStep } from "./remoteStep";
 
+/** Our settings, outside the cluster's own directories; conf.d/50-phillymesh-chat.conf includes it. */
+export const POSTGRES_TUNING_PATH = "/etc/phillymesh-chat/postgresql.conf";
+
+/** The settings file: sized for a 1 GB server that also runs Synapse. */
+export function postgresTuning(s: Omit<PostgresSettings, "password">): string {
+    const lines = [
+        "# Managed by phillymesh-chat: sized for a 1 GB server that also runs Synapse.",
+        "listen_addresses = 'localhost'",
+        `max_connections = ${s.maxConnections}`,
+        `shared_buffers = ${s.sharedBuffersMb}MB`,
+        `work_mem = ${s.workMemMb}MB`,
+        "maintenance_work_mem = 32MB",
+        "effective_cache_size = 256MB",
+        "wal_buffers = 4MB",
+        "max_wal_size = 512MB",
+        "min_wal_size = 64MB",
+        "checkpoint_completion_target = 0.9",
+        "random_page_cost = 1.1",
+        "password_encryption = scram-sha-256",
+    ];
+    if (s.lowMemory) {
+        // No replication, no parallel query workers, no JIT (LLVM in a backend costs tens of MB): on
+        // one vCPU and 1 GB they only cost memory. wal_level minimal is what having no replicas allows.
+        lines.push(
+            "wal_level = minimal",
+            "max_wal_senders = 0",
+            "max_logical_replication_workers = 0",
+            "max_parallel_workers_per_gather = 0",
+            "max_parallel_maintenance_workers = 0",
+            "jit = off",
+            "autovacuum_max_workers = 2",
+        );
+    }
+    return lines.join("\n");
+}
+
 export interface PostgresArgs {
     readonly target: Target;
     readonly dataDir: string;
@@ -25,11 +61,9 @@ export class Postgres extends pulumi.ComponentResource {
                 env: {
                     DATA_DIR: args.dataDir,
                     PG_PASSWORD: s.password,
-                    PG_SHARED_BUFFERS_MB: String(s.sharedBuffersMb),
-                    PG_WORK_MEM_MB: String(s.workMemMb),
-                    PG_MAX_CONNECTIONS: String(s.maxConnections),
-                    PG_LOW_MEMORY: String(s.lowMemory),
+                    PG_TUNING: POSTGRES_TUNING_PATH,
                 },
+                files: [{ path: POSTGRES_TUNING_PATH, content: postgresTuning(s), mode: "0644", owner: "root:root" }],
             },
             { parent: this, dependsOn: opts?.dependsOn },
         );

@@ -1,21 +1,36 @@
-// One provisioning step: a script from files/scripts run as root on the server over SSH. Its
-// variables travel on stdin (quoted, see templates.ts), never in argv or `environment` (sshd drops
-// that without AcceptEnv), so secrets stay out of process lists and shell history. The step runs
-// again exactly when its stdin changes: its script, its files or its settings.
+// One provisioning step: a script from files/steps run as root on the server over SSH. Its
+// variables and the files it installs travel on stdin (quoted, see templates.ts), never in argv or
+// `environment` (sshd drops that without AcceptEnv), so secrets stay out of process lists and shell
+// history. The step runs again exactly when its stdin changes: its script, its files or its settings.
 import * as pulumi from "@pulumi/pulumi";
 import * as command from "@pulumi/command";
 import type { Target } from "./host";
-import { stepScript } from "./templates";
+import { FileMode, FileOwner, stepScript } from "./templates";
+
+/** A file the step installs: lib.sh's `install_files`, called by the step's script, writes it. */
+export interface ServerFile {
+    /** Absolute path on the server. */
+    readonly path: string;
+    /** The whole content (a trailing newline is added on the server); may be a secret Output. */
+    readonly content: pulumi.Input<string>;
+    readonly mode: FileMode;
+    readonly owner: FileOwner;
+}
 
 export interface RemoteStepArgs {
     readonly target: Target;
-    /** The script under files/scripts/ to run. */
+    /** The script under files/steps/ to run. */
     readonly script: string;
-    /** Scripts under files/scripts/ of functions the step's script uses, sent before it. */
+    /** Shell libraries under files/lib/ the step's script uses, sent after lib.sh and before it. */
     readonly libraries?: readonly string[];
     /** Variables for the script; values may be secret Outputs. */
     readonly env: Record<string, pulumi.Input<string>>;
-    /** Whether any value in env is secret; the step's output is then kept secret too. Default false. */
+    /**
+     * The files the step installs (atomically, only when changed, never through a path a service
+     * user controls) when its script calls `install_files`. Default none.
+     */
+    readonly files?: readonly ServerFile[];
+    /** Whether any value in env or files is secret; the step's output is then kept secret too. Default false. */
     readonly handlesSecrets?: boolean;
 }
 
@@ -37,9 +52,10 @@ export class RemoteStep extends pulumi.ComponentResource {
     constructor(name: string, args: RemoteStepArgs, opts?: pulumi.ComponentResourceOptions) {
         super("phillymesh-chat:index:RemoteStep", name, {}, opts);
         const stepName = args.script.replace(/\.sh$/, "");
+        const files = (args.files ?? []).map((f) => pulumi.all([f.content]).apply(([content]) => ({ path: f.path, mode: f.mode, owner: f.owner, content })));
         const script = pulumi
-            .all({ ...args.env, SERVER_ID: args.target.serverId })
-            .apply((env) => stepScript(args.script, { STEP_NAME: stepName, ...env }, args.libraries));
+            .all([pulumi.all({ ...args.env, SERVER_ID: args.target.serverId }), pulumi.all(files)])
+            .apply(([env, rendered]) => stepScript(args.script, { STEP_NAME: stepName, ...env }, args.libraries, rendered));
         const run = runnerCommand(args.target.sudo);
         this.command = new command.remote.Command(
             `${name}-run`,

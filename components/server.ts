@@ -5,7 +5,7 @@
 // A replacement, in the order the engine runs it (deleteBeforeReplace where DigitalOcean needs it):
 //   1. the new droplet is created (the old one keeps serving);
 //   2. the data-release command's delete runs on the OLD droplet: Synapse, nginx, the timers and
-//      PostgreSQL stop, the volume is unmounted (files/scripts/release-volume.sh);
+//      PostgreSQL stop, the volume is unmounted (files/steps/release-volume.sh);
 //   3. the old attachment is deleted (DigitalOcean attaches a volume to one droplet at a time and
 //      answers 422 while it is still on the old one), then the volume is attached to the new droplet;
 //   4. the reserved IP is unassigned from the old droplet and assigned to the new one;
@@ -124,7 +124,7 @@ export class DropletServer extends pulumi.ComponentResource {
             `${name}-data-release`,
             {
                 connection: { ...sshConnection(droplet.ipv4Address, PORTS.ssh, "root", args.privateKey), dialErrorLimit: 6 },
-                delete: `DATA_DIR=${shellQuote(args.dataDir)} bash -c ${shellQuote(readFile("scripts/release-volume.sh"))}`,
+                delete: `DATA_DIR=${shellQuote(args.dataDir)} bash -c ${shellQuote(readFile("steps/release-volume.sh"))}`,
                 triggers: [droplet.id, attachment.id],
                 logging: "stdoutAndStderr",
             },

@@ -5,7 +5,7 @@ import * as pulumi from "@pulumi/pulumi";
 import type { SynapseSettings } from "./config";
 import { Target } from "./host";
 import { dataPaths, Hostnames, PORTS, SERVER_PATHS, urls } from "./layout";
-import { RemoteStep } from "./remoteStep";
+import { RemoteStep, ServerFile } from "./remoteStep";
 import { renderTemplate } from "./templates";
 
 /** What Synapse is built from. */
@@ -146,7 +146,7 @@ export function synapseUnit(dataDir: string, s: Pick<SynapseSettings, "jemalloc"
               "Environment=MALLOC_CONF=background_thread:true,dirty_decay_ms:1000,muzzy_decay_ms:0,narenas:2",
           ].join("\n")
         : "# synapseJemalloc is false: the system allocator.";
-    return renderTemplate("systemd/matrix-synapse.service", {
+    return renderTemplate("server/systemd/matrix-synapse.service", {
         data_dir: dataDir,
         allocator,
         venv: SERVER_PATHS.synapseCurrent,
@@ -156,6 +156,44 @@ export function synapseUnit(dataDir: string, s: Pick<SynapseSettings, "jemalloc"
 
 export function toYaml(obj: unknown): string {
     return yaml.dump(obj, { lineWidth: -1, noRefs: true, sortKeys: false });
+}
+
+/** libpq's password file line: ':' and '\\' in the password escaped as its format requires. */
+export function pgpassLine(password: string): string {
+    return `127.0.0.1:${PORTS.postgres}:synapse:synapse:${password.replace(/\\/g, "\\\\").replace(/:/g, "\\:")}`;
+}
+
+/**
+ * What the synapse step installs: the configuration (homeserver.yaml holds no secret), the unit, and
+ * each secret in its own file readable by synapse alone (in root:synapse 0750 directories). The
+ * reCAPTCHA key, when set, goes to conf.d/secrets.yaml.
+ */
+export function synapseFiles(
+    b: SynapseBuild,
+    secrets: {
+        readonly postgresPassword: pulumi.Input<string>;
+        readonly registrationSharedSecret: pulumi.Input<string>;
+        readonly macaroonSecretKey: pulumi.Input<string>;
+        readonly formSecret: pulumi.Input<string>;
+        readonly recaptchaPrivateKey?: pulumi.Input<string>;
+    },
+): ServerFile[] {
+    const p = dataPaths(b.dataDir);
+    const etc = SERVER_PATHS.synapseConfigDir;
+    const secret = (path: string, content: pulumi.Input<string>): ServerFile => ({ path, content, mode: "0600", owner: "synapse:synapse" });
+    return [
+        secret(`${p.secrets}/registration_shared_secret`, secrets.registrationSharedSecret),
+        secret(`${p.secrets}/macaroon_secret_key`, secrets.macaroonSecretKey),
+        secret(`${p.secrets}/form_secret`, secrets.formSecret),
+        // libpq refuses a password file others may read: synapse's own, 0600.
+        secret(`${p.secrets}/pgpass`, pulumi.output(secrets.postgresPassword).apply(pgpassLine)),
+        { path: `${etc}/homeserver.yaml`, content: toYaml(homeserverConfig(b)), mode: "0640", owner: "root:synapse" },
+        { path: `${etc}/log.yaml`, content: toYaml(logConfig(b.synapse)), mode: "0644", owner: "root:root" },
+        ...(secrets.recaptchaPrivateKey !== undefined
+            ? [{ path: `${etc}/conf.d/secrets.yaml`, content: pulumi.output(secrets.recaptchaPrivateKey).apply((k) => toYaml({ recaptcha_private_key: k })), mode: "0640", owner: "root:synapse" } as const]
+            : []),
+        { path: "/etc/systemd/system/matrix-synapse.service", content: synapseUnit(b.dataDir, b.synapse), mode: "0644", owner: "root:root" },
+    ];
 }
 
 export interface SynapseArgs {
@@ -186,19 +224,18 @@ export class Synapse extends pulumi.ComponentResource {
                     DATA_DIR: b.dataDir,
                     SYNAPSE_VERSION: s.version,
                     PIP_INDEX_URL: s.pipIndexUrl,
-                    HOMESERVER_YAML: toYaml(homeserverConfig(b)),
-                    LOG_CONFIG_YAML: toYaml(logConfig(s)),
-                    SYNAPSE_UNIT: synapseUnit(b.dataDir, s),
-                    EXTRA_CONFIG_YAML: s.recaptcha ? s.recaptcha.privateKey.apply((k) => toYaml({ recaptcha_private_key: k })) : "",
-                    PG_PASSWORD: args.postgresPassword,
-                    REGISTRATION_SHARED_SECRET: s.registrationSharedSecret,
-                    MACAROON_SECRET_KEY: s.macaroonSecretKey,
-                    FORM_SECRET: s.formSecret,
                     ADOPT_SIGNING_KEY: s.adopt.signingKey,
                     ADOPT_SQLITE_DATABASE: s.adopt.sqliteDatabase,
                     ADOPT_POSTGRES_DUMP: s.adopt.postgresDump,
                     ADOPT_MEDIA_STORE: s.adopt.mediaStore,
                 },
+                files: synapseFiles(b, {
+                    postgresPassword: args.postgresPassword,
+                    registrationSharedSecret: s.registrationSharedSecret,
+                    macaroonSecretKey: s.macaroonSecretKey,
+                    formSecret: s.formSecret,
+                    recaptchaPrivateKey: s.recaptcha?.privateKey,
+                }),
             },
             { parent: this, dependsOn: opts?.dependsOn },
         );

@@ -4,7 +4,7 @@ import * as pulumi from "@pulumi/pulumi";
 import type { TlsSettings } from "./config";
 import { Target } from "./host";
 import { CERT_NAME, Hostnames, PORTS, SERVER_PATHS, urls } from "./layout";
-import { RemoteStep } from "./remoteStep";
+import { RemoteStep, ServerFile } from "./remoteStep";
 import { readFile, renderTemplate } from "./templates";
 
 /** What the web server is built from. */
@@ -42,9 +42,9 @@ export function nginxFiles(web: WebSettings): Record<string, string> {
     const n = web.names;
     const layout = { https_port: PORTS.https, chat_host: n.chat };
     const files: Record<string, string> = {
-        "sites-available/phillymesh-chat-acme.conf": renderTemplate("nginx/acme.conf", { server_names: httpNames(n, web.tls.apexOnServer).join(" "), http_port: PORTS.http }),
-        "snippets/phillymesh-chat-tls.conf": renderTemplate("nginx/tls.conf", { certificate_dir: SERVER_PATHS.certificateDir }),
-        "sites-available/phillymesh-chat-matrix.conf": renderTemplate("nginx/matrix.conf", {
+        "sites-available/phillymesh-chat-acme.conf": renderTemplate("server/nginx/acme.conf", { server_names: httpNames(n, web.tls.apexOnServer).join(" "), http_port: PORTS.http }),
+        "snippets/phillymesh-chat-tls.conf": renderTemplate("server/nginx/tls.conf", { certificate_dir: SERVER_PATHS.certificateDir }),
+        "sites-available/phillymesh-chat-matrix.conf": renderTemplate("server/nginx/matrix.conf", {
             ...layout,
             server_name: n.server,
             matrix_host: n.matrix,
@@ -52,12 +52,26 @@ export function nginxFiles(web: WebSettings): Record<string, string> {
             synapse_port: PORTS.synapse,
             max_upload_mb: web.maxUploadSizeMb,
         }),
-        "sites-available/phillymesh-chat-chat.conf": renderTemplate("nginx/chat.conf", { ...layout, element_root: SERVER_PATHS.elementRoot }),
+        "sites-available/phillymesh-chat-chat.conf": renderTemplate("server/nginx/chat.conf", { ...layout, element_root: SERVER_PATHS.elementRoot }),
     };
     if (web.tls.apexOnServer) {
-        files["sites-available/phillymesh-chat-apex.conf"] = renderTemplate("nginx/apex.conf", { ...layout, server_name: n.server });
+        files["sites-available/phillymesh-chat-apex.conf"] = renderTemplate("server/nginx/apex.conf", { ...layout, server_name: n.server });
     }
     return files;
+}
+
+/** nginx's files as the steps install them: root's, 0644, under /etc/nginx. */
+function nginxServerFiles(files: Record<string, string>, names: readonly string[]): ServerFile[] {
+    return names.filter((n) => n in files).map((n) => ({ path: `/etc/nginx/${n}`, content: files[n], mode: "0644", owner: "root:root" }));
+}
+
+/** The certificate expiry check: the program, its service and its daily timer. */
+export function certCheckFiles(): ServerFile[] {
+    return [
+        { path: "/usr/local/sbin/phillymesh-chat-cert-check", content: renderTemplate("server/sbin/phillymesh-chat-cert-check.sh", { certificate_dir: SERVER_PATHS.certificateDir }), mode: "0755", owner: "root:root" },
+        { path: "/etc/systemd/system/phillymesh-chat-cert-check.service", content: readFile("server/systemd/cert-check.service"), mode: "0644", owner: "root:root" },
+        { path: "/etc/systemd/system/phillymesh-chat-cert-check.timer", content: readFile("server/systemd/cert-check.timer"), mode: "0644", owner: "root:root" },
+    ];
 }
 
 export interface WebServerArgs {
@@ -87,13 +101,16 @@ export class WebServer extends pulumi.ComponentResource {
                     ACME_EMAIL: web.adminEmail,
                     CHALLENGE: web.tls.challenge,
                     NGINX_WORKERS: String(web.tls.nginxWorkerProcesses),
-                    CLOUDFLARE_DNS_TOKEN: web.tls.cloudflareDnsToken ?? "",
                     DATA_DIR: web.dataDir,
-                    ACME_SITE_CONF: files["sites-available/phillymesh-chat-acme.conf"],
-                    EXPIRY_CHECK_SCRIPT: renderTemplate("scripts/cert-check.sh", { certificate_dir: SERVER_PATHS.certificateDir }),
-                    EXPIRY_CHECK_SERVICE: readFile("systemd/cert-check.service"),
-                    EXPIRY_CHECK_TIMER: readFile("systemd/cert-check.timer"),
                 },
+                files: [
+                    ...nginxServerFiles(files, ["sites-available/phillymesh-chat-acme.conf"]),
+                    ...certCheckFiles(),
+                    // certbot's Cloudflare plugin reads the token from this file (on the data volume).
+                    ...(web.tls.challenge === "dns-cloudflare" && web.tls.cloudflareDnsToken
+                        ? [{ path: "/etc/letsencrypt/cloudflare.ini", content: web.tls.cloudflareDnsToken.apply((t) => `dns_cloudflare_api_token = ${t}`), mode: "0600", owner: "root:root" } as const]
+                        : []),
+                ],
             },
             { parent: this, dependsOn: opts?.dependsOn },
         );
@@ -102,14 +119,17 @@ export class WebServer extends pulumi.ComponentResource {
             {
                 target,
                 script: "nginx-sites.sh",
-                env: {
-                    TLS_SNIPPET: files["snippets/phillymesh-chat-tls.conf"],
-                    MATRIX_SITE_CONF: files["sites-available/phillymesh-chat-matrix.conf"],
-                    CHAT_SITE_CONF: files["sites-available/phillymesh-chat-chat.conf"],
-                    APEX_SITE_CONF: files["sites-available/phillymesh-chat-apex.conf"] ?? "",
-                    WELL_KNOWN_CLIENT: JSON.stringify(wellKnownClient(web.names)),
-                    WELL_KNOWN_SERVER: JSON.stringify(wellKnownServer(web.names)),
-                },
+                env: {},
+                files: [
+                    ...nginxServerFiles(files, [
+                        "snippets/phillymesh-chat-tls.conf",
+                        "sites-available/phillymesh-chat-matrix.conf",
+                        "sites-available/phillymesh-chat-chat.conf",
+                        "sites-available/phillymesh-chat-apex.conf",
+                    ]),
+                    { path: "/var/www/well-known/.well-known/matrix/client", content: JSON.stringify(wellKnownClient(web.names)), mode: "0644", owner: "root:root" },
+                    { path: "/var/www/well-known/.well-known/matrix/server", content: JSON.stringify(wellKnownServer(web.names)), mode: "0644", owner: "root:root" },
+                ],
             },
             { parent: this, dependsOn: [certs.command, ...args.backends] },
         );

@@ -179,6 +179,21 @@ describe.each([
         const stdin: string = step(run, "postgres").inputs.stdin;
         expect(stdin).toContain(`export PG_PASSWORD='pg-SECRET-pass'\\''with"quotes$(touch /tmp/pwned)'`);
     });
+
+    test("the synapse step's secrets are declared files, synapse's own and 0600, installed only after the new release is built", () => {
+        const stdin: string = step(run, "synapse").inputs.stdin;
+        const secrets = "/mnt/matrix_data/synapse/secrets";
+        // libpq's escaping of ':' and '\' is done before the password is quoted for the shell.
+        expect(stdin).toContain(`'${secrets}/pgpass' '0600' 'synapse:synapse' '127.0.0.1:5432:synapse:synapse:pg-SECRET-pass'\\''with"quotes$(touch /tmp/pwned)'`);
+        expect(stdin).toContain(`'${secrets}/macaroon_secret_key' '0600' 'synapse:synapse' 'macaroon-SECRET-0123456789abcdef0123456789ab'`);
+        expect(stdin).toContain("'/etc/matrix-synapse/homeserver.yaml' '0640' 'root:synapse'");
+        expect(stdin).not.toContain("export PG_PASSWORD=");
+        const script = stdin.slice(stdin.indexOf("# Step \"synapse\""));
+        expect(script.indexOf('touch "$VENV/.complete"')).toBeGreaterThan(0);
+        expect(script.indexOf("\ninstall_files\n")).toBeGreaterThan(script.indexOf('touch "$VENV/.complete"'));
+        // The step's scripts no longer write a file of their own from a variable.
+        for (const s of steps(run)) expect(s.inputs.stdin.slice(s.inputs.stdin.indexOf("# Step "))).not.toMatch(/put_file \S+ \d+ \S+ "\$[A-Z_]+"$/m);
+    });
 });
 
 describe("adopting an existing server", () => {

@@ -20,23 +20,34 @@ function loadTestConfig(overrides: Record<string, string> = {}, secrets: Record<
     return readConfig(mapSource({ ...BASE_CONFIG, ...overrides }, secrets));
 }
 
-const SCRIPTS = fs.readdirSync(path.join(__dirname, "..", "files", "scripts")).filter((f) => f.endsWith(".sh"));
+const shellFiles = (dir: string) => fs.readdirSync(path.join(__dirname, "..", "files", dir)).filter((f) => f.endsWith(".sh"));
+const STEPS = shellFiles("steps");
+const SHELL_FILES = [...STEPS.map((f) => `steps/${f}`), ...shellFiles("lib").map((f) => `lib/${f}`), ...shellFiles("server/sbin").map((f) => `server/sbin/${f}`)];
 
 describe("scripts pass shellcheck", () => {
-    test.each(SCRIPTS)("files/scripts/%s", (script) => {
-        const r = spawnSync("shellcheck", ["-x", "--severity=style", path.join("files", "scripts", script)], { cwd: path.join(__dirname, ".."), encoding: "utf8" });
+    test("files/ holds the step scripts, the shell libraries and what the server gets, each in its place", () => {
+        expect(fs.readdirSync(path.join(__dirname, "..", "files")).sort()).toEqual(["lib", "server", "steps"]);
+        expect(STEPS).toEqual(expect.arrayContaining(["base.sh", "postgres.sh", "synapse.sh", "admin.sh", "element.sh", "certificates.sh", "nginx-sites.sh", "backups.sh", "release-volume.sh"]));
+        expect(shellFiles("lib").sort()).toEqual(["adopt.sh", "lib.sh"]);
+    });
+
+    test.each(SHELL_FILES)("files/%s", (script) => {
+        const r = spawnSync("shellcheck", ["-x", "--severity=style", path.join("files", script)], { cwd: path.join(__dirname, ".."), encoding: "utf8" });
         expect(r.error).toBeUndefined();
         expect(r.stdout + r.stderr).toBe("");
         expect(r.status).toBe(0);
     });
 
-    test.each(SCRIPTS.filter((s) => s !== "lib.sh" && s !== "cert-check.sh"))("%s as sent to the server, with hostile values", (script) => {
+    test.each(STEPS)("%s as sent to the server, with hostile values and files", (script) => {
         const hostile = `it's "quoted" $(reboot) \`id\` ; rm -rf / \n second line`;
-        const text = stepScript(script, { STEP_NAME: "t", DOMAIN: "phillymesh.net", ODD_VALUE: hostile });
+        const files = [{ path: "/etc/phillymesh-chat/odd", content: hostile, mode: "0600", owner: "root:root" } as const];
+        const text = stepScript(script, { STEP_NAME: "t", DOMAIN: "phillymesh.net", ODD_VALUE: hostile }, [], files);
         const r = spawnSync("shellcheck", ["--shell=bash", "--severity=warning", "-"], { input: text, encoding: "utf8" });
         expect(r.stdout + r.stderr).toBe("");
-        // bash reads the hostile value back unchanged, running nothing.
-        const header = text.slice(0, text.indexOf(readFile("scripts/lib.sh")));
+        // bash reads the hostile value and file back unchanged, running nothing.
+        const header = text.slice(0, text.indexOf(readFile("lib/lib.sh")));
+        const array = spawnSync("bash", ["-c", `${header}\nprintf '%s|' "\${INSTALL_FILES[@]}"`], { encoding: "utf8" });
+        expect(array.stdout).toBe(`/etc/phillymesh-chat/odd|0600|root:root|${hostile}|`);
         const echo = spawnSync("bash", ["-c", `${header}\nprintf %s "$ODD_VALUE"`], {
             encoding: "utf8",
         });
@@ -99,7 +110,7 @@ describe("nginx accepts the rendered sites", () => {
     });
 
     test("TLS: 1.2 and 1.3 only, no stapling, no DHE, HSTS two years", () => {
-        const tls = readFile("nginx/tls.conf");
+        const tls = readFile("server/nginx/tls.conf");
         expect(tls).toMatch(/^ssl_protocols TLSv1\.2 TLSv1\.3;$/m);
         expect(tls).not.toMatch(/^\s*ssl_stapling/m);
         expect(tls).not.toMatch(/[\s:]DHE-|ssl_dhparam/);
@@ -222,7 +233,7 @@ describe("templates", () => {
     });
 
     test("a missing or unused template value is an error, not an empty string", () => {
-        expect(() => renderTemplate("nginx/chat.conf", {})).toThrow(/no value for \{\{https_port\}\}/);
-        expect(() => renderTemplate("nginx/chat.conf", { https_port: 443, chat_host: "chat.x.org", element_root: "/var/www/element", extra: "1" })).toThrow(/never used: extra/);
+        expect(() => renderTemplate("server/nginx/chat.conf", {})).toThrow(/no value for \{\{https_port\}\}/);
+        expect(() => renderTemplate("server/nginx/chat.conf", { https_port: 443, chat_host: "chat.x.org", element_root: "/var/www/element", extra: "1" })).toThrow(/never used: extra/);
     });
 });

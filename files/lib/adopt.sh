@@ -10,7 +10,7 @@
 # Nothing is ever deleted: the old files are only read (SQLite is ported from a copy), a database
 # or signing key already here is renamed aside, and a finished adoption is recorded in
 # $DATA_DIR/synapse/adopted so it never runs twice (a re-run, a bump, a replaced droplet).
-# shellcheck source=files/scripts/lib.sh
+# shellcheck source=files/lib/lib.sh
 declare -F log >/dev/null || . "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 ADOPT_SIGNING_KEY=${ADOPT_SIGNING_KEY:-}
@@ -80,7 +80,8 @@ PY
 # server's schema adds them.
 adopt_finish_background_updates() {
     local venv=$1 db=$2 override pid
-    override=$ADOPT_WORK/sqlite-override.yaml
+    # Beside ADOPT_WORK, not in it: root writes it, and ADOPT_WORK is synapse's.
+    override=$DATA_DIR/adopt-sqlite-override.yaml
     put_file "$override" 640 root:synapse "$(cat <<EOF
 database:
   name: sqlite3

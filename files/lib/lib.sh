@@ -53,25 +53,114 @@ apt_install() {
     apt_get install -y --no-install-recommends "${missing[@]}" >/dev/null
 }
 
+# Root never follows a path a service user can change (issue 15): every directory on the way to a
+# file root writes is root's and writable by root alone (a sticky directory such as /tmp is fine:
+# no one else can rename what root put there), and a symlink on the way is root's own (as the links
+# /etc/postgresql and /etc/letsencrypt onto the data volume are), its target checked the same way.
+# root_path_check DIR — dies naming the first part of DIR that fails. (TRUSTED_UID is root's uid;
+# only the tests, which run as themselves, set another.)
+TRUSTED_UID=${TRUSTED_UID:-0}
+root_path_check() {
+    local dir=$1 resolved
+    root_path_parts "$dir"
+    resolved=$(readlink -m -- "$dir")
+    [ "$resolved" = "$dir" ] || root_path_parts "$resolved"
+}
+root_path_parts() {
+    local path=$1 part="" rest info uid mode kind
+    rest=${path#/}
+    while :; do
+        part=$part/${rest%%/*}
+        [ "$part" != / ] || part=""
+        if [ -e "$part" ] || [ -L "$part" ]; then
+            info=$(stat -c '%u %a %F' -- "${part:-/}")
+            read -r uid mode kind <<<"$info"
+            [ "$uid" = 0 ] || [ "$uid" = "$TRUSTED_UID" ] || die "refusing to write below ${part:-/}: it belongs to uid $uid, not root"
+            case $kind in
+                "symbolic link") ;;
+                directory)
+                    # Group or others may write, and the sticky bit does not protect entries: refused.
+                    if (((8#$mode & 8#022) != 0 && (8#$mode & 8#1000) == 0)); then
+                        die "refusing to write below ${part:-/}: mode $mode lets others than root change it"
+                    fi
+                    ;;
+                *) die "refusing to write below ${part:-/}: it is a $kind, not a directory" ;;
+            esac
+        fi
+        [ "$rest" != "${rest#*/}" ] || break
+        rest=${rest#*/}
+    done
+}
+
+# refuse_symlink PATH... — dies if one of them is a symlink (root would act on what it points to).
+refuse_symlink() {
+    local p
+    for p in "$@"; do
+        [ ! -L "$p" ] || die "refusing to use $p: it is a symlink (to $(readlink -- "$p"))"
+    done
+}
+
 CHANGED=0
-# put_file DEST MODE OWNER:GROUP CONTENT — writes atomically, only when different; sets CHANGED=1.
+CHANGED_FILES=()
+# put_file DEST MODE OWNER:GROUP CONTENT — writes atomically (a temp file in the same directory,
+# renamed), only when content, mode or owner differ; sets CHANGED=1 and records DEST for
+# file_changed. Refuses a symlinked DEST and any directory on the way a service user could change;
+# missing directories are made root's.
 put_file() {
-    local dest=$1 mode=$2 owner=$3 content tmp
+    local dest=$1 mode=${2#0} owner=$3 content dir tmp
+    case $dest in /*) ;; *) die "put_file: $dest is not an absolute path" ;; esac
+    dir=$(dirname -- "$dest")
+    refuse_symlink "$dest"
+    [ ! -e "$dest" ] || [ -f "$dest" ] || die "refusing to write $dest: it exists and is not a regular file"
+    root_path_check "$dir"
     # Compare as the shell reads files back: without trailing newlines (the file gets exactly one).
     content=$(printf '%s' "$4")
-    if [ -f "$dest" ] && [ "$(cat "$dest")" = "$content" ] &&
-        [ "$(stat -c '%a %U:%G' "$dest")" = "$mode $owner" ]; then
+    if [ -f "$dest" ] && [ "$(cat -- "$dest")" = "$content" ] &&
+        [ "$(stat -c '%a %U:%G' -- "$dest")" = "$mode $owner" ]; then
         return 0
     fi
-    install -d "$(dirname "$dest")"
-    tmp=$(mktemp "$(dirname "$dest")/.tmp.XXXXXX")
+    if [ ! -d "$dir" ]; then
+        (umask 022 && mkdir -p -- "$dir")
+        root_path_check "$dir"
+    fi
+    tmp=$(mktemp "$dir/.tmp.XXXXXX")
     printf '%s\n' "$content" >"$tmp"
     chmod "$mode" "$tmp"
     chown "$owner" "$tmp"
-    mv -f "$tmp" "$dest"
+    mv -f -T -- "$tmp" "$dest"
     # shellcheck disable=SC2034 # read by the step scripts
     CHANGED=1
+    CHANGED_FILES+=("$dest")
     log "wrote $dest"
+}
+
+# The files a step declares (RemoteStep's `files`): templates.ts sends them as INSTALL_FILES, a flat
+# array of quoted words, four per file: path, mode, owner, content.
+declare -p INSTALL_FILES >/dev/null 2>&1 || INSTALL_FILES=()
+# install_files — installs every declared file with put_file. The step calls it where it wants them.
+install_files() {
+    local i
+    for ((i = 0; i < ${#INSTALL_FILES[@]}; i += 4)); do
+        put_file "${INSTALL_FILES[i]}" "${INSTALL_FILES[i + 1]}" "${INSTALL_FILES[i + 2]}" "${INSTALL_FILES[i + 3]}"
+    done
+}
+# file_declared PATH — true when the step declares PATH (an optional file, such as the apex site).
+file_declared() {
+    local i
+    for ((i = 0; i < ${#INSTALL_FILES[@]}; i += 4)); do
+        [ "${INSTALL_FILES[i]}" != "$1" ] || return 0
+    done
+    return 1
+}
+# file_changed PATH... — true when put_file/install_files wrote one of them in this run.
+file_changed() {
+    local p c
+    for p in "$@"; do
+        for c in "${CHANGED_FILES[@]}"; do
+            [ "$c" != "$p" ] || return 0
+        done
+    done
+    return 1
 }
 
 # wait_http URL SECONDS — polls until URL answers 2xx.

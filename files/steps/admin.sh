@@ -1,8 +1,8 @@
 #!/bin/bash
 # Step "admin": the admin account, created once (an existing account is left as it is).
 # Variables: ADMIN_USER, ADMIN_PASSWORD (secret), DOMAIN.
-# shellcheck source=files/scripts/lib.sh
-declare -F log >/dev/null || . "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+# shellcheck source=files/lib/lib.sh
+declare -F log >/dev/null || . "$(dirname "${BASH_SOURCE[0]}")/../lib/lib.sh"
 : "${ADMIN_USER:?}" "${ADMIN_PASSWORD:?}" "${DOMAIN:?}"
 
 wait_http http://127.0.0.1:8008/health 120 || die "Synapse is not answering on 127.0.0.1:8008"

@@ -1,10 +1,11 @@
 #!/bin/bash
 # Step "base": a fresh server made ready for the rest. Waits for cloud-init, turns on unattended
 # security upgrades, closes SSH password login, mounts the data volume and adds the swap file.
+# Files (install_files): unattended-upgrades' settings and the SSH server's.
 # Variables: DATA_DIR, DATA_DEVICE (empty: DATA_DIR is a plain directory), VOLUME_SIZE_GB (the
 # volume's size in stack config: a new value re-runs this step, which grows the filesystem), SWAP_MB.
-# shellcheck source=files/scripts/lib.sh
-declare -F log >/dev/null || . "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+# shellcheck source=files/lib/lib.sh
+declare -F log >/dev/null || . "$(dirname "${BASH_SOURCE[0]}")/../lib/lib.sh"
 : "${DATA_DIR:?}" "${SWAP_MB:?}"
 DATA_DEVICE=${DATA_DEVICE:-}
 
@@ -16,17 +17,9 @@ fi
 
 apt_install ca-certificates curl gnupg unattended-upgrades apt-listchanges
 
-# Security updates every day, without asking (Debian's unattended-upgrades defaults: security only).
-put_file /etc/apt/apt.conf.d/20auto-upgrades 644 root:root 'APT::Periodic::Update-Package-Lists "1";
-APT::Periodic::Unattended-Upgrade "1";'
-
-# Keys only: a homeserver on the open internet is probed for passwords from its first hour.
-CHANGED=0
-put_file /etc/ssh/sshd_config.d/50-phillymesh-chat.conf 644 root:root '# Managed by phillymesh-chat.
-PasswordAuthentication no
-KbdInteractiveAuthentication no
-PermitRootLogin prohibit-password'
-if [ "$CHANGED" = 1 ]; then
+# Security updates every day, without asking; SSH keys only (hostBase.ts declares both files).
+install_files
+if file_changed /etc/ssh/sshd_config.d/50-phillymesh-chat.conf; then
     sshd -t && { systemctl reload ssh 2>/dev/null || systemctl reload sshd 2>/dev/null || true; }
 fi
 

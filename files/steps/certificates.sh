@@ -4,15 +4,15 @@
 # certificate against it). Renewal runs from certbot's timer and reloads nginx; a daily check makes an
 # expiring certificate a failed unit, since Let's Encrypt no longer e-mails about expiry.
 # Variables: CERT_NAME (the certbot lineage), CERT_NAMES (space-separated, first is the primary), ACME_SERVER, ACME_EMAIL, CHALLENGE
-# (http | dns-cloudflare), NGINX_WORKERS, CLOUDFLARE_DNS_TOKEN (secret, dns-cloudflare only), DATA_DIR,
-# ACME_SITE_CONF, EXPIRY_CHECK_SCRIPT, EXPIRY_CHECK_SERVICE, EXPIRY_CHECK_TIMER.
-# shellcheck source=files/scripts/lib.sh
-declare -F log >/dev/null || . "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
-: "${CERT_NAME:?}" "${CERT_NAMES:?}" "${ACME_SERVER:?}" "${ACME_EMAIL:?}" "${CHALLENGE:?}" "${DATA_DIR:?}" "${ACME_SITE_CONF:?}"
-: "${NGINX_WORKERS:?}" "${EXPIRY_CHECK_SCRIPT:?}" "${EXPIRY_CHECK_SERVICE:?}" "${EXPIRY_CHECK_TIMER:?}"
-CLOUDFLARE_DNS_TOKEN=${CLOUDFLARE_DNS_TOKEN:-}
+# (http | dns-cloudflare), NGINX_WORKERS, DATA_DIR.
+# Files (install_files): the port-80 site, the expiry check with its unit and timer, and for
+# dns-cloudflare /etc/letsencrypt/cloudflare.ini with the token (webServer.ts).
+# shellcheck source=files/lib/lib.sh
+declare -F log >/dev/null || . "$(dirname "${BASH_SOURCE[0]}")/../lib/lib.sh"
+: "${CERT_NAME:?}" "${CERT_NAMES:?}" "${ACME_SERVER:?}" "${ACME_EMAIL:?}" "${CHALLENGE:?}" "${DATA_DIR:?}" "${NGINX_WORKERS:?}"
 
 # Certificates and the ACME account live on the data volume: a replaced server keeps them.
+refuse_symlink "$DATA_DIR/letsencrypt"
 install -d -m 755 "$DATA_DIR/letsencrypt"
 if [ ! -L /etc/letsencrypt ]; then
     if [ -d /etc/letsencrypt ]; then
@@ -33,7 +33,7 @@ if ! grep -qx "worker_processes $NGINX_WORKERS;" /etc/nginx/nginx.conf; then
 fi
 install -d -m 755 /var/www/acme
 rm -f /etc/nginx/sites-enabled/default
-put_file /etc/nginx/sites-available/phillymesh-chat-acme.conf 644 root:root "$ACME_SITE_CONF"
+install_files
 ln -sfn /etc/nginx/sites-available/phillymesh-chat-acme.conf /etc/nginx/sites-enabled/phillymesh-chat-acme.conf
 nginx -t -q || die "nginx rejected the port-80 site"
 systemctl enable --quiet nginx
@@ -50,8 +50,7 @@ case $CHALLENGE in
         certbot_args+=(--webroot --webroot-path /var/www/acme)
         ;;
     dns-cloudflare)
-        [ -n "$CLOUDFLARE_DNS_TOKEN" ] || die "CHALLENGE is dns-cloudflare but no Cloudflare token was given"
-        put_file /etc/letsencrypt/cloudflare.ini 600 root:root "dns_cloudflare_api_token = $CLOUDFLARE_DNS_TOKEN"
+        file_declared /etc/letsencrypt/cloudflare.ini || die "CHALLENGE is dns-cloudflare but no Cloudflare token was given"
         certbot_args+=(--dns-cloudflare --dns-cloudflare-credentials /etc/letsencrypt/cloudflare.ini --dns-cloudflare-propagation-seconds 30)
         ;;
     *) die "unknown CHALLENGE $CHALLENGE" ;;
@@ -65,9 +64,6 @@ for attempt in 1 2 3; do
 done
 openssl x509 -in "/etc/letsencrypt/live/$CERT_NAME/fullchain.pem" -noout -enddate | sed "s/^/[$STEP_NAME] certificate valid until /" | sed 's/notAfter=//'
 
-put_file /usr/local/sbin/phillymesh-chat-cert-check 755 root:root "$EXPIRY_CHECK_SCRIPT"
-put_file /etc/systemd/system/phillymesh-chat-cert-check.service 644 root:root "$EXPIRY_CHECK_SERVICE"
-put_file /etc/systemd/system/phillymesh-chat-cert-check.timer 644 root:root "$EXPIRY_CHECK_TIMER"
 systemctl daemon-reload
 systemctl enable --quiet --now phillymesh-chat-cert-check.timer
 systemctl enable --quiet --now certbot.timer 2>/dev/null || true

@@ -1,11 +1,11 @@
 #!/bin/bash
 # Step "element": the Element Web release ELEMENT_VERSION, downloaded, checked against the pinned
 # release key BEFORE it is unpacked, given our config.json, and switched live in one rename.
-# Variables: ELEMENT_VERSION, ELEMENT_URL, ELEMENT_KEY_URL, ELEMENT_KEY_FINGERPRINT, ELEMENT_CONFIG_JSON,
-# ELEMENT_ROOT (the web root; nginx serves ELEMENT_ROOT/current).
-# shellcheck source=files/scripts/lib.sh
-declare -F log >/dev/null || . "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
-: "${ELEMENT_ROOT:?}" "${ELEMENT_VERSION:?}" "${ELEMENT_URL:?}" "${ELEMENT_KEY_URL:?}" "${ELEMENT_KEY_FINGERPRINT:?}" "${ELEMENT_CONFIG_JSON:?}"
+# Variables: ELEMENT_VERSION, ELEMENT_URL, ELEMENT_KEY_URL, ELEMENT_KEY_FINGERPRINT, ELEMENT_ROOT (the
+# web root; nginx serves ELEMENT_ROOT/current). Files (install_files): the release's config.json.
+# shellcheck source=files/lib/lib.sh
+declare -F log >/dev/null || . "$(dirname "${BASH_SOURCE[0]}")/../lib/lib.sh"
+: "${ELEMENT_ROOT:?}" "${ELEMENT_VERSION:?}" "${ELEMENT_URL:?}" "${ELEMENT_KEY_URL:?}" "${ELEMENT_KEY_FINGERPRINT:?}"
 
 apt_install curl gnupg gpgv ca-certificates
 WEB=$ELEMENT_ROOT
@@ -38,12 +38,15 @@ if [ ! -f "$RELEASE/.verified" ]; then
     install -d "$RELEASE.tmp"
     tar -xzf "$work/element.tar.gz" -C "$RELEASE.tmp" --strip-components=1 --no-same-owner
     [ -f "$RELEASE.tmp/index.html" ] || die "the release has no index.html: not an Element Web tarball"
+    chmod 755 "$RELEASE.tmp"
     touch "$RELEASE.tmp/.verified"
     rm -rf "$RELEASE"
     mv "$RELEASE.tmp" "$RELEASE"
 fi
 
-put_file "$RELEASE/config.json" 644 root:root "$ELEMENT_CONFIG_JSON"
+refuse_symlink "$RELEASE"
+chmod go-w "$RELEASE"
+install_files
 previous=$(readlink "$WEB/current" 2>/dev/null || true)
 switch_symlink "$RELEASE" "$WEB/current"
 [ "$previous" = "$RELEASE" ] || log "Element ${previous:+${previous##*/} -> }$ELEMENT_VERSION is live"

@@ -2,26 +2,18 @@
 # Step "sites": the TLS sites (homeserver on 443 and 8448, Element on 443, and the apex when it is on
 # this server) and the /.well-known/matrix files. A configuration nginx rejects is rolled back, so a
 # bad edit never takes the running sites down.
-# Variables: TLS_SNIPPET, MATRIX_SITE_CONF, CHAT_SITE_CONF, APEX_SITE_CONF (may be empty),
-# WELL_KNOWN_CLIENT, WELL_KNOWN_SERVER.
-# shellcheck source=files/scripts/lib.sh
-declare -F log >/dev/null || . "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
-: "${TLS_SNIPPET:?}" "${MATRIX_SITE_CONF:?}" "${CHAT_SITE_CONF:?}" "${WELL_KNOWN_CLIENT:?}" "${WELL_KNOWN_SERVER:?}"
-APEX_SITE_CONF=${APEX_SITE_CONF:-}
-
-put_file /var/www/well-known/.well-known/matrix/client 644 root:root "$WELL_KNOWN_CLIENT"
-put_file /var/www/well-known/.well-known/matrix/server 644 root:root "$WELL_KNOWN_SERVER"
+# Files (install_files): the TLS snippet, the sites (the apex one only when the apex is on this
+# server) and the /.well-known/matrix answers (webServer.ts).
+# shellcheck source=files/lib/lib.sh
+declare -F log >/dev/null || . "$(dirname "${BASH_SOURCE[0]}")/../lib/lib.sh"
 
 backup=$(mktemp -d)
 cleanup_later "$backup"
 cp -a /etc/nginx/sites-available /etc/nginx/sites-enabled /etc/nginx/snippets "$backup/" 2>/dev/null || true
 
-put_file /etc/nginx/snippets/phillymesh-chat-tls.conf 644 root:root "$TLS_SNIPPET"
-put_file /etc/nginx/sites-available/phillymesh-chat-matrix.conf 644 root:root "$MATRIX_SITE_CONF"
-put_file /etc/nginx/sites-available/phillymesh-chat-chat.conf 644 root:root "$CHAT_SITE_CONF"
+install_files
 sites=(matrix chat)
-if [ -n "$APEX_SITE_CONF" ]; then
-    put_file /etc/nginx/sites-available/phillymesh-chat-apex.conf 644 root:root "$APEX_SITE_CONF"
+if file_declared /etc/nginx/sites-available/phillymesh-chat-apex.conf; then
     sites+=(apex)
 else
     rm -f /etc/nginx/sites-enabled/phillymesh-chat-apex.conf /etc/nginx/sites-available/phillymesh-chat-apex.conf

@@ -1,11 +1,11 @@
 #!/bin/bash
 # Step "postgres": PostgreSQL from the distribution, its cluster kept on the data volume, tuned for a
 # small server, listening on localhost only, with the synapse role and a C-collated UTF8 database.
-# Variables: DATA_DIR, PG_PASSWORD (secret), PG_SHARED_BUFFERS_MB, PG_WORK_MEM_MB, PG_MAX_CONNECTIONS,
-# PG_LOW_MEMORY (true/false).
-# shellcheck source=files/scripts/lib.sh
-declare -F log >/dev/null || . "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
-: "${DATA_DIR:?}" "${PG_PASSWORD:?}" "${PG_SHARED_BUFFERS_MB:?}" "${PG_WORK_MEM_MB:?}" "${PG_MAX_CONNECTIONS:?}" "${PG_LOW_MEMORY:?}"
+# Variables: DATA_DIR, PG_PASSWORD (secret), PG_TUNING (the path of our settings file).
+# Files (install_files): PG_TUNING (postgres.ts: postgresTuning).
+# shellcheck source=files/lib/lib.sh
+declare -F log >/dev/null || . "$(dirname "${BASH_SOURCE[0]}")/../lib/lib.sh"
+: "${DATA_DIR:?}" "${PG_PASSWORD:?}" "${PG_TUNING:?}"
 
 # The cluster (configuration and data) lives on the volume; Debian's paths point there. On a new
 # server with an old volume the package finds the existing cluster and starts it: nothing is lost.
@@ -34,38 +34,22 @@ apt_install postgresql
 PG_MAJOR=$(pg_lsclusters --no-header | awk '$2 == "main" {print $1; exit}')
 [ -n "$PG_MAJOR" ] || die "no PostgreSQL cluster 'main' after installing postgresql"
 [ "$PG_MAJOR" -ge 14 ] || die "PostgreSQL $PG_MAJOR is too old: Synapse needs 14 or newer"
+PG_CONF=$PG_HOME/etc/$PG_MAJOR/main
 # A new server may give postgres another uid than the one that wrote the files on the volume.
-for d in "$PG_HOME/lib" "$PG_HOME/etc"; do
-    [ "$(stat -c %U "$d")" = postgres ] || chown -R postgres:postgres "$d"
+[ "$(stat -c %U "$PG_HOME/lib")" = postgres ] || chown -R postgres:postgres "$PG_HOME/lib"
+[ "$(stat -c %U "$PG_CONF/postgresql.conf")" = postgres ] || chown -R postgres:postgres "$PG_HOME/etc"
+# Root writes conf.d/: every directory on the way there is root's (group postgres, which reads
+# them), so postgres cannot swap one for a link. Servers set up before change owner in place;
+# postgresql-common takes the cluster's owner from its data directory, not from these.
+for d in "$PG_HOME/etc" "$PG_HOME/etc/$PG_MAJOR" "$PG_CONF" "$PG_CONF/conf.d"; do
+    refuse_symlink "$d"
+    install -d -m 755 -o root -g postgres "$d"
 done
 
-low_memory=
-if [ "$PG_LOW_MEMORY" = true ]; then
-    # No replication, no parallel query workers, no JIT (LLVM in a backend costs tens of MB): on one
-    # vCPU and 1 GB they only cost memory. wal_level minimal is what having no replicas allows.
-    low_memory='
-wal_level = minimal
-max_wal_senders = 0
-max_logical_replication_workers = 0
-max_parallel_workers_per_gather = 0
-max_parallel_maintenance_workers = 0
-jit = off
-autovacuum_max_workers = 2'
-fi
 CHANGED=0
-put_file "/etc/postgresql/$PG_MAJOR/main/conf.d/50-phillymesh-chat.conf" 644 postgres:postgres "# Managed by phillymesh-chat: sized for a 1 GB server that also runs Synapse.
-listen_addresses = 'localhost'
-max_connections = $PG_MAX_CONNECTIONS
-shared_buffers = ${PG_SHARED_BUFFERS_MB}MB
-work_mem = ${PG_WORK_MEM_MB}MB
-maintenance_work_mem = 32MB
-effective_cache_size = 256MB
-wal_buffers = 4MB
-max_wal_size = 512MB
-min_wal_size = 64MB
-checkpoint_completion_target = 0.9
-random_page_cost = 1.1
-password_encryption = scram-sha-256$low_memory"
+install_files
+put_file "$PG_CONF/conf.d/50-phillymesh-chat.conf" 644 root:root "# Managed by phillymesh-chat: our settings are in $PG_TUNING.
+include '$PG_TUNING'"
 systemctl enable --quiet "postgresql@$PG_MAJOR-main"
 if [ "$CHANGED" = 1 ] || ! systemctl is-active --quiet "postgresql@$PG_MAJOR-main"; then
     log "restarting PostgreSQL $PG_MAJOR with the tuned settings"

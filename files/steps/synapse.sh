@@ -3,16 +3,14 @@
 # own virtualenv, with our configuration, secrets in 0600 files and the signing key on the data
 # volume. A new version is installed beside the running one, so the service is down only for the
 # restart; the previous virtualenv is kept for a rollback.
-# Variables: DOMAIN, DATA_DIR, SYNAPSE_VERSION, PIP_INDEX_URL, HOMESERVER_YAML, LOG_CONFIG_YAML,
-# SYNAPSE_UNIT, EXTRA_CONFIG_YAML (may be empty; holds the reCAPTCHA key), and secrets PG_PASSWORD,
-# REGISTRATION_SHARED_SECRET, MACAROON_SECRET_KEY, FORM_SECRET; the ADOPT_* ones of adopt.sh.
-# shellcheck source=files/scripts/lib.sh
-declare -F log >/dev/null || . "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
-# shellcheck source=files/scripts/adopt.sh
-declare -F adopt_run >/dev/null || . "$(dirname "${BASH_SOURCE[0]}")/adopt.sh"
-: "${DOMAIN:?}" "${DATA_DIR:?}" "${SYNAPSE_VERSION:?}" "${PIP_INDEX_URL:?}" "${HOMESERVER_YAML:?}" "${LOG_CONFIG_YAML:?}" "${SYNAPSE_UNIT:?}"
-: "${PG_PASSWORD:?}" "${REGISTRATION_SHARED_SECRET:?}" "${MACAROON_SECRET_KEY:?}" "${FORM_SECRET:?}"
-EXTRA_CONFIG_YAML=${EXTRA_CONFIG_YAML:-}
+# Variables: DOMAIN, DATA_DIR, SYNAPSE_VERSION, PIP_INDEX_URL; the ADOPT_* ones of adopt.sh.
+# Files (install_files): homeserver.yaml, log.yaml, conf.d/secrets.yaml (only with reCAPTCHA), the
+# unit, and the secrets under DATA_DIR/synapse/secrets (synapse.ts: synapseFiles).
+# shellcheck source=files/lib/lib.sh
+declare -F log >/dev/null || . "$(dirname "${BASH_SOURCE[0]}")/../lib/lib.sh"
+# shellcheck source=files/lib/adopt.sh
+declare -F adopt_run >/dev/null || . "$(dirname "${BASH_SOURCE[0]}")/../lib/adopt.sh"
+: "${DOMAIN:?}" "${DATA_DIR:?}" "${SYNAPSE_VERSION:?}" "${PIP_INDEX_URL:?}"
 
 apt_install python3 python3-venv python3-psycopg2 libjemalloc2 libpq5 curl
 id synapse >/dev/null 2>&1 || useradd --system --home-dir "$DATA_DIR/synapse" --shell /usr/sbin/nologin synapse
@@ -20,14 +18,25 @@ id synapse >/dev/null 2>&1 || useradd --system --home-dir "$DATA_DIR/synapse" --
 adopt_precheck
 
 SYN=$DATA_DIR/synapse
+# Root writes the secrets and the adoption record below $SYN, so $SYN and secrets/ are root's
+# (group synapse, which reads them); media/ and keys/ are synapse's, written by Synapse itself.
+# Servers set up before this layout change owner in place. Nothing here follows a symlink.
+refuse_symlink "$SYN" "$SYN/media" "$SYN/keys" "$SYN/secrets"
 # A new server may give synapse another uid than the one that wrote the files on the volume.
-if [ -d "$SYN" ] && [ "$(stat -c %U "$SYN")" != synapse ]; then
+if [ -d "$SYN/media" ] && [ "$(stat -c %U "$SYN/media")" != synapse ]; then
     log "taking back ownership of $SYN for this server's synapse user"
     chown -R synapse:synapse "$SYN"
 fi
-install -d -m 750 -o synapse -g synapse "$SYN" "$SYN/media" "$SYN/keys" "$SYN/secrets"
+install -d -m 750 -o root -g synapse "$SYN"
+refuse_symlink "$SYN/media" "$SYN/keys" "$SYN/secrets"
+install -d -m 750 -o synapse -g synapse "$SYN/media" "$SYN/keys"
+install -d -m 750 -o root -g synapse "$SYN/secrets"
+refuse_symlink /var/log/matrix-synapse
 install -d -m 750 -o synapse -g synapse /var/log/matrix-synapse
-install -d -m 755 /etc/matrix-synapse /opt/synapse/venvs
+# Root's, even where an older installation gave it to its own user: root writes the config there.
+refuse_symlink /etc/matrix-synapse
+install -d -m 755 -o root -g root /etc/matrix-synapse
+install -d -m 755 /opt/synapse/venvs
 
 # The new release is installed first, beside the running one: if that fails (the package index
 # is down, say), nothing the running Synapse reads has been touched.
@@ -59,22 +68,13 @@ fi
 installed=$("$VENV/bin/python" -c 'import synapse; print(synapse.__version__)')
 [ "$installed" = "$SYNAPSE_VERSION" ] || die "the virtualenv holds Synapse $installed, not $SYNAPSE_VERSION"
 
-# Secrets: each in its own file, readable by synapse only, referenced by the *_path options.
-CHANGED=0
-put_file "$SYN/secrets/registration_shared_secret" 600 synapse:synapse "$REGISTRATION_SHARED_SECRET"
-put_file "$SYN/secrets/macaroon_secret_key" 600 synapse:synapse "$MACAROON_SECRET_KEY"
-put_file "$SYN/secrets/form_secret" 600 synapse:synapse "$FORM_SECRET"
-# libpq's password file: ':' and '\' in the password are escaped as its format requires.
-pg_escaped=$(printf '%s' "$PG_PASSWORD" | sed -e 's/\\/\\\\/g' -e 's/:/\\:/g')
-put_file "$SYN/secrets/pgpass" 600 synapse:synapse "127.0.0.1:5432:synapse:synapse:$pg_escaped"
 # An existing machine's own homeserver.yaml (an old installation being adopted) is kept beside ours.
 if [ -f /etc/matrix-synapse/homeserver.yaml ] && [ ! -e /etc/matrix-synapse/.managed-by-phillymesh-chat ]; then
     cp -a /etc/matrix-synapse/homeserver.yaml /etc/matrix-synapse/homeserver.yaml.before-phillymesh-chat
     log "kept the homeserver.yaml found here as homeserver.yaml.before-phillymesh-chat"
 fi
-put_file /etc/matrix-synapse/homeserver.yaml 640 root:synapse "$HOMESERVER_YAML"
-touch /etc/matrix-synapse/.managed-by-phillymesh-chat
-put_file /etc/matrix-synapse/log.yaml 644 root:root "$LOG_CONFIG_YAML"
+CHANGED=0
+refuse_symlink /etc/matrix-synapse/conf.d
 install -d -m 750 -o root -g synapse /etc/matrix-synapse/conf.d
 # Synapse reads every file in conf.d: one left by an older installation on this machine (Debian's
 # package puts server_name.yaml there) would override settings, so it is moved aside, not deleted.
@@ -85,12 +85,13 @@ for f in /etc/matrix-synapse/conf.d/*; do
     log "moved ${f##*/} out of conf.d (to /etc/matrix-synapse/conf.d.before-phillymesh-chat/): Synapse would read it"
     CHANGED=1
 done
-if [ -n "$EXTRA_CONFIG_YAML" ]; then
-    put_file /etc/matrix-synapse/conf.d/secrets.yaml 640 root:synapse "$EXTRA_CONFIG_YAML"
-else
+# Only now, with the new release built: a failed pip install above touched nothing Synapse reads.
+install_files
+touch /etc/matrix-synapse/.managed-by-phillymesh-chat
+if ! file_declared /etc/matrix-synapse/conf.d/secrets.yaml && [ -e /etc/matrix-synapse/conf.d/secrets.yaml ]; then
     rm -f /etc/matrix-synapse/conf.d/secrets.yaml
+    CHANGED=1
 fi
-put_file /etc/systemd/system/matrix-synapse.service 644 root:root "$SYNAPSE_UNIT"
 # A restart owed for changed files is remembered until it has happened and Synapse is healthy, so a
 # run that fails after writing them does not leave the old settings running for good.
 PENDING=/etc/matrix-synapse/.restart-pending
@@ -106,7 +107,9 @@ if [ ! -s "$SYN/keys/signing.key" ]; then
         --config-path /etc/matrix-synapse/homeserver.yaml --config-path /etc/matrix-synapse/conf.d/ \
         --generate-keys >/dev/null
 fi
-chmod 600 "$SYN/keys/signing.key"
+# As synapse, whose file it is: root never follows what synapse could have put there.
+refuse_symlink "$SYN/keys/signing.key"
+runuser -u synapse -- chmod 600 "$SYN/keys/signing.key"
 
 running_venv=$(readlink /opt/synapse/current 2>/dev/null || true)
 if [ -n "$running_venv" ] && [ "$running_venv" != "$VENV" ]; then

@@ -36,5 +36,8 @@ fi
 tar -C "$DATA_DIR/synapse" -xf "$src/keys.tar"
 rsync -a "$src/media/" "$DATA_DIR/synapse/media/"
 chown -R synapse:synapse "$DATA_DIR/synapse"
+# The synapse step's layout: root writes below synapse/ and secrets/, synapse only reads there.
+chown root:synapse "$DATA_DIR/synapse"
+[ ! -d "$DATA_DIR/synapse/secrets" ] || chown root:synapse "$DATA_DIR/synapse/secrets"
 systemctl start matrix-synapse
 echo "restored $src; the database as it was before is kept as $keep"
