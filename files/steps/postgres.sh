@@ -51,9 +51,21 @@ install_files
 put_file "$PG_CONF/conf.d/50-phillymesh-chat.conf" 644 root:root "# Managed by phillymesh-chat: our settings are in $PG_TUNING.
 include '$PG_TUNING'"
 systemctl enable --quiet "postgresql@$PG_MAJOR-main"
-if [ "$CHANGED" = 1 ] || ! systemctl is-active --quiet "postgresql@$PG_MAJOR-main"; then
-    log "restarting PostgreSQL $PG_MAJOR with the tuned settings"
+if ! systemctl is-active --quiet "postgresql@$PG_MAJOR-main"; then
+    log "starting PostgreSQL $PG_MAJOR with the tuned settings"
     systemctl restart "postgresql@$PG_MAJOR-main"
+elif [ "$CHANGED" = 1 ]; then
+    # Changed files are reloaded; a restart (which drops Synapse's connections) only when a changed
+    # setting needs one (shared_buffers, max_connections...): not when the same settings moved file.
+    systemctl reload "postgresql@$PG_MAJOR-main"
+    sleep 2
+    pending=$(runuser -u postgres -- psql -tAq -d postgres -c "SELECT string_agg(name, ' ') FROM pg_settings WHERE pending_restart")
+    if [ -n "$pending" ]; then
+        log "restarting PostgreSQL $PG_MAJOR: changed settings need it ($pending)"
+        systemctl restart "postgresql@$PG_MAJOR-main"
+    else
+        log "reloaded PostgreSQL $PG_MAJOR (no changed setting needs a restart)"
+    fi
 fi
 for _ in $(seq 30); do pg_isready -q -h localhost && break; sleep 1; done
 pg_isready -q -h localhost || die "PostgreSQL does not answer on localhost"
