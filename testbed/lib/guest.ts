@@ -41,12 +41,15 @@ export async function sshOk(target: string, command: string, opts: SshOptions = 
  * (base64), so stdin stays free for `input`; `args` follow it in sys.argv[2:]. Returns stdout.
  */
 export async function guestPython(target: string, file: string, opts: { input?: string; args?: string[]; timeoutMs?: number } = {}): Promise<string> {
-    const program = fs.readFileSync(path.join(PY, file));
-    const args = (opts.args ?? []).map(shQuote).join(" ");
-    const command = `python3 -c 'import base64,sys; exec(base64.b64decode(sys.argv[1]))' ${program.toString("base64")}${args ? ` ${args}` : ""}`;
-    const r = await ssh(target, command, { input: opts.input ?? "", timeoutMs: opts.timeoutMs ?? 600_000 });
+    const r = await ssh(target, guestPythonCommand(file, opts.args), { input: opts.input ?? "", timeoutMs: opts.timeoutMs ?? 600_000 });
     if (r.code !== 0) throw new Error(`${file} on ${target} exited ${r.code}: ${r.stderr.slice(-2000)}`);
     return r.stdout;
+}
+
+/** The command line that runs testbed/py/FILE with python3 on a guest, `args` in sys.argv[2:] (for ssh()). */
+export function guestPythonCommand(file: string, args: readonly string[] = []): string {
+    const program = fs.readFileSync(path.join(PY, file)).toString("base64");
+    return [`python3 -c 'import base64,sys; exec(base64.b64decode(sys.argv[1]))'`, program, ...args.map(shQuote)].join(" ");
 }
 
 /** The guest's /etc/machine-id (what a stack with hosting existing gets as serverId). */
