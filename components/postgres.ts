@@ -4,7 +4,7 @@ import type { PostgresSettings } from "./config";
 import { Target } from "./host";
 import { RemoteStep } from "./remoteStep";
 
-/** Our settings, outside the cluster's own directories; conf.d/50-phillymesh-chat.conf includes it. */
+/** Our settings, outside the cluster's own directories; the step copies them to conf.d/50-phillymesh-chat.conf. */
 export const POSTGRES_TUNING_PATH = "/etc/phillymesh-chat/postgresql.conf";
 
 /** The settings file: sized for a 1 GB server that also runs Synapse. */

@@ -1,7 +1,7 @@
 #!/bin/bash
 # Step "postgres": PostgreSQL from the distribution, its cluster kept on the data volume, tuned for a
 # small server, listening on localhost only, with the synapse role and a C-collated UTF8 database.
-# Variables: DATA_DIR, PG_PASSWORD (secret), PG_TUNING (the path of our settings file).
+# Variables: DATA_DIR, PG_PASSWORD (secret), PG_TUNING (the path of our settings file, copied to conf.d).
 # Files (install_files): PG_TUNING (postgres.ts: postgresTuning).
 # shellcheck source=files/lib/lib.sh
 declare -F log >/dev/null || . "$(dirname "${BASH_SOURCE[0]}")/../lib/lib.sh"
@@ -46,10 +46,11 @@ for d in "$PG_HOME/etc" "$PG_HOME/etc/$PG_MAJOR" "$PG_CONF" "$PG_CONF/conf.d"; d
     install -d -m 755 -o root -g postgres "$d"
 done
 
-CHANGED=0
 install_files
-put_file "$PG_CONF/conf.d/50-phillymesh-chat.conf" 644 root:root "# Managed by phillymesh-chat: our settings are in $PG_TUNING.
-include '$PG_TUNING'"
+# PostgreSQL reads its copy in conf.d (the same file, owner and mode as before the typed map, so an
+# upgrade changes nothing there); it is written, and PostgreSQL reloaded, only when it differs.
+CHANGED=0
+put_file "$PG_CONF/conf.d/50-phillymesh-chat.conf" 644 postgres:postgres "$(cat "$PG_TUNING")"
 systemctl enable --quiet "postgresql@$PG_MAJOR-main"
 if ! systemctl is-active --quiet "postgresql@$PG_MAJOR-main"; then
     log "starting PostgreSQL $PG_MAJOR with the tuned settings"
