@@ -123,8 +123,15 @@ describe("nginx accepts the rendered sites", () => {
         expect(site).toMatch(/listen 8448 ssl default_server;/);
         expect(site).toMatch(/listen 443 ssl;/);
         expect(site).toMatch(/client_max_body_size 75M;/);
-        expect(site).toMatch(/location ~ \^\(\/_matrix\|\/_synapse\/client\) \{\s*proxy_pass http:\/\/127\.0\.0\.1:8008;/);
+        expect(site).toMatch(/location ~ \^\(\/_matrix\|\/_synapse\/client\) \{[^}]*return 404;\s*\}\s*proxy_pass http:\/\/127\.0\.0\.1:8008;/);
         expect(site).not.toMatch(/_synapse\/admin/);
+        // Access tokens in query strings stay out of the access log.
+        expect(site).toMatch(/^\s*access_log \S+ phillymesh_chat_no_query;$/m);
+        const format = /^log_format phillymesh_chat_no_query (.*);$/m.exec(site)?.[1] ?? "";
+        expect(format).toContain("$uri");
+        expect(format).not.toMatch(/\$request\b|\$request_uri|\$args|\$query_string|\$http_referer/);
+        // Synapse routes on the raw path, nginx matched the decoded one: the raw one must agree.
+        expect(site).toContain(`if ($request_uri !~ "^/(_matrix|_synapse/client)(/|\\?|$)") {`);
     });
 
     test("Element's site sends the headers Element asks for and never caches index.html or config.json", () => {

@@ -77,12 +77,51 @@ export function portsAndTls({ drill, check }: DrillSet): void {
             }
             assert.deepEqual(listeners.filter((l) => !loopback(l.addr) && ![22, 80, 443, 8448].includes(l.port)), []);
         });
-        await check(t, "3c the admin API is not served publicly (443 and 8448)", async () => {
+        await check(t, "3c the admin API is not served publicly (443 and 8448), nor through encoded, double-encoded or dot-segment paths", async () => {
             for (const base of [L.HS, L.FED]) {
                 const r = await L.http(`${base}/_synapse/admin/v1/server_version`);
                 assert.notEqual(r.status, 200, `${base}/_synapse/admin answers: ${r.text.slice(0, 200)}`);
                 assert.ok(!/server_version/.test(r.text), `${base}/_synapse/admin serves the admin API`);
             }
+            // nginx picks a location by the decoded, normalised path, Synapse routes on the raw one:
+            // these reach nginx as written (curl --path-as-is), and none may reach an admin handler,
+            // which answers 401 M_MISSING_TOKEN to a request without a token.
+            const attacks = [
+                "/_synapse/admin/v2/users/..%2F..%2F..%2F..%2F_matrix",
+                "/_synapse/admin/v2/users/..%2f..%2f..%2f..%2f_matrix/client/versions",
+                "/_synapse/admin/v2/users/..%252F..%252F..%252F..%252F_matrix",
+                "/_synapse/admin/v1/users/..%2F..%2F..%2F..%2F_synapse/client/x",
+                "/_matrix/../_synapse/admin/v1/server_version",
+                "/_matrix/client/../../_synapse/admin/v1/server_version",
+                "/_matrix/%2e%2e/_synapse/admin/v1/server_version",
+                "/_synapse%2Fadmin/v1/server_version",
+                "/_matrix/x/..%2F..%2F_synapse/admin/v2/users/..%2F..%2F..%2F..%2F_matrix",
+            ];
+            for (const [port, host] of [[443, `matrix.${L.DOMAIN}`], [8448, L.DOMAIN]] as const) {
+                for (const path of attacks) {
+                    const url = `https://${host}:${port}${path}`;
+                    // -k: the attacker does not care whose certificate it is; only the answer matters.
+                    const r = await L.run("curl", ["-sk", "--path-as-is", "--max-time", "10", "--resolve", `${host}:${port}:${L.IP}`,
+                        "-o", "-", "-w", "\n%{http_code}", url], { timeoutMs: 20_000 });
+                    const lines = r.out.trimEnd().split("\n");
+                    const status = Number(lines.pop());
+                    const body = lines.join("\n");
+                    t.diagnostic(`${port} ${path} -> ${status}`);
+                    assert.ok(status > 0, `${url}: no answer (${r.out.slice(0, 200)})`);
+                    assert.ok(![200, 401, 403].includes(status), `${url} answers ${status}: ${body.slice(0, 200)}`);
+                    assert.ok(!/M_MISSING_TOKEN|server_version/.test(body), `${url} reaches Synapse's admin API: ${body.slice(0, 200)}`);
+                }
+            }
+        });
+        await check(t, "3f an access token sent in the query string stays out of nginx's access log", async () => {
+            const canary = `syt_drill_canary_${Date.now().toString(36)}`;
+            const r = await L.http(`${L.HS}/_matrix/client/v3/account/whoami?access_token=${canary}`);
+            assert.equal(r.status, 401, `whoami with a made-up token: ${r.status} ${r.text.slice(0, 200)}`);
+            // nginx writes the line when the request ends; the path must be there, the token not.
+            await L.waitFor("the whoami request in nginx's access log", 10_000, async () =>
+                (await L.tssh("grep -c 'GET /_matrix/client/v3/account/whoami' /var/log/nginx/access.log")).code === 0);
+            const found = await L.tssh(`grep -rlF ${L.shQuote(canary)} /var/log/nginx/`);
+            assert.notEqual(found.code, 0, `the token is in ${found.out.trim()}`);
         });
         await check(t, "3d sshd: password and keyboard-interactive login off (sshd -T, the program's drop-in)", async () => {
             const effective = await L.tsshOk("sshd -T");
