@@ -2,7 +2,8 @@
 // or another stack of the testbed), subprocesses with time limits and per-drill logs, deploy.ts,
 // ssh, the Synapse admin API and a small Matrix client. The machinery is the testbed client library
 // (testbed/lib); what is here is the drills' own: the current server, logs, cancelling a drill's
-// children, the drill guest's lifecycle. The drills' world of data is in world.ts (re-exported).
+// children, the drill guest's lifecycle. The drills' world of data is in world.ts, the admin API in
+// admin.ts (both re-exported).
 //
 // Everything the drills touch is their own: guest drill1 at 10.250.0.40 (domain drill1.test),
 // stack drill1, $B/stacks/drill1.json, $B/secrets/drill1.json, the DNS record set drill1, and
@@ -125,7 +126,10 @@ export const deployLogs: string[] = [];
 
 export function logPath(label: string): string {
     logSeq++;
-    const stamp = new Date().toISOString().replace(/[-:]/g, "").replace(/\.\d+Z$/, "Z");
+    const stamp = new Date()
+        .toISOString()
+        .replace(/[-:]/g, "")
+        .replace(/\.\d+Z$/, "Z");
     return `${LOGS}/${stamp}-${String(logSeq).padStart(2, "0")}-${label.replace(/[^a-zA-Z0-9_.-]+/g, "_")}.log`;
 }
 
@@ -136,16 +140,29 @@ export const CHILD_ENV: NodeJS.ProcessEnv = childEnv();
  * interleaved in `out`, with `label` also written to a log file of its own, with `echo` shown on
  * stderr. Killed with its process group after timeoutMs or when the current drill is cancelled.
  */
-export async function run(cmd: string, args: string[], opts: {
-    timeoutMs: number; input?: string; env?: NodeJS.ProcessEnv; cwd?: string; label?: string; echo?: boolean;
-}): Promise<RunResult> {
+export async function run(
+    cmd: string,
+    args: string[],
+    opts: {
+        timeoutMs: number;
+        input?: string;
+        env?: NodeJS.ProcessEnv;
+        cwd?: string;
+        label?: string;
+        echo?: boolean;
+    },
+): Promise<RunResult> {
     const log = opts.label ? logPath(opts.label) : undefined;
     if (log) writeFileSync(log, `$ ${cmd} ${args.join(" ")}\n`, { mode: 0o600 });
     let out = "";
     const decoders = { stdout: new StringDecoder("utf8"), stderr: new StringDecoder("utf8") };
     const r = await runProcess(cmd, args, {
-        cwd: opts.cwd ?? REPO, env: opts.env ?? CHILD_ENV, input: opts.input ?? "",
-        timeoutMs: opts.timeoutMs, killGraceMs: 10_000, signal: current.signal,
+        cwd: opts.cwd ?? REPO,
+        env: opts.env ?? CHILD_ENV,
+        input: opts.input ?? "",
+        timeoutMs: opts.timeoutMs,
+        killGraceMs: 10_000,
+        signal: current.signal,
         onChunk: (chunk, stream) => {
             const s = decoders[stream].write(chunk);
             out += s;
@@ -193,8 +210,7 @@ export function guestRunning(): boolean {
 
 export async function destroyGuest(wipe: boolean): Promise<RunResult> {
     note(`destroy.sh ${NAME}${wipe ? " --wipe-data" : " (data disk kept)"}`);
-    return runOk("bash", [`${REPO}/testbed/destroy.sh`, NAME, ...(wipe ? ["--wipe-data"] : [])],
-        { timeoutMs: 90_000, label: `destroy${wipe ? "-wipe" : ""}` });
+    return runOk("bash", [`${REPO}/testbed/destroy.sh`, NAME, ...(wipe ? ["--wipe-data"] : [])], { timeoutMs: 90_000, label: `destroy${wipe ? "-wipe" : ""}` });
 }
 
 export async function bootGuest(): Promise<RunResult> {
@@ -238,7 +254,8 @@ export async function testbedUp(label = "testbed-up"): Promise<RunResult> {
     const servers = `${NAME}:${IP}:${SSH_USER}:existing`;
     note(`testbed.sh up (TESTBED_SERVERS=${servers})`);
     const r = await run("bash", [`${REPO}/testbed/testbed.sh`, "up"], {
-        timeoutMs: 25 * 60_000, label,
+        timeoutMs: 25 * 60_000,
+        label,
         env: { ...CHILD_ENV, TESTBED_SERVERS: servers, TESTBED_E2E_FILE: E2E_FILE },
     });
     if (r.log) deployLogs.push(r.log);
@@ -250,7 +267,8 @@ export async function testbedUp(label = "testbed-up"): Promise<RunResult> {
 // ---- HTTP to the testbed: its DNS, its ACME roots (testbed/lib/http.ts) ----
 const web = new TestbedHttp({
     ca: () => testbedRoots(),
-    headersTimeoutMs: 60_000, bodyTimeoutMs: 60_000,
+    headersTimeoutMs: 60_000,
+    bodyTimeoutMs: 60_000,
     // A replaced guest is a new server: never reuse a connection across drills' reboots.
     keepAliveTimeoutMs: 1000,
 });
@@ -262,7 +280,10 @@ export async function closeHttp(): Promise<void> {
     await web.close();
 }
 
-export function http(url: string, init: { method?: string; headers?: Record<string, string>; body?: string | Uint8Array; timeoutMs?: number } = {}): Promise<HttpResult> {
+export function http(
+    url: string,
+    init: { method?: string; headers?: Record<string, string>; body?: string | Uint8Array; timeoutMs?: number } = {},
+): Promise<HttpResult> {
     return web.request(url, init);
 }
 
@@ -282,7 +303,7 @@ export async function healthy(): Promise<boolean> {
  * testbed.sh up.
  */
 export async function ensureUp(): Promise<void> {
-    if (await healthy() && existsSync(SECRETS_FILE) && existsSync(STACK_FILE)) return;
+    if ((await healthy()) && existsSync(SECRETS_FILE) && existsSync(STACK_FILE)) return;
     note(`${NAME} is not deployed and answering: bringing it up from nothing`);
     if (guestRunning() || existsSync(`${B}/run-${NAME}`)) await destroyGuest(true);
     else await run("bash", [`${REPO}/testbed/destroy.sh`, NAME, "--wipe-data"], { timeoutMs: 60_000 });
@@ -310,7 +331,11 @@ export type MxResult = M.MxResult;
  * hardest (rc_login: a burst of 5 per client address, then one per ~5.5 min), so the drills log in
  * only where logging in is what they prove.
  */
-export function mx(method: string, path: string, opts: { token?: string; body?: unknown; raw?: Uint8Array; contentType?: string; base?: string; maxWaitMs?: number } = {}): Promise<MxResult> {
+export function mx(
+    method: string,
+    path: string,
+    opts: { token?: string; body?: unknown; raw?: Uint8Array; contentType?: string; base?: string; maxWaitMs?: number } = {},
+): Promise<MxResult> {
     const { base, ...rest } = opts;
     return M.mx(web, base ?? HS, method, path, { ...rest, onEvent: noteRateLimit(method, path) });
 }
@@ -328,7 +353,10 @@ export async function mxOk(method: string, path: string, opts: Parameters<typeof
     return r.json;
 }
 
-export interface Session { userId: string; token: string }
+export interface Session {
+    userId: string;
+    token: string;
+}
 
 export async function login(user: string, password: string): Promise<Session> {
     const s = await M.login(web, HS, user, password, { deviceName: "drills", maxWaitMs: 400_000, onEvent: noteRateLimit("POST", "/_matrix/client/v3/login") });
@@ -343,33 +371,5 @@ export function register(username: string, password: string, regToken?: string):
     return M.register(web, HS, username, password, regToken, { deviceName: "drills" });
 }
 
-// ---- the admin API (only on the server's localhost:8008): curl over ssh ----
-/** The admin's session on each server (by name), made once: logins are rate-limited. */
-const adminSessions = new Map<string, Session>();
-export async function adminLogin(): Promise<Session> {
-    let s = adminSessions.get(NAME);
-    if (!s) {
-        s = await login("admin", secrets().adminPassword);
-        adminSessions.set(NAME, s);
-    }
-    return s;
-}
-export function forgetAdmin(): void { adminSessions.delete(NAME); }
-
-/** The access token goes in on stdin (curl -H @-), never in a process list. */
-export async function adminApi(method: string, path: string, body?: unknown, retried = false): Promise<M.AdminResult> {
-    const s = await adminLogin();
-    const r = await M.adminApi(sshTarget(IP, SSH_USER), s.token, method, path, body, { env: CHILD_ENV });
-    if (r.status === 401 && r.json?.errcode === "M_UNKNOWN_TOKEN" && !retried) {
-        // The database was replaced under us (a fresh server, a restore): log in again.
-        forgetAdmin();
-        return adminApi(method, path, body, true);
-    }
-    return r;
-}
-
-export async function newRegistrationToken(usesAllowed: number): Promise<string> {
-    return M.createRegistrationToken((method, path, body) => adminApi(method, path, body), usesAllowed);
-}
-
+export * from "./admin.ts";
 export * from "./world.ts";
