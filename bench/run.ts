@@ -30,16 +30,35 @@ let closeClient = (): void => undefined;
 
 function parseArgs() {
     const argv = process.argv.slice(2);
-    const a = { phases: ["tuned", "noop", "bump", "defaults"], tunedConfig: {} as Record<string, unknown>, workload: path.join(HERE, "workload.json"), name: "latest" };
+    const a = {
+        phases: ["tuned", "noop", "bump", "defaults"],
+        tunedConfig: {} as Record<string, unknown>,
+        workload: path.join(HERE, "workload.json"),
+        name: "latest",
+    };
     for (let i = 0; i < argv.length; i++) {
-        const v = () => argv[++i] ?? (() => { throw new Error(`${argv[i - 1]} needs a value`); })();
+        const v = () =>
+            argv[++i] ??
+            (() => {
+                throw new Error(`${argv[i - 1]} needs a value`);
+            })();
         switch (argv[i]) {
-            case "--phases": a.phases = v().split(",").filter(Boolean); break;
-            case "--tuned-config": a.tunedConfig = JSON.parse(v()) as Record<string, unknown>; break;
-            case "--workload": a.workload = path.resolve(v()); break;
-            case "--name": a.name = v(); break;
+            case "--phases":
+                a.phases = v().split(",").filter(Boolean);
+                break;
+            case "--tuned-config":
+                a.tunedConfig = JSON.parse(v()) as Record<string, unknown>;
+                break;
+            case "--workload":
+                a.workload = path.resolve(v());
+                break;
+            case "--name":
+                a.name = v();
+                break;
             default:
-                process.stderr.write(`unknown argument ${argv[i]}\nusage: node bench/run.ts [--phases tuned,noop,bump,defaults] [--tuned-config JSON] [--workload FILE] [--name NAME]\n`);
+                process.stderr.write(
+                    `unknown argument ${argv[i]}\nusage: node bench/run.ts [--phases tuned,noop,bump,defaults] [--tuned-config JSON] [--workload FILE] [--name NAME]\n`,
+                );
                 process.exit(64);
         }
     }
@@ -90,12 +109,16 @@ async function main(): Promise<void> {
         definitions: {
             steadyMB: `median of the total PSS (all processes in the guest but the sampler) over the last ${w.steadyWindowSeconds} s of the ${w.idleSeconds} s idle period after the workload`,
             peakMB: "maximum total PSS over the whole run (baseline, setup, messages, idle), 1 s samples",
-            latency: "send-to-sync: from the start of the sender's PUT to the arrival of the /sync response holding the event, at every other syncing client in the room on the same server",
+            latency:
+                "send-to-sync: from the start of the sender's PUT to the arrival of the /sync response holding the event, at every other syncing client in the room on the same server",
         },
         tuned: args.phases.some((p) => ["tuned", "noop", "bump"].includes(p)) ? {} : prev.tuned,
         defaults: args.phases.includes("defaults") ? undefined : prev.defaults,
     };
-    const samplesOut: Record<string, unknown> = { tuned: args.phases.includes("tuned") ? undefined : prevSamples.tuned, defaults: args.phases.includes("defaults") ? undefined : prevSamples.defaults };
+    const samplesOut: Record<string, unknown> = {
+        tuned: args.phases.includes("tuned") ? undefined : prevSamples.tuned,
+        defaults: args.phases.includes("defaults") ? undefined : prevSamples.defaults,
+    };
     if (!args.phases.includes("tuned") && prev.tuned) res.tuned = { ...prev.tuned };
 
     say("host services and template");
@@ -141,7 +164,11 @@ async function main(): Promise<void> {
     fs.writeFileSync(latestFile, JSON.stringify(res, null, 2) + "\n");
     fs.writeFileSync(samplesFile, JSON.stringify(samplesOut) + "\n");
     say("plotting");
-    const overrides = Object.keys(tunedExtra).length ? ` + ${Object.entries(tunedExtra).map(([k, v]) => `${k}=${String(v)}`).join(", ")}` : "";
+    const overrides = Object.keys(tunedExtra).length
+        ? ` + ${Object.entries(tunedExtra)
+              .map(([k, v]) => `${k}=${String(v)}`)
+              .join(", ")}`
+        : "";
     await plot(samplesFile, pngFile, `bench1, tuned${overrides}`);
     const tbl = table(res);
     const tableFile = path.join(RESULTS, isLatest ? "table.md" : `${args.name}-table.md`);

@@ -33,7 +33,12 @@ export interface ChatOutputs {
 }
 
 // What each component is built from, taken from the config in one place (the tests use these too).
-export const synapseBuild = (cfg: ChatConfig): SynapseBuild => ({ names: hostnames(cfg.domain), adminEmail: cfg.adminEmail, dataDir: cfg.dataDir, synapse: cfg.synapse });
+export const synapseBuild = (cfg: ChatConfig): SynapseBuild => ({
+    names: hostnames(cfg.domain),
+    adminEmail: cfg.adminEmail,
+    dataDir: cfg.dataDir,
+    synapse: cfg.synapse,
+});
 export const elementBuild = (cfg: ChatConfig): ElementBuild => ({ names: hostnames(cfg.domain), element: cfg.element, guests: cfg.synapse.allowGuestAccess });
 export const webSettings = (cfg: ChatConfig): WebSettings => ({
     names: hostnames(cfg.domain),
@@ -69,11 +74,7 @@ export function buildChat(cfg: ChatConfig, facts: CloudFacts, name = "chat"): Ch
     // The provisioning steps, in order, over one SSH connection.
     const base = new HostBase(name, { target: host, dataDir: cfg.dataDir, volume: host.volume, swapSizeMb: cfg.swapSizeMb }, { dependsOn: host.ready });
     const postgres = new Postgres(name, { target: host, dataDir: cfg.dataDir, settings: cfg.postgres }, { dependsOn: [base.ready] });
-    const synapse = new Synapse(
-        name,
-        { target: host, build: synapseBuild(cfg), postgresPassword: cfg.postgres.password },
-        { dependsOn: [postgres.ready] },
-    );
+    const synapse = new Synapse(name, { target: host, build: synapseBuild(cfg), postgresPassword: cfg.postgres.password }, { dependsOn: [postgres.ready] });
     const element = new Element(name, { target: host, build: elementBuild(cfg) }, { dependsOn: [base.ready] });
     new WebServer(
         name,

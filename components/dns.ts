@@ -96,7 +96,12 @@ function sameRecord(r: ZoneRecord, spec: DnsRecordSpec): boolean {
  * CA is no collision (CAA records add up). The stack's own records are no collision: they carry its
  * comment, or (made before the comment existed) match what it published last time (`published`).
  */
-export function conflictingRecords(planned: readonly DnsRecordSpec[], existing: readonly ZoneRecord[], owner: string, published: readonly DnsRecordSpec[] = []): ZoneRecord[] {
+export function conflictingRecords(
+    planned: readonly DnsRecordSpec[],
+    existing: readonly ZoneRecord[],
+    owner: string,
+    published: readonly DnsRecordSpec[] = [],
+): ZoneRecord[] {
     const ours = (r: ZoneRecord) => r.comment === owner || published.some((p) => sameRecord(r, p));
     return existing.filter((r) => {
         if (ours(r)) return false;
@@ -108,7 +113,13 @@ export function conflictingRecords(planned: readonly DnsRecordSpec[], existing: 
 }
 
 /** The error a user sees for each record in the way, with both ways out. */
-export function conflictMessage(conflicts: readonly ZoneRecord[], zoneId: string, owner: string, resourceNameOf: (r: ZoneRecord) => string | undefined, parentUrn: string): string {
+export function conflictMessage(
+    conflicts: readonly ZoneRecord[],
+    zoneId: string,
+    owner: string,
+    resourceNameOf: (r: ZoneRecord) => string | undefined,
+    parentUrn: string,
+): string {
     const lines = conflicts.map((r) => {
         const shown = r.type === "CAA" && r.data ? `${String(r.data.flags ?? 0)} ${r.data.tag} "${r.data.value}"` : (r.content ?? "");
         const api = `https://api.cloudflare.com/client/v4/zones/${zoneId}/dns_records/${r.id}`;
@@ -152,9 +163,7 @@ export class ChatDns extends pulumi.ComponentResource {
 
     constructor(name: string, args: ChatDnsArgs, opts?: pulumi.ComponentResourceOptions) {
         super(CHAT_DNS_TYPE, name, {}, opts);
-        this.records = pulumi
-            .all([args.ipv4, args.ipv6])
-            .apply(([ipv4, ipv6]) => plannedRecords(args.names, ipv4, ipv6, args.apexOnServer, args.caa));
+        this.records = pulumi.all([args.ipv4, args.ipv6]).apply(([ipv4, ipv6]) => plannedRecords(args.names, ipv4, ipv6, args.apexOnServer, args.caa));
 
         const zoneId = args.cloudflareZoneId;
         if (zoneId) {
@@ -167,7 +176,12 @@ export class ChatDns extends pulumi.ComponentResource {
                 let inputs: cloudflare.DnsRecordArgs;
                 if (spec.type === "SRV") {
                     // Cloudflare reports priority at the top level too; without it every preview shows a diff.
-                    inputs = { ...common, type: "SRV", priority: spec.priority, data: { priority: spec.priority, weight: spec.weight, port: spec.port, target: spec.target } };
+                    inputs = {
+                        ...common,
+                        type: "SRV",
+                        priority: spec.priority,
+                        data: { priority: spec.priority, weight: spec.weight, port: spec.port, target: spec.target },
+                    };
                 } else if (spec.type === "CAA") {
                     inputs = { ...common, type: "CAA", data: { flags: spec.flags, tag: spec.tag, value: spec.value } };
                 } else {

@@ -61,7 +61,14 @@ export class Element extends pulumi.ComponentResource {
                     ELEMENT_ROOT: SERVER_PATHS.elementRoot,
                 },
                 // Inside the release directory, so a new release switches live with its config.
-                files: [{ path: `${SERVER_PATHS.elementRoot}/releases/${e.version}/config.json`, content: JSON.stringify(elementConfig(args.build), null, 2), mode: "0644", owner: "root:root" }],
+                files: [
+                    {
+                        path: `${SERVER_PATHS.elementRoot}/releases/${e.version}/config.json`,
+                        content: JSON.stringify(elementConfig(args.build), null, 2),
+                        mode: "0644",
+                        owner: "root:root",
+                    },
+                ],
             },
             { parent: this, dependsOn: opts?.dependsOn },
         );

@@ -7,11 +7,18 @@ import { RemoteStep, ServerFile } from "./remoteStep";
 /** What every server gets: security updates every day, without asking, and SSH by key only. */
 export const BASE_FILES: readonly ServerFile[] = [
     // Debian's unattended-upgrades defaults: security updates only.
-    { path: "/etc/apt/apt.conf.d/20auto-upgrades", content: 'APT::Periodic::Update-Package-Lists "1";\nAPT::Periodic::Unattended-Upgrade "1";', mode: "0644", owner: "root:root" },
+    {
+        path: "/etc/apt/apt.conf.d/20auto-upgrades",
+        content: 'APT::Periodic::Update-Package-Lists "1";\nAPT::Periodic::Unattended-Upgrade "1";',
+        mode: "0644",
+        owner: "root:root",
+    },
     // A homeserver on the open internet is probed for passwords from its first hour.
     {
         path: "/etc/ssh/sshd_config.d/50-phillymesh-chat.conf",
-        content: ["# Managed by phillymesh-chat.", "PasswordAuthentication no", "KbdInteractiveAuthentication no", "PermitRootLogin prohibit-password"].join("\n"),
+        content: ["# Managed by phillymesh-chat.", "PasswordAuthentication no", "KbdInteractiveAuthentication no", "PermitRootLogin prohibit-password"].join(
+            "\n",
+        ),
         mode: "0644",
         owner: "root:root",
     },

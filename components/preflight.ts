@@ -41,7 +41,10 @@ async function checkZone(cfg: ChatConfig, zoneId: string, resourceName: string):
     const withIpv6 = cfg.hosting.kind === "digitalocean" && cfg.hosting.ipv6;
     const shape = recordShape(hostnames(cfg.domain), withIpv6, cfg.tls.apexOnServer, { issuer: cfg.tls.caaIssuer, email: cfg.adminEmail });
     const names = [...new Set(shape.map((s) => s.name))];
-    const [found, published] = await Promise.all([Promise.all(names.map((name) => cloudflare.getDnsRecords({ zoneId, name: { exact: name } }))), lastPublished()]);
+    const [found, published] = await Promise.all([
+        Promise.all(names.map((name) => cloudflare.getDnsRecords({ zoneId, name: { exact: name } }))),
+        lastPublished(),
+    ]);
     const owner = ownerComment(pulumi.getStack());
     const conflicts = conflictingRecords(shape, found.flatMap((f) => f.results) as ZoneRecord[], owner, published);
     if (conflicts.length === 0) return;
@@ -56,6 +59,9 @@ async function checkZone(cfg: ChatConfig, zoneId: string, resourceName: string):
 /** Runs the look-ups the config calls for; rejects with the message to show when one fails. */
 export async function preflight(cfg: ChatConfig, name = "chat"): Promise<CloudFacts> {
     const key = cfg.hosting.kind === "digitalocean" && cfg.hosting.sshKey.kind === "account" ? cfg.hosting.sshKey.fingerprintOrId : undefined;
-    const [fingerprint] = await Promise.all([key ? accountKeyFingerprint(key) : undefined, cfg.dns.kind === "cloudflare" ? checkZone(cfg, cfg.dns.zoneId, name) : undefined]);
+    const [fingerprint] = await Promise.all([
+        key ? accountKeyFingerprint(key) : undefined,
+        cfg.dns.kind === "cloudflare" ? checkZone(cfg, cfg.dns.zoneId, name) : undefined,
+    ]);
     return { accountKeyFingerprint: fingerprint };
 }

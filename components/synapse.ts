@@ -190,7 +190,14 @@ export function synapseFiles(
         { path: `${etc}/homeserver.yaml`, content: toYaml(homeserverConfig(b)), mode: "0640", owner: "root:synapse" },
         { path: `${etc}/log.yaml`, content: toYaml(logConfig(b.synapse)), mode: "0644", owner: "root:root" },
         ...(secrets.recaptchaPrivateKey !== undefined
-            ? [{ path: `${etc}/conf.d/secrets.yaml`, content: pulumi.output(secrets.recaptchaPrivateKey).apply((k) => toYaml({ recaptcha_private_key: k })), mode: "0640", owner: "root:synapse" } as const]
+            ? [
+                  {
+                      path: `${etc}/conf.d/secrets.yaml`,
+                      content: pulumi.output(secrets.recaptchaPrivateKey).apply((k) => toYaml({ recaptcha_private_key: k })),
+                      mode: "0640",
+                      owner: "root:synapse",
+                  } as const,
+              ]
             : []),
         { path: "/etc/systemd/system/matrix-synapse.service", content: synapseUnit(b.dataDir, b.synapse), mode: "0644", owner: "root:root" },
     ];

@@ -71,12 +71,7 @@ export function installFilesArray(files: readonly RenderedFile[]): string {
  * the step's script (files/steps/). Values are quoted here and validated in config.ts, so nothing a
  * user typed is ever interpreted by the shell.
  */
-export function stepScript(
-    script: string,
-    env: Record<string, string>,
-    libraries: readonly string[] = [],
-    files: readonly RenderedFile[] = [],
-): string {
+export function stepScript(script: string, env: Record<string, string>, libraries: readonly string[] = [], files: readonly RenderedFile[] = []): string {
     for (const name of Object.keys(env)) {
         if (!/^[A-Z][A-Z0-9_]*$/.test(name)) throw new Error(`bad variable name ${name}`);
     }

@@ -42,7 +42,10 @@ export function nginxFiles(web: WebSettings): Record<string, string> {
     const n = web.names;
     const layout = { https_port: PORTS.https, chat_host: n.chat };
     const files: Record<string, string> = {
-        "sites-available/phillymesh-chat-acme.conf": renderTemplate("server/nginx/acme.conf", { server_names: httpNames(n, web.tls.apexOnServer).join(" "), http_port: PORTS.http }),
+        "sites-available/phillymesh-chat-acme.conf": renderTemplate("server/nginx/acme.conf", {
+            server_names: httpNames(n, web.tls.apexOnServer).join(" "),
+            http_port: PORTS.http,
+        }),
         "snippets/phillymesh-chat-tls.conf": renderTemplate("server/nginx/tls.conf", { certificate_dir: SERVER_PATHS.certificateDir }),
         "sites-available/phillymesh-chat-matrix.conf": renderTemplate("server/nginx/matrix.conf", {
             ...layout,
@@ -68,9 +71,24 @@ function nginxServerFiles(files: Record<string, string>, names: readonly string[
 /** The certificate expiry check: the program, its service and its daily timer. */
 export function certCheckFiles(): ServerFile[] {
     return [
-        { path: "/usr/local/sbin/phillymesh-chat-cert-check", content: renderTemplate("server/sbin/phillymesh-chat-cert-check.sh", { certificate_dir: SERVER_PATHS.certificateDir }), mode: "0755", owner: "root:root" },
-        { path: "/etc/systemd/system/phillymesh-chat-cert-check.service", content: readFile("server/systemd/cert-check.service"), mode: "0644", owner: "root:root" },
-        { path: "/etc/systemd/system/phillymesh-chat-cert-check.timer", content: readFile("server/systemd/cert-check.timer"), mode: "0644", owner: "root:root" },
+        {
+            path: "/usr/local/sbin/phillymesh-chat-cert-check",
+            content: renderTemplate("server/sbin/phillymesh-chat-cert-check.sh", { certificate_dir: SERVER_PATHS.certificateDir }),
+            mode: "0755",
+            owner: "root:root",
+        },
+        {
+            path: "/etc/systemd/system/phillymesh-chat-cert-check.service",
+            content: readFile("server/systemd/cert-check.service"),
+            mode: "0644",
+            owner: "root:root",
+        },
+        {
+            path: "/etc/systemd/system/phillymesh-chat-cert-check.timer",
+            content: readFile("server/systemd/cert-check.timer"),
+            mode: "0644",
+            owner: "root:root",
+        },
     ];
 }
 
@@ -108,7 +126,14 @@ export class WebServer extends pulumi.ComponentResource {
                     ...certCheckFiles(),
                     // certbot's Cloudflare plugin reads the token from this file (on the data volume).
                     ...(web.tls.challenge === "dns-cloudflare" && web.tls.cloudflareDnsToken
-                        ? [{ path: "/etc/letsencrypt/cloudflare.ini", content: web.tls.cloudflareDnsToken.apply((t) => `dns_cloudflare_api_token = ${t}`), mode: "0600", owner: "root:root" } as const]
+                        ? [
+                              {
+                                  path: "/etc/letsencrypt/cloudflare.ini",
+                                  content: web.tls.cloudflareDnsToken.apply((t) => `dns_cloudflare_api_token = ${t}`),
+                                  mode: "0600",
+                                  owner: "root:root",
+                              } as const,
+                          ]
                         : []),
                 ],
             },
@@ -127,8 +152,18 @@ export class WebServer extends pulumi.ComponentResource {
                         "sites-available/phillymesh-chat-chat.conf",
                         "sites-available/phillymesh-chat-apex.conf",
                     ]),
-                    { path: "/var/www/well-known/.well-known/matrix/client", content: JSON.stringify(wellKnownClient(web.names)), mode: "0644", owner: "root:root" },
-                    { path: "/var/www/well-known/.well-known/matrix/server", content: JSON.stringify(wellKnownServer(web.names)), mode: "0644", owner: "root:root" },
+                    {
+                        path: "/var/www/well-known/.well-known/matrix/client",
+                        content: JSON.stringify(wellKnownClient(web.names)),
+                        mode: "0644",
+                        owner: "root:root",
+                    },
+                    {
+                        path: "/var/www/well-known/.well-known/matrix/server",
+                        content: JSON.stringify(wellKnownServer(web.names)),
+                        mode: "0644",
+                        owner: "root:root",
+                    },
                 ],
             },
             { parent: this, dependsOn: [certs.command, ...args.backends] },

@@ -76,7 +76,11 @@ describe("every kind of wrong value is rejected at preview, naming the key", () 
     });
 
     test("a secret stored in plain text is refused", async () => {
-        const err = await runProgram({ ...BASE_CONFIG, cloudflareDnsToken: SECRETS.cloudflareDnsToken }, (({ cloudflareDnsToken, ...rest }) => (void cloudflareDnsToken, rest))(SECRETS), { preview: true }).catch((e: Error) => e);
+        const err = await runProgram(
+            { ...BASE_CONFIG, cloudflareDnsToken: SECRETS.cloudflareDnsToken },
+            (({ cloudflareDnsToken, ...rest }) => (void cloudflareDnsToken, rest))(SECRETS),
+            { preview: true },
+        ).catch((e: Error) => e);
         expect(String(err)).toContain("phillymesh-chat:cloudflareDnsToken must be stored encrypted");
         expect(String(err)).not.toContain(SECRETS.cloudflareDnsToken);
     });
@@ -95,7 +99,9 @@ describe("every kind of wrong value is rejected at preview, naming the key", () 
 
     test("open registration without a verification method is refused, as Synapse would", async () => {
         const config = { ...BASE_CONFIG, registration: "open" };
-        await expect(runProgram(config, SECRETS, { preview: true })).rejects.toThrow(/phillymesh-chat:recaptchaPublicKey is required when registration is open/);
+        await expect(runProgram(config, SECRETS, { preview: true })).rejects.toThrow(
+            /phillymesh-chat:recaptchaPublicKey is required when registration is open/,
+        );
     });
 });
 
@@ -104,7 +110,7 @@ describe("the config schema", () => {
     const source = fs.readFileSync(path.join(__dirname, "..", "components", "config", "index.ts"), "utf8");
 
     test("every key the program reads is declared, with a type and a description", () => {
-        const read = [...source.matchAll(/r\.(?:required|optional|secret|int|decimal|bool|list|oneOf)(?:<[^>]*>)?\("([A-Za-z0-9]+)"/g)].map((m) => m[1]);
+        const read = [...source.matchAll(/r\.(?:required|optional|secret|int|decimal|bool|list|oneOf)(?:<[^>]*>)?\(\s*"([A-Za-z0-9]+)"/g)].map((m) => m[1]);
         expect(read.length).toBeGreaterThan(40);
         for (const key of read) {
             expect(project.config[key]).toBeDefined();

@@ -30,13 +30,17 @@ describe("an SSH key already in the DigitalOcean account (doSshKey)", () => {
     });
 
     test("a key that is not in the account fails the preview, naming doSshKey and the keys there are", async () => {
-        const err = await runProgram({ ...withoutPublicKey, doSshKey: "9999" }, SECRETS, { preview: true, cloud: { accountKeys: ACCOUNT } }).catch((e: Error) => e);
+        const err = await runProgram({ ...withoutPublicKey, doSshKey: "9999" }, SECRETS, { preview: true, cloud: { accountKeys: ACCOUNT } }).catch(
+            (e: Error) => e,
+        );
         expect(String(err)).toContain("phillymesh-chat:doSshKey 9999 is not an SSH key of this DigitalOcean account");
         expect(String(err)).toContain(`chat-deploy (${FINGERPRINT}, id 4242)`);
     });
 
     test("neither key set: the error names both ways", async () => {
-        await expect(runProgram(withoutPublicKey, SECRETS, { preview: true })).rejects.toThrow(/phillymesh-chat:sshPublicKey or phillymesh-chat:doSshKey is required when hosting is digitalocean/);
+        await expect(runProgram(withoutPublicKey, SECRETS, { preview: true })).rejects.toThrow(
+            /phillymesh-chat:sshPublicKey or phillymesh-chat:doSshKey is required when hosting is digitalocean/,
+        );
     });
 });
 
@@ -44,11 +48,23 @@ describe("records already in the Cloudflare zone (the hand-built server's)", () 
     const handBuilt = [
         { id: "a1f0", name: "matrix.phillymesh.net", type: "A", content: "198.51.100.7", comment: "" },
         { id: "b2e1", name: "chat.phillymesh.net", type: "CNAME", content: "old.phillymesh.net" },
-        { id: "c3d2", name: "_matrix._tcp.phillymesh.net", type: "SRV", content: "10 5 8448 matrix.phillymesh.net", data: { priority: 10, weight: 5, port: 8448, target: "matrix.phillymesh.net" } },
+        {
+            id: "c3d2",
+            name: "_matrix._tcp.phillymesh.net",
+            type: "SRV",
+            content: "10 5 8448 matrix.phillymesh.net",
+            data: { priority: 10, weight: 5, port: 8448, target: "matrix.phillymesh.net" },
+        },
         // Not in the way: another name, a CAA for another CA, and a record this stack made.
         { id: "d4c3", name: "www.phillymesh.net", type: "A", content: "198.51.100.8" },
         { id: "e5b4", name: "phillymesh.net", type: "CAA", data: { flags: 0, tag: "issue", value: "pki.goog" } },
-        { id: "f6a5", name: "_matrix-fed._tcp.phillymesh.net", type: "SRV", comment: OWNER, data: { priority: 10, weight: 5, port: 8448, target: "matrix.phillymesh.net" } },
+        {
+            id: "f6a5",
+            name: "_matrix-fed._tcp.phillymesh.net",
+            type: "SRV",
+            comment: OWNER,
+            data: { priority: 10, weight: 5, port: 8448, target: "matrix.phillymesh.net" },
+        },
     ];
 
     test("preview fails naming each record in the way (type, name, content, id) and both ways out; nothing is declared in the zone", async () => {
@@ -59,7 +75,9 @@ describe("records already in the Cloudflare zone (the hand-built server's)", () 
         expect(err).toContain("SRV _matrix._tcp.phillymesh.net 10 5 8448 matrix.phillymesh.net (record id c3d2)");
         for (const id of ["d4c3", "e5b4", "f6a5"]) expect(err).not.toContain(`record id ${id}`);
         const zone = BASE_CONFIG.cloudflareZoneId;
-        expect(err).toContain(`curl -X DELETE -H "Authorization: Bearer $CLOUDFLARE_API_TOKEN" https://api.cloudflare.com/client/v4/zones/${zone}/dns_records/a1f0`);
+        expect(err).toContain(
+            `curl -X DELETE -H "Authorization: Bearer $CLOUDFLARE_API_TOKEN" https://api.cloudflare.com/client/v4/zones/${zone}/dns_records/a1f0`,
+        );
         expect(err).toContain(
             `pulumi import --generate-code=false --protect=false --parent 'chatDns=urn:pulumi:test::phillymesh-chat::phillymesh-chat:index:ChatDns::chat' cloudflare:index/dnsRecord:DnsRecord chat-a-matrix-phillymesh-net '${zone}/a1f0'`,
         );
@@ -108,7 +126,11 @@ describe("a stack deployed before records carried the owner comment", () => {
         const run = await runProgram(BASE_CONFIG, SECRETS, { preview: true, cloud: { zoneRecords: zone, lastOutputs: { dnsRecords: published } } });
         expect(run.ofType(RECORD)).toHaveLength(8);
         const foreign = [...zone, { id: "r3", name: "matrix.phillymesh.net", type: "A", content: "198.51.100.7" }];
-        const err = String(await runProgram(BASE_CONFIG, SECRETS, { preview: true, cloud: { zoneRecords: foreign, lastOutputs: { dnsRecords: published } } }).catch((e: Error) => e));
+        const err = String(
+            await runProgram(BASE_CONFIG, SECRETS, { preview: true, cloud: { zoneRecords: foreign, lastOutputs: { dnsRecords: published } } }).catch(
+                (e: Error) => e,
+            ),
+        );
         expect(err).toContain("already holds 1 record that");
         expect(err).toContain("(record id r3)");
     });

@@ -44,7 +44,8 @@ export const BASE_CONFIG: Record<string, string> = {
 /** Secret values used by the tests; each must never appear in a plain (non-secret) input. */
 export const SECRETS: Record<string, string> = {
     // A throwaway ed25519 key made for these tests (no passphrase), used nowhere else.
-    sshPrivateKey: "-----BEGIN OPENSSH PRIVATE KEY-----\nb3BlbnNzaC1rZXktdjEAAAAABG5vbmUAAAAEbm9uZQAAAAAAAAABAAAAMwAAAAtzc2gtZW\nQyNTUxOQAAACCKPSqsVLZ05+6xV4DyXOtBc/8qL7oE1EurLknIqCKuxgAAAIgYrTW+GK01\nvgAAAAtzc2gtZWQyNTUxOQAAACCKPSqsVLZ05+6xV4DyXOtBc/8qL7oE1EurLknIqCKuxg\nAAAEAJRqhhlqZwHviB87e0JSwtd9cD/7wbf+26L/njzS2vBIo9KqxUtnTn7rFXgPJc60Fz\n/yovugTUS6suScioIq7GAAAABHRlc3QB\n-----END OPENSSH PRIVATE KEY-----\n",
+    sshPrivateKey:
+        "-----BEGIN OPENSSH PRIVATE KEY-----\nb3BlbnNzaC1rZXktdjEAAAAABG5vbmUAAAAEbm9uZQAAAAAAAAABAAAAMwAAAAtzc2gtZW\nQyNTUxOQAAACCKPSqsVLZ05+6xV4DyXOtBc/8qL7oE1EurLknIqCKuxgAAAIgYrTW+GK01\nvgAAAAtzc2gtZWQyNTUxOQAAACCKPSqsVLZ05+6xV4DyXOtBc/8qL7oE1EurLknIqCKuxg\nAAAEAJRqhhlqZwHviB87e0JSwtd9cD/7wbf+26L/njzS2vBIo9KqxUtnTn7rFXgPJc60Fz\n/yovugTUS6suScioIq7GAAAABHRlc3QB\n-----END OPENSSH PRIVATE KEY-----\n",
     postgresPassword: "pg-SECRET-pass'with\"quotes$(touch /tmp/pwned)",
     adminPassword: "admin-SECRET-password-42",
     registrationSharedSecret: "regsecret-SECRET-0123456789abcdef0123456789",
@@ -54,7 +55,8 @@ export const SECRETS: Record<string, string> = {
 };
 
 /** The same kind of key with a passphrase: @pulumi/command cannot use it, so preview must refuse it. */
-export const ENCRYPTED_SSH_KEY = "-----BEGIN OPENSSH PRIVATE KEY-----\nb3BlbnNzaC1rZXktdjEAAAAACmFlczI1Ni1jdHIAAAAGYmNyeXB0AAAAGAAAABCfQApNUw\ngyMZyI05CXNLlnAAAAEAAAAAEAAAAzAAAAC3NzaC1lZDI1NTE5AAAAIKkjyALH4x64C5+I\nEXJfPIZWi5h53gXWwlViXSjLUQxdAAAAkCPjt7yFto+khGs9BNbpInc4Rz6UeJnzYy4+zL\nhlr7u/m1Zq1Nhub422c815BE30kBRCOlHEv197dajH5E1dZFPoPeAzLKReCk+Vnmz3uqMe\n3LE69CEBnCxGoma8EJGMagzH1tu1gqDTjI1Wl9onSjGDzE0nI6Rnl6GnMpVPD54nvSk0Ww\nko9JYPWSAqZVAshg==\n-----END OPENSSH PRIVATE KEY-----\n";
+export const ENCRYPTED_SSH_KEY =
+    "-----BEGIN OPENSSH PRIVATE KEY-----\nb3BlbnNzaC1rZXktdjEAAAAACmFlczI1Ni1jdHIAAAAGYmNyeXB0AAAAGAAAABCfQApNUw\ngyMZyI05CXNLlnAAAAEAAAAAEAAAAzAAAAC3NzaC1lZDI1NTE5AAAAIKkjyALH4x64C5+I\nEXJfPIZWi5h53gXWwlViXSjLUQxdAAAAkCPjt7yFto+khGs9BNbpInc4Rz6UeJnzYy4+zL\nhlr7u/m1Zq1Nhub422c815BE30kBRCOlHEv197dajH5E1dZFPoPeAzLKReCk+Vnmz3uqMe\n3LE69CEBnCxGoma8EJGMagzH1tu1gqDTjI1Wl9onSjGDzE0nI6Rnl6GnMpVPD54nvSk0Ww\nko9JYPWSAqZVAshg==\n-----END OPENSSH PRIVATE KEY-----\n";
 
 const PROJECT = "phillymesh-chat";
 
@@ -88,10 +90,7 @@ function unwrapSecrets(v: any): any {
 
 async function settle(pulumi: typeof PulumiModule, value: unknown): Promise<{ value: any; secret: boolean }> {
     const out = pulumi.output(value as any);
-    const [v, secret] = await Promise.all([
-        new Promise((resolve) => out.apply((x: unknown) => resolve(x))),
-        pulumi.isSecret(out),
-    ]);
+    const [v, secret] = await Promise.all([new Promise((resolve) => out.apply((x: unknown) => resolve(x))), pulumi.isSecret(out)]);
     return { value: v, secret };
 }
 

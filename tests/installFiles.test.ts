@@ -23,7 +23,9 @@ afterEach(() => fs.rmSync(dir, { recursive: true, force: true }));
 
 /** Runs `body` after lib.sh with these files declared; owners in files are replaced by ours. */
 function run(files: Omit<RenderedFile, "owner">[], body: string) {
-    const declared = installFilesArray(files.map((f) => ({ ...f, owner: "root:root" }))).split(`'root:root'`).join(`'${OWNER}'`);
+    const declared = installFilesArray(files.map((f) => ({ ...f, owner: "root:root" })))
+        .split(`'root:root'`)
+        .join(`'${OWNER}'`);
     const script = [declared, `TRUSTED_UID=${uid}`, readFile("lib/lib.sh"), body].join("\n");
     // stdin from /dev/null: bash reads ~/.bashrc when its stdin is a socket (as node's pipes are).
     return spawnSync("bash", ["-c", script], { encoding: "utf8", stdio: ["ignore", "pipe", "pipe"], env: { PATH: process.env.PATH, STEP_NAME: "t" } });
@@ -117,7 +119,12 @@ test("the declared files are checked before anything is sent", () => {
     const f = { content: "x", mode: "0644", owner: "root:root" } as const;
     expect(() => installFilesArray([{ ...f, path: "relative/x" }])).toThrow(/bad file path/);
     expect(() => installFilesArray([{ ...f, path: "/etc/../root/x" }])).toThrow(/bad file path/);
-    expect(() => installFilesArray([{ ...f, path: "/etc/x" }, { ...f, path: "/etc/x" }])).toThrow(/declared twice/);
+    expect(() =>
+        installFilesArray([
+            { ...f, path: "/etc/x" },
+            { ...f, path: "/etc/x" },
+        ]),
+    ).toThrow(/declared twice/);
     expect(() => installFilesArray([{ ...f, path: "/etc/x", mode: "644" as never }])).toThrow(/bad mode/);
     expect(() => installFilesArray([{ ...f, path: "/etc/x", owner: "root;reboot" as never }])).toThrow(/bad owner/);
 });

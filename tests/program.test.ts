@@ -118,7 +118,13 @@ describe.each([
         }
         // Every name was looked up in the zone before any record was declared.
         const looked = run.calls.filter((c) => c.token === "cloudflare:index/getDnsRecords:getDnsRecords").map((c) => c.inputs.name.exact);
-        expect(looked.sort()).toEqual(["_matrix-fed._tcp.phillymesh.net", "_matrix._tcp.phillymesh.net", "chat.phillymesh.net", "matrix.phillymesh.net", "phillymesh.net"]);
+        expect(looked.sort()).toEqual([
+            "_matrix-fed._tcp.phillymesh.net",
+            "_matrix._tcp.phillymesh.net",
+            "chat.phillymesh.net",
+            "matrix.phillymesh.net",
+            "phillymesh.net",
+        ]);
     });
 
     test("the steps run in order: base, PostgreSQL before Synapse, certificates before the TLS sites", () => {
@@ -136,9 +142,11 @@ describe.each([
     });
 
     test("every step connects to the reserved IP as root with the key, and never deletes anything", () => {
-        expect(steps(run).map((s) => s.name).sort()).toEqual(
-            ["base", "postgres", "synapse", "synapse-admin", "element", "certificates", "sites", "backups"].map((n) => `chat-${n}-run`).sort(),
-        );
+        expect(
+            steps(run)
+                .map((s) => s.name)
+                .sort(),
+        ).toEqual(["base", "postgres", "synapse", "synapse-admin", "element", "certificates", "sites", "backups"].map((n) => `chat-${n}-run`).sort());
         for (const s of steps(run)) {
             expect(s.inputs.connection.user).toBe("root");
             expect(s.inputs.connection.port).toBe(22);
@@ -184,11 +192,13 @@ describe.each([
         const stdin: string = step(run, "synapse").inputs.stdin;
         const secrets = "/mnt/matrix_data/synapse/secrets";
         // libpq's escaping of ':' and '\' is done before the password is quoted for the shell.
-        expect(stdin).toContain(`'${secrets}/pgpass' '0600' 'synapse:synapse' '127.0.0.1:5432:synapse:synapse:pg-SECRET-pass'\\''with"quotes$(touch /tmp/pwned)'`);
+        expect(stdin).toContain(
+            `'${secrets}/pgpass' '0600' 'synapse:synapse' '127.0.0.1:5432:synapse:synapse:pg-SECRET-pass'\\''with"quotes$(touch /tmp/pwned)'`,
+        );
         expect(stdin).toContain(`'${secrets}/macaroon_secret_key' '0600' 'synapse:synapse' 'macaroon-SECRET-0123456789abcdef0123456789ab'`);
         expect(stdin).toContain("'/etc/matrix-synapse/homeserver.yaml' '0640' 'root:synapse'");
         expect(stdin).not.toContain("export PG_PASSWORD=");
-        const script = stdin.slice(stdin.indexOf("# Step \"synapse\""));
+        const script = stdin.slice(stdin.indexOf('# Step "synapse"'));
         expect(script.indexOf('touch "$VENV/.complete"')).toBeGreaterThan(0);
         expect(script.indexOf("\ninstall_files\n")).toBeGreaterThan(script.indexOf('touch "$VENV/.complete"'));
         // The step's scripts no longer write a file of their own from a variable.
@@ -217,7 +227,9 @@ describe("adopting an existing server", () => {
 
     test("a SQLite database and a dump at once are refused, naming both keys", async () => {
         const config = { ...BASE_CONFIG, adoptSigningKey: "/root/k", adoptSqliteDatabase: "/root/homeserver.db", adoptPostgresDump: "/root/synapse.sql" };
-        await expect(runProgram(config, SECRETS, { preview: true })).rejects.toThrow(/phillymesh-chat:adoptSqliteDatabase and phillymesh-chat:adoptPostgresDump are both set/);
+        await expect(runProgram(config, SECRETS, { preview: true })).rejects.toThrow(
+            /phillymesh-chat:adoptSqliteDatabase and phillymesh-chat:adoptPostgresDump are both set/,
+        );
     });
 });
 
@@ -302,7 +314,9 @@ describe("hosting existing with dns none (the testbed's and a self-hoster's stac
 describe("a version bump is an edit of stack config that touches only its own step", () => {
     async function inputsByName(config: Record<string, string>) {
         const run = await runProgram(config);
-        return new Map(run.resources.filter((r) => r.type !== "phillymesh-chat:index:RemoteStep").map((r) => [`${r.type}::${r.name}`, JSON.stringify(r.inputs)]));
+        return new Map(
+            run.resources.filter((r) => r.type !== "phillymesh-chat:index:RemoteStep").map((r) => [`${r.type}::${r.name}`, JSON.stringify(r.inputs)]),
+        );
     }
 
     test.each([

@@ -22,12 +22,28 @@ function loadTestConfig(overrides: Record<string, string> = {}, secrets: Record<
 
 const shellFiles = (dir: string) => fs.readdirSync(path.join(__dirname, "..", "files", dir)).filter((f) => f.endsWith(".sh"));
 const STEPS = shellFiles("steps");
-const SHELL_FILES = [...STEPS.map((f) => `steps/${f}`), ...shellFiles("lib").map((f) => `lib/${f}`), ...shellFiles("server/sbin").map((f) => `server/sbin/${f}`)];
+const SHELL_FILES = [
+    ...STEPS.map((f) => `steps/${f}`),
+    ...shellFiles("lib").map((f) => `lib/${f}`),
+    ...shellFiles("server/sbin").map((f) => `server/sbin/${f}`),
+];
 
 describe("scripts pass shellcheck", () => {
     test("files/ holds the step scripts, the shell libraries and what the server gets, each in its place", () => {
         expect(fs.readdirSync(path.join(__dirname, "..", "files")).sort()).toEqual(["lib", "server", "steps"]);
-        expect(STEPS).toEqual(expect.arrayContaining(["base.sh", "postgres.sh", "synapse.sh", "admin.sh", "element.sh", "certificates.sh", "nginx-sites.sh", "backups.sh", "release-volume.sh"]));
+        expect(STEPS).toEqual(
+            expect.arrayContaining([
+                "base.sh",
+                "postgres.sh",
+                "synapse.sh",
+                "admin.sh",
+                "element.sh",
+                "certificates.sh",
+                "nginx-sites.sh",
+                "backups.sh",
+                "release-volume.sh",
+            ]),
+        );
         expect(shellFiles("lib").sort()).toEqual(["adopt.sh", "lib.sh"]);
     });
 
@@ -79,10 +95,27 @@ describe("nginx accepts the rendered sites", () => {
             // Throwaway certificate standing in for Let's Encrypt's.
             const certDir = path.join(dir, "live");
             fs.mkdirSync(certDir);
-            execFileSync("openssl", [
-                "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-days", "1",
-                "-subj", `/CN=${cfg.domain}`, "-keyout", path.join(certDir, "privkey.pem"), "-out", path.join(certDir, "fullchain.pem"),
-            ], { stdio: "ignore" });
+            execFileSync(
+                "openssl",
+                [
+                    "req",
+                    "-x509",
+                    "-newkey",
+                    "ec",
+                    "-pkeyopt",
+                    "ec_paramgen_curve:P-256",
+                    "-nodes",
+                    "-days",
+                    "1",
+                    "-subj",
+                    `/CN=${cfg.domain}`,
+                    "-keyout",
+                    path.join(certDir, "privkey.pem"),
+                    "-out",
+                    path.join(certDir, "fullchain.pem"),
+                ],
+                { stdio: "ignore" },
+            );
             fs.mkdirSync(path.join(dir, "sites-available"));
             fs.mkdirSync(path.join(dir, "snippets"));
             for (const [rel, text] of Object.entries(nginxFiles(webSettings(cfg)))) {
@@ -136,10 +169,14 @@ describe("nginx accepts the rendered sites", () => {
 
     test("Element's site sends the headers Element asks for and never caches index.html or config.json", () => {
         const site = nginxFiles(webSettings(loadTestConfig()))["sites-available/phillymesh-chat-chat.conf"];
-        for (const h of ["X-Frame-Options SAMEORIGIN", "X-Content-Type-Options nosniff", `Content-Security-Policy "frame-ancestors 'self'"`]) expect(site).toContain(h);
+        for (const h of ["X-Frame-Options SAMEORIGIN", "X-Content-Type-Options nosniff", `Content-Security-Policy "frame-ancestors 'self'"`])
+            expect(site).toContain(h);
         expect(site).toMatch(/location ~ \^\/\(index\\\.html\|config\.\*\\\.json\|version\)\?\$ \{\s*expires -1;/);
         // No add_header inside a location (that would silently drop the server-level headers).
-        const locations = site.split("location").slice(1).map((l) => l.slice(0, l.indexOf("}")));
+        const locations = site
+            .split("location")
+            .slice(1)
+            .map((l) => l.slice(0, l.indexOf("}")));
         for (const l of locations) expect(l).not.toContain("add_header");
     });
 
@@ -159,7 +196,14 @@ describe("homeserver.yaml", () => {
         expect(hs.database.name).toBe("psycopg2");
         expect(hs.database.args).toMatchObject({ user: "synapse", dbname: "synapse", host: "127.0.0.1", cp_max: 3 });
         expect(hs.listeners).toEqual([
-            { port: 8008, tls: false, type: "http", x_forwarded: true, bind_addresses: ["127.0.0.1"], resources: [{ names: ["client", "federation"], compress: false }] },
+            {
+                port: 8008,
+                tls: false,
+                type: "http",
+                x_forwarded: true,
+                bind_addresses: ["127.0.0.1"],
+                resources: [{ names: ["client", "federation"], compress: false }],
+            },
         ]);
     });
 
@@ -193,7 +237,9 @@ describe("homeserver.yaml", () => {
     });
 
     test("cache autotuning follows synapseCacheMemoryMb, and only with jemalloc (it reads jemalloc's statistics)", () => {
-        expect((homeserverConfig(synapseBuild(loadTestConfig({ synapseCacheMemoryMb: "200" }))).caches as any).cache_autotuning.target_cache_memory_usage).toBe("150M");
+        expect((homeserverConfig(synapseBuild(loadTestConfig({ synapseCacheMemoryMb: "200" }))).caches as any).cache_autotuning.target_cache_memory_usage).toBe(
+            "150M",
+        );
         expect(homeserverConfig(synapseBuild(loadTestConfig({ synapseCacheMemoryMb: "0" }))).caches).toEqual({ global_factor: 0.1 });
         expect(homeserverConfig(synapseBuild(loadTestConfig({ synapseJemalloc: "false" }))).caches).toEqual({ global_factor: 0.1 });
     });
@@ -241,6 +287,8 @@ describe("templates", () => {
 
     test("a missing or unused template value is an error, not an empty string", () => {
         expect(() => renderTemplate("server/nginx/chat.conf", {})).toThrow(/no value for \{\{https_port\}\}/);
-        expect(() => renderTemplate("server/nginx/chat.conf", { https_port: 443, chat_host: "chat.x.org", element_root: "/var/www/element", extra: "1" })).toThrow(/never used: extra/);
+        expect(() =>
+            renderTemplate("server/nginx/chat.conf", { https_port: 443, chat_host: "chat.x.org", element_root: "/var/www/element", extra: "1" }),
+        ).toThrow(/never used: extra/);
     });
 });

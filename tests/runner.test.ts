@@ -121,7 +121,9 @@ describe("runProcess", () => {
     });
 
     test("a working directory that does not exist is named as such", async () => {
-        await expect(runProcess("true", [], { cwd: "/nonexistent/phillymesh" })).rejects.toThrow("its working directory /nonexistent/phillymesh does not exist");
+        await expect(runProcess("true", [], { cwd: "/nonexistent/phillymesh" })).rejects.toThrow(
+            "its working directory /nonexistent/phillymesh does not exist",
+        );
     });
 
     test("exit by a signal: the signal, and 128 + its number as the code", async () => {
@@ -145,7 +147,8 @@ describe("runProcess", () => {
 
     test("lines reach onLine whole, whatever the chunks; a last line without a newline too", async () => {
         const lines: string[] = [];
-        const script = "process.stdout.write('ab'); setTimeout(() => { process.stdout.write('c\\nd\\n'); process.stderr.write('e\\n'); process.stdout.write('f'); }, 50);";
+        const script =
+            "process.stdout.write('ab'); setTimeout(() => { process.stdout.write('c\\nd\\n'); process.stderr.write('e\\n'); process.stdout.write('f'); }, 50);";
         const r = await runProcess(NODE, ["-e", script], { onLine: (l, s) => lines.push(`${s}:${l}`) });
         expect(r.code).toBe(0);
         expect(lines.sort()).toEqual(["stderr:e", "stdout:abc", "stdout:d", "stdout:f"]);
@@ -157,7 +160,9 @@ describe("runProcess", () => {
             (e: unknown) => e as RunError,
         );
         expect(err).toBeInstanceOf(RunError);
-        expect(err!.message).toMatch(/^`sh -c 'echo one; echo two >&2; exit 4'` exited 4 after [\d.]+ s; last 2 line\(s\) of output:\n {2}(one\n {2}two|two\n {2}one)$/);
+        expect(err!.message).toMatch(
+            /^`sh -c 'echo one; echo two >&2; exit 4'` exited 4 after [\d.]+ s; last 2 line\(s\) of output:\n {2}(one\n {2}two|two\n {2}one)$/,
+        );
         expect(err!.result?.code).toBe(4);
     });
 

@@ -33,7 +33,10 @@ afterEach(() => {
 
 function account(a: Record<string, unknown>): void {
     fs.mkdirSync(path.join(dir, "cloud"), { recursive: true });
-    fs.writeFileSync(path.join(dir, "cloud", "do-account.json"), JSON.stringify({ sshKeys: [], droplets: [], volumes: [], reservedIps: [], firewalls: [], ...a }));
+    fs.writeFileSync(
+        path.join(dir, "cloud", "do-account.json"),
+        JSON.stringify({ sshKeys: [], droplets: [], volumes: [], reservedIps: [], firewalls: [], ...a }),
+    );
 }
 function readAccount(): any {
     return JSON.parse(fs.readFileSync(path.join(dir, "cloud", "do-account.json"), "utf8"));
@@ -106,7 +109,9 @@ describe("DigitalOcean stand-in: Volume", () => {
 
     test("a second volume of the same name in the region: 409 already exists", async () => {
         account({ volumes: [{ id: "v1", name: "chat-data", region: "nyc3", size: 1, image: "/nope", dropletIds: [] }] });
-        await expect(dox.volumeProvider.create!({ name: "chat-data", region: "nyc3", size: 1 })).rejects.toThrow(/POST https:\/\/api\.digitalocean\.com\/v2\/volumes: 409 .* already exists/);
+        await expect(dox.volumeProvider.create!({ name: "chat-data", region: "nyc3", size: 1 })).rejects.toThrow(
+            /POST https:\/\/api\.digitalocean\.com\/v2\/volumes: 409 .* already exists/,
+        );
     });
 });
 
@@ -127,15 +132,22 @@ describe("DigitalOcean stand-in: Droplet", () => {
             expect(await dox.dropletProvider.diff!("1", olds, { ...olds, ...change })).toEqual({ changes: true, replaces: [] });
         }
         expect(await dox.dropletProvider.diff!("1", { ...olds, ipv6: false }, olds)).toEqual({ changes: true, replaces: [] });
-        expect(await dox.dropletProvider.diff!("1", { ...olds, sshKeys: ["b", "a"] }, { ...olds, sshKeys: ["a", "b"], region: undefined })).toEqual({ changes: false, replaces: [] });
+        expect(await dox.dropletProvider.diff!("1", { ...olds, sshKeys: ["b", "a"] }, { ...olds, sshKeys: ["a", "b"], region: undefined })).toEqual({
+            changes: false,
+            replaces: [],
+        });
     });
 
     test("an unknown image, or a key not in the account, fails as the API does, before any guest is booted", async () => {
         account({});
         const inputs = { name: "chat", region: "nyc3", size: "s-1vcpu-1gb", image: "ubuntu-18-04-x64", sshKeys: [] };
-        await expect(dox.dropletProvider.create!(inputs)).rejects.toThrow(/Error creating droplet: POST https:\/\/api\.digitalocean\.com\/v2\/droplets: 422 \(request "[^"]+"\) You specified an invalid image for Droplet creation\./);
+        await expect(dox.dropletProvider.create!(inputs)).rejects.toThrow(
+            /Error creating droplet: POST https:\/\/api\.digitalocean\.com\/v2\/droplets: 422 \(request "[^"]+"\) You specified an invalid image for Droplet creation\./,
+        );
         await expect(dox.dropletProvider.create!({ ...inputs, image: "debian-13-x64", sshKeys: [ED25519_MD5] })).rejects.toThrow(`422 (request`);
-        await expect(dox.dropletProvider.create!({ ...inputs, image: "debian-13-x64", sshKeys: [ED25519_MD5] })).rejects.toThrow(`${ED25519_MD5} are invalid key identifiers for Droplet creation.`);
+        await expect(dox.dropletProvider.create!({ ...inputs, image: "debian-13-x64", sshKeys: [ED25519_MD5] })).rejects.toThrow(
+            `${ED25519_MD5} are invalid key identifiers for Droplet creation.`,
+        );
         expect(readAccount().droplets).toEqual([]);
     });
 
@@ -151,14 +163,34 @@ describe("DigitalOcean stand-in: attachments, reserved IPs, firewall", () => {
             expect(await p.diff!("x", olds, olds)).toEqual({ changes: false, replaces: [] });
             expect((await p.diff!("x", olds, { ...olds, dropletId: 2 })).replaces).toEqual(["dropletId"]);
         }
-        expect((await dox.volumeAttachmentProvider.diff!("x", { dropletId: 1, volumeId: "v" }, { dropletId: 1, volumeId: "w" })).replaces).toEqual(["volumeId"]);
+        expect((await dox.volumeAttachmentProvider.diff!("x", { dropletId: 1, volumeId: "v" }, { dropletId: 1, volumeId: "w" })).replaces).toEqual([
+            "volumeId",
+        ]);
     });
 
     test("attaching a volume that is on another droplet fails at once with 422 (no retry, nothing touched)", async () => {
-        const droplet = (id: number, ip: string) => ({ id, name: `d${id}`, guest: `do-${id}`, ipv4: ip, region: "nyc3", size: "s-1vcpu-1gb", status: "active" });
+        const droplet = (id: number, ip: string) => ({
+            id,
+            name: `d${id}`,
+            guest: `do-${id}`,
+            ipv4: ip,
+            region: "nyc3",
+            size: "s-1vcpu-1gb",
+            status: "active",
+        });
         account({
             droplets: [droplet(500000001, "10.250.0.100"), droplet(500000002, "10.250.0.101")],
-            volumes: [{ id: "v1", name: "chat-data", region: "nyc3", size: 1, image: "/nope", dropletIds: [500000001], attachment: { dropletId: 500000001, loop: "/dev/loop9", dev: "sda" } }],
+            volumes: [
+                {
+                    id: "v1",
+                    name: "chat-data",
+                    region: "nyc3",
+                    size: 1,
+                    image: "/nope",
+                    dropletIds: [500000001],
+                    attachment: { dropletId: 500000001, loop: "/dev/loop9", dev: "sda" },
+                },
+            ],
         });
         const t0 = Date.now();
         await expect(dox.volumeAttachmentProvider.create!({ dropletId: 500000002, volumeId: "v1" })).rejects.toThrow(
@@ -167,9 +199,13 @@ describe("DigitalOcean stand-in: attachments, reserved IPs, firewall", () => {
         expect(Date.now() - t0).toBeLessThan(2000);
         expect(readAccount().volumes[0].dropletIds).toEqual([500000001]);
         // Already on that droplet: the provider makes no API call at all.
-        await expect(dox.volumeAttachmentProvider.create!({ dropletId: 500000001, volumeId: "v1" })).resolves.toMatchObject({ id: expect.stringMatching(/^500000001-v1-/) });
+        await expect(dox.volumeAttachmentProvider.create!({ dropletId: 500000001, volumeId: "v1" })).resolves.toMatchObject({
+            id: expect.stringMatching(/^500000001-v1-/),
+        });
         // Detaching from a droplet it is not on: 422 Attachment not found.
-        await expect(dox.volumeAttachmentProvider.delete!("x", { dropletId: 500000002, volumeId: "v1" })).rejects.toThrow(/422 \(request "[^"]+"\) Attachment not found/);
+        await expect(dox.volumeAttachmentProvider.delete!("x", { dropletId: 500000002, volumeId: "v1" })).rejects.toThrow(
+            /422 \(request "[^"]+"\) Attachment not found/,
+        );
     });
 
     test("firewall rules are checked as the provider checks them, and nothing forces a new firewall", async () => {
@@ -178,10 +214,16 @@ describe("DigitalOcean stand-in: attachments, reserved IPs, firewall", () => {
             "`port_range` of inbound rules is required if protocol is `tcp` or `udp`",
         );
         expect(dox.firewallFailures({ name: "f", inboundRules: [{ protocol: "icmp", sourceAddresses: ["0.0.0.0/0", "::/0"] }] })).toEqual([]);
-        const rules = [{ protocol: "tcp", portRange: "22", sourceAddresses: ["0.0.0.0/0"] }, { protocol: "icmp", sourceAddresses: ["0.0.0.0/0"] }];
+        const rules = [
+            { protocol: "tcp", portRange: "22", sourceAddresses: ["0.0.0.0/0"] },
+            { protocol: "icmp", sourceAddresses: ["0.0.0.0/0"] },
+        ];
         const olds = { name: "f", dropletIds: [1], inboundRules: rules, outboundRules: [] };
         expect(await dox.firewallProvider.diff!("f", olds, { ...olds, inboundRules: [...rules].reverse() })).toEqual({ changes: false, replaces: [] });
-        expect(await dox.firewallProvider.diff!("f", olds, { ...olds, dropletIds: [2], inboundRules: rules.slice(0, 1) })).toEqual({ changes: true, replaces: [] });
+        expect(await dox.firewallProvider.diff!("f", olds, { ...olds, dropletIds: [2], inboundRules: rules.slice(0, 1) })).toEqual({
+            changes: true,
+            replaces: [],
+        });
     });
 
     test("the nftables rendering: per-droplet chains on its own and reserved addresses, stateful, drop by default", () => {
@@ -225,7 +267,15 @@ describe("Cloudflare stand-in: DnsRecord", () => {
         fs.writeFileSync(path.join(dir, "cloud", "cf-zones.json"), JSON.stringify({ [ZONE]: "phillymesh.test" }));
     };
     const a = { zoneId: ZONE, name: "matrix.phillymesh.test", type: "A", ttl: 1, content: "10.250.0.130", proxied: false };
-    const srv = { zoneId: ZONE, name: "_matrix-fed._tcp.phillymesh.test", type: "SRV", ttl: 1, proxied: false, priority: 10, data: { priority: 10, weight: 5, port: 8448, target: "matrix.phillymesh.test" } };
+    const srv = {
+        zoneId: ZONE,
+        name: "_matrix-fed._tcp.phillymesh.test",
+        type: "SRV",
+        ttl: 1,
+        proxied: false,
+        priority: 10,
+        data: { priority: 10, weight: 5, port: 8448, target: "matrix.phillymesh.test" },
+    };
 
     test("zone_id and type are RequiresReplace; everything else is an update; SRV's computed content is no diff", async () => {
         const p = cfx.dnsRecordProvider;
@@ -238,13 +288,17 @@ describe("Cloudflare stand-in: DnsRecord", () => {
 
     test("content and data together fail at plan time (ConflictsWith)", async () => {
         const r = await cfx.dnsRecordProvider.check!({}, { ...srv, content: "5 8448 matrix.phillymesh.test" });
-        expect(r.failures).toEqual([{ property: "content", reason: 'Invalid Attribute Combination: Attribute "data" cannot be specified when "content" is specified' }]);
+        expect(r.failures).toEqual([
+            { property: "content", reason: 'Invalid Attribute Combination: Attribute "data" cannot be specified when "content" is specified' },
+        ]);
     });
 
     test("v6's SRV shape is required; a proxied SRV and a bad A are refused as the API refuses them", () => {
         const n = (r: object) => () => cfx.normalizeRecord(r, "phillymesh.test", "POST", `zones/${ZONE}/dns_records`);
         expect(n(srv)()).toMatchObject({ content: "5 8448 matrix.phillymesh.test", priority: 10, data: { port: 8448 } });
-        expect(n({ ...srv, data: undefined, content: "10 5 8448 matrix.phillymesh.test" })).toThrow(/"code":1004,"message":"DNS Validation Error".*SRV records need data/);
+        expect(n({ ...srv, data: undefined, content: "10 5 8448 matrix.phillymesh.test" })).toThrow(
+            /"code":1004,"message":"DNS Validation Error".*SRV records need data/,
+        );
         expect(n({ ...srv, proxied: true })).toThrow(/"code":9004,"message":"This record type cannot be proxied\."/);
         expect(n({ ...a, content: "10.250.0.300" })).toThrow(/Content for A record must be a valid IPv4 address/);
         expect(n({ ...a, type: "AAAA", content: "10.250.0.1" })).toThrow(/valid IPv6/);
@@ -268,7 +322,9 @@ describe("Cloudflare stand-in: DnsRecord", () => {
         await expect(p.create!(a)).rejects.toThrow(
             `failed to make http request: POST "https://api.cloudflare.com/client/v4/zones/${ZONE}/dns_records": 400 Bad Request {"success":false,"errors":[{"code":81058,"message":"An identical record already exists."}],"messages":[],"result":null}`,
         );
-        await expect(p.create!({ ...a, type: "CNAME", content: "elsewhere.phillymesh.test" })).rejects.toThrow(/"code":81053,"message":"An A, AAAA, or CNAME record with that host already exists\."/);
+        await expect(p.create!({ ...a, type: "CNAME", content: "elsewhere.phillymesh.test" })).rejects.toThrow(
+            /"code":81053,"message":"An A, AAAA, or CNAME record with that host already exists\."/,
+        );
         await p.create!({ ...a, name: "www.phillymesh.test", type: "CNAME", content: "matrix.phillymesh.test" });
         await expect(p.create!({ ...a, name: "www.phillymesh.test" })).rejects.toThrow(/"code":81054/);
         await expect(p.create!({ ...a, content: "10.250.0.131" })).resolves.toBeDefined(); // round-robin, as Cloudflare allows
@@ -281,7 +337,9 @@ describe("Cloudflare stand-in: DnsRecord", () => {
 
     test("a zone the account does not have: 7003, at create and in getDnsRecords", async () => {
         zones();
-        await expect(cfx.dnsRecordProvider.create!({ ...a, zoneId: "f".repeat(32) })).rejects.toThrow(/"code":7003,"message":"Could not route to \/zones\/f{32}\/dns_records/);
+        await expect(cfx.dnsRecordProvider.create!({ ...a, zoneId: "f".repeat(32) })).rejects.toThrow(
+            /"code":7003,"message":"Could not route to \/zones\/f{32}\/dns_records/,
+        );
         await expect(cfx.getDnsRecords({ zoneId: "f".repeat(32) })).rejects.toThrow(/7003/);
     });
 
@@ -289,16 +347,37 @@ describe("Cloudflare stand-in: DnsRecord", () => {
         zones();
         const made = await cfx.dnsRecordProvider.create!({ ...a, comment: "managed by x" });
         await cfx.dnsRecordProvider.create!(srv);
-        await cfx.dnsRecordProvider.create!({ zoneId: ZONE, name: "phillymesh.test", type: "CAA", ttl: 1, data: { flags: 0, tag: "issue", value: "letsencrypt.org" } });
+        await cfx.dnsRecordProvider.create!({
+            zoneId: ZONE,
+            name: "phillymesh.test",
+            type: "CAA",
+            ttl: 1,
+            data: { flags: 0, tag: "issue", value: "letsencrypt.org" },
+        });
         const r = await cfx.getDnsRecords({ zoneId: ZONE, name: { exact: "MATRIX.phillymesh.test" } });
-        expect(r.results).toEqual([expect.objectContaining({ id: made.id, name: "matrix.phillymesh.test", type: "A", content: "10.250.0.130", comment: "managed by x", ttl: 1, proxied: false })]);
+        expect(r.results).toEqual([
+            expect.objectContaining({
+                id: made.id,
+                name: "matrix.phillymesh.test",
+                type: "A",
+                content: "10.250.0.130",
+                comment: "managed by x",
+                ttl: 1,
+                proxied: false,
+            }),
+        ]);
         const caa = await cfx.getDnsRecords({ zoneId: ZONE, name: { exact: "phillymesh.test" }, type: "CAA" });
         expect(caa.results.map((x) => [x.content, x.data])).toEqual([['0 issue "letsencrypt.org"', { flags: 0, tag: "issue", value: "letsencrypt.org" }]]);
         expect((await cfx.getDnsRecords({ zoneId: ZONE })).results).toHaveLength(3);
     });
 
     test("the zone is served by the testbed DNS in dns-load.sh's shape", () => {
-        expect(cfx.dnsLoadSet([{ name: "x.test", type: "A", content: "10.250.0.1", id: "i", ttl: 1 }, { name: "_a._tcp.x.test", type: "SRV", content: "1 2 t", data: { priority: 1 } }])).toEqual([
+        expect(
+            cfx.dnsLoadSet([
+                { name: "x.test", type: "A", content: "10.250.0.1", id: "i", ttl: 1 },
+                { name: "_a._tcp.x.test", type: "SRV", content: "1 2 t", data: { priority: 1 } },
+            ]),
+        ).toEqual([
             { name: "x.test", type: "A", content: "10.250.0.1" },
             { name: "_a._tcp.x.test", type: "SRV", data: { priority: 1 } },
         ]);

@@ -67,7 +67,8 @@ export async function ensurePartner(): Promise<Homeserver> {
         await boot(PARTNER);
         const again = await deployUp(PARTNER, await configFor(PARTNER, FROM_VERSION, {}));
         say(`${PARTNER.name}: deployed (${JSON.stringify(again.changes)})`);
-        if (!(await answersTls(`https://matrix.${PARTNER.name}.test`))) throw new Error(`${PARTNER.name} does not answer at https://matrix.${PARTNER.name}.test`);
+        if (!(await answersTls(`https://matrix.${PARTNER.name}.test`)))
+            throw new Error(`${PARTNER.name} does not answer at https://matrix.${PARTNER.name}.test`);
     }
     return homeserver(PARTNER);
 }
@@ -116,7 +117,6 @@ export async function coldDeploy(s: Server, extra: Record<string, unknown>, part
     say(`${s.name}: cold deploy ${coldDeploySeconds}s (boot ${bootSeconds}s, up ${upSeconds}s, federation ${federationSeconds}s)`);
     return { coldDeploySeconds, breakdown: { destroySeconds, forgetStateSeconds, bootSeconds, upSeconds, federationSeconds }, changes: up.changes };
 }
-
 
 /** `deploy.ts up` again with the same config (time, changes), then `preview --expect-no-changes`. */
 export async function noopUp(s: Server, extra: Record<string, unknown>) {
@@ -185,7 +185,9 @@ export async function bump(h: Homeserver, extra: Record<string, unknown>) {
         longest = Math.max(longest, polls[polls.length - 1].t - gapStart);
         gaps.push({ fromS: round1(gapStart)!, toS: round1(polls[polls.length - 1].t)! });
     }
-    const v = await call<{ server?: { version?: string } }>(h.base, undefined, "GET", "/_matrix/federation/v1/version").catch(() => ({}) as { server?: { version?: string } });
+    const v = await call<{ server?: { version?: string } }>(h.base, undefined, "GET", "/_matrix/federation/v1/version").catch(
+        () => ({}) as { server?: { version?: string } },
+    );
     const res = {
         bumpDowntimeSeconds: round1(longest)!,
         bumpUpSeconds: round1(up.seconds),
@@ -197,6 +199,8 @@ export async function bump(h: Homeserver, extra: Record<string, unknown>) {
         bumpDeployStartedAtS: 2,
         versionAfter: v.server?.version ?? null,
     };
-    say(`${s.name}: bump up ${res.bumpUpSeconds}s, downtime ${res.bumpDowntimeSeconds}s (${failedPolls}/${polls.length} polls failed), now ${res.versionAfter}`);
+    say(
+        `${s.name}: bump up ${res.bumpUpSeconds}s, downtime ${res.bumpDowntimeSeconds}s (${failedPolls}/${polls.length} polls failed), now ${res.versionAfter}`,
+    );
     return res;
 }

@@ -78,7 +78,10 @@ function memory(side: unknown, measured: boolean): MemoryFigures | undefined {
 }
 
 /** The headline figures of one run's results (the object run.ts writes as latest.json / NAME.json). */
-export function historyEntry(res: Rec, extra: Partial<Pick<HistoryEntry, "head" | "programChangedFromHead" | "recordedIn" | "files" | "note">> = {}): HistoryEntry {
+export function historyEntry(
+    res: Rec,
+    extra: Partial<Pick<HistoryEntry, "head" | "programChangedFromHead" | "recordedIn" | "files" | "note">> = {},
+): HistoryEntry {
     const phases = Array.isArray(res.phasesRun) ? (res.phasesRun as string[]) : [];
     const ran = (p: string) => phases.includes(p);
     const tuned = res.tuned as Rec | undefined;
@@ -106,10 +109,16 @@ export function historyEntry(res: Rec, extra: Partial<Pick<HistoryEntry, "head" 
                                 noopUpSeconds: num(t("noopUpSeconds")),
                                 noopChanges: num(t("noopChanges")),
                                 previewExpectNoChangesExit: num(t("previewExpectNoChangesExit")),
-                                programUnchangedSinceDeploy: typeof t("programUnchangedSinceDeploy") === "boolean" ? (t("programUnchangedSinceDeploy") as boolean) : null,
+                                programUnchangedSinceDeploy:
+                                    typeof t("programUnchangedSinceDeploy") === "boolean" ? (t("programUnchangedSinceDeploy") as boolean) : null,
                             }
                           : {}),
-                      ...(ran("bump") ? { bumpDowntimeSeconds: num(t("bumpDowntimeSeconds")), versionAfter: typeof t("versionAfter") === "string" ? (t("versionAfter") as string) : null } : {}),
+                      ...(ran("bump")
+                          ? {
+                                bumpDowntimeSeconds: num(t("bumpDowntimeSeconds")),
+                                versionAfter: typeof t("versionAfter") === "string" ? (t("versionAfter") as string) : null,
+                            }
+                          : {}),
                   },
               }
             : {}),

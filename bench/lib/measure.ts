@@ -34,7 +34,13 @@ export interface ServerResult {
 }
 
 /** Samples the guest while the workload runs, and reduces the samples to the server's figures. */
-export async function measure(target: Homeserver, partner: Homeserver, w: Workload, pages: PageServer, config: Record<string, unknown>): Promise<{ result: ServerResult; samples: Sample[] }> {
+export async function measure(
+    target: Homeserver,
+    partner: Homeserver,
+    w: Workload,
+    pages: PageServer,
+    config: Record<string, unknown>,
+): Promise<{ result: ServerResult; samples: Sample[] }> {
     const name = target.server.name;
     const sampler = new Sampler(name, target.server.ip);
     const oomBefore = await dmesgOom(name);
@@ -100,7 +106,10 @@ export async function measure(target: Homeserver, partner: Homeserver, w: Worklo
         config,
         loadAverageAtStart,
         messagePhaseCpuSeconds: { synapse: cpu("synapse"), postgres: cpu("postgres"), nginx: cpu("nginx") },
-        hostLoad1mDuringMessages: { mean: loads.length ? round1(loads.reduce((a, b) => a + b, 0) / loads.length) : null, max: loads.length ? round1(Math.max(...loads)) : null },
+        hostLoad1mDuringMessages: {
+            mean: loads.length ? round1(loads.reduce((a, b) => a + b, 0) / loads.length) : null,
+            max: loads.length ? round1(Math.max(...loads)) : null,
+        },
         workload: wr,
     };
     say(`${name}: steady ${result.steadyMB} MB, peak ${result.peakMB} MB, p50 ${result.p50LatencyMs} ms, p95 ${result.p95LatencyMs} ms, OOM kills ${oomKills}`);

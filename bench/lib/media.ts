@@ -61,11 +61,20 @@ export class MediaUploads {
         try {
             const size = this.w.mediaBytes[0] + Math.floor(this.r() * (this.w.mediaBytes[1] - this.w.mediaBytes[0]));
             const image = k < Math.round(this.w.mediaUploads * this.w.mediaImageShare);
-            const file = image ? makePng(size, this.r) : { data: new Uint8Array(Buffer.from(Array.from({ length: size }, () => Math.floor(this.r() * 256)))), width: 0, height: 0 };
+            const file = image
+                ? makePng(size, this.r)
+                : { data: new Uint8Array(Buffer.from(Array.from({ length: size }, () => Math.floor(this.r() * 256)))), width: 0, height: 0 };
             const t = performance.now();
-            const up = await call<{ content_uri: string }>(c.base, c.token, "POST", `/_matrix/media/v3/upload?filename=${image ? `photo-${k}.png` : `notes-${k}.bin`}`, file.data, {
-                contentType: image ? "image/png" : "application/octet-stream",
-            });
+            const up = await call<{ content_uri: string }>(
+                c.base,
+                c.token,
+                "POST",
+                `/_matrix/media/v3/upload?filename=${image ? `photo-${k}.png` : `notes-${k}.bin`}`,
+                file.data,
+                {
+                    contentType: image ? "image/png" : "application/octet-stream",
+                },
+            );
             this.uploadMs.push(performance.now() - t);
             this.result.uploads++;
             this.result.bytes += file.data.length;
@@ -73,13 +82,19 @@ export class MediaUploads {
                 msgtype: image ? "m.image" : "m.file",
                 body: image ? `photo-${k}.png` : `notes-${k}.bin`,
                 url: up.content_uri,
-                info: { size: file.data.length, mimetype: image ? "image/png" : "application/octet-stream", ...(image ? { w: file.width, h: file.height } : {}) },
+                info: {
+                    size: file.data.length,
+                    mimetype: image ? "image/png" : "application/octet-stream",
+                    ...(image ? { w: file.width, h: file.height } : {}),
+                },
             });
             if (image) {
                 this.result.images++;
                 // What a client does next: fetch a thumbnail (authenticated media).
                 const mxc = up.content_uri.replace("mxc://", "");
-                await call(c.base, c.token, "GET", `/_matrix/client/v1/media/thumbnail/${mxc}?width=320&height=240&method=scale`, undefined, { timeoutMs: 60_000 });
+                await call(c.base, c.token, "GET", `/_matrix/client/v1/media/thumbnail/${mxc}?width=320&height=240&method=scale`, undefined, {
+                    timeoutMs: 60_000,
+                });
                 this.result.thumbnailsFetched++;
             }
         } catch (e) {

@@ -39,7 +39,8 @@ export async function sendMessages(
     let next = 0;
     let sent = 0;
     const senderOf = (m: Plan["messages"][number]) => (m.fed ? fedClients[m.sender] : clients[m.sender]);
-    const observersIn = (room: number) => plan.roomMembers[room].filter((u) => plan.syncers.includes(u)).length + (room < w.federatedRooms && fedClients[0] ? 1 : 0);
+    const observersIn = (room: number) =>
+        plan.roomMembers[room].filter((u) => plan.syncers.includes(u)).length + (room < w.federatedRooms && fedClients[0] ? 1 : 0);
     const worker = async () => {
         for (;;) {
             const i = next++;

@@ -40,10 +40,31 @@ export function table(res: Results): string {
     const num = (v: unknown) => (typeof v === "number" ? v : null);
     const rows: string[][] = [
         ["measure", "tuned (bench1)", "defaults (bench2)", "tuned/defaults", "target", "status"],
-        ["total steady (PSS, MB)", f(t.steadyMB), f(d.steadyMB), f(ratio.steadyMB), `<= ${TARGETS.steadyMB} MB`, met(num(t.steadyMB) === null ? null : num(t.steadyMB)! <= TARGETS.steadyMB)],
-        ["total peak (PSS, MB)", f(t.peakMB), f(d.peakMB), f(ratio.peakMB), `<= ${TARGETS.peakMB} MB`, met(num(t.peakMB) === null ? null : num(t.peakMB)! <= TARGETS.peakMB)],
+        [
+            "total steady (PSS, MB)",
+            f(t.steadyMB),
+            f(d.steadyMB),
+            f(ratio.steadyMB),
+            `<= ${TARGETS.steadyMB} MB`,
+            met(num(t.steadyMB) === null ? null : num(t.steadyMB)! <= TARGETS.steadyMB),
+        ],
+        [
+            "total peak (PSS, MB)",
+            f(t.peakMB),
+            f(d.peakMB),
+            f(ratio.peakMB),
+            `<= ${TARGETS.peakMB} MB`,
+            met(num(t.peakMB) === null ? null : num(t.peakMB)! <= TARGETS.peakMB),
+        ],
         ["OOM kills (1 GiB cap)", f(t.oomKills), f(d.oomKills), "", "0", met(num(t.oomKills) === null ? null : t.oomKills === 0 && t.synapseRestarts === 0)],
-        ["tuned <= 0.6x defaults (steady)", "", "", f(ratio.steadyMB), `<= ${TARGETS.ratio}`, met(num(ratio.steadyMB) === null ? null : num(ratio.steadyMB)! <= TARGETS.ratio)],
+        [
+            "tuned <= 0.6x defaults (steady)",
+            "",
+            "",
+            f(ratio.steadyMB),
+            `<= ${TARGETS.ratio}`,
+            met(num(ratio.steadyMB) === null ? null : num(ratio.steadyMB)! <= TARGETS.ratio),
+        ],
         ["  synapse steady PSS (MB)", f(pp(t, "synapse")), f(pp(d, "synapse")), f(ratio.synapseSteadyPss), "", ""],
         ["  postgres steady PSS (MB)", f(pp(t, "postgres")), f(pp(d, "postgres")), f(ratio.postgresSteadyPss), "", ""],
         ["  nginx steady PSS (MB)", f(pp(t, "nginx")), f(pp(d, "nginx")), f(ratio.nginxSteadyPss), "", ""],
@@ -67,7 +88,14 @@ export function table(res: Results): string {
             "",
             "(2 cores, shared)",
         ],
-        ["cold deploy (s)", f(t.coldDeploySeconds), "", "", `<= ${TARGETS.coldDeploySeconds} s`, met(num(t.coldDeploySeconds) === null ? null : num(t.coldDeploySeconds)! <= TARGETS.coldDeploySeconds)],
+        [
+            "cold deploy (s)",
+            f(t.coldDeploySeconds),
+            "",
+            "",
+            `<= ${TARGETS.coldDeploySeconds} s`,
+            met(num(t.coldDeploySeconds) === null ? null : num(t.coldDeploySeconds)! <= TARGETS.coldDeploySeconds),
+        ],
         [
             "no-op up (s / changes)",
             t.noopUpSeconds === undefined ? "-" : `${f(t.noopUpSeconds)} / ${f(t.noopChanges)}`,
@@ -76,9 +104,20 @@ export function table(res: Results): string {
             `0 changes, <= ${TARGETS.noopUpSeconds} s`,
             t.programUnchangedSinceDeploy === false
                 ? "not measured (the program changed during the run)"
-                : met(num(t.noopUpSeconds) === null ? null : t.noopChanges === 0 && num(t.noopUpSeconds)! <= TARGETS.noopUpSeconds && t.previewExpectNoChangesExit === 0),
+                : met(
+                      num(t.noopUpSeconds) === null
+                          ? null
+                          : t.noopChanges === 0 && num(t.noopUpSeconds)! <= TARGETS.noopUpSeconds && t.previewExpectNoChangesExit === 0,
+                  ),
         ],
-        ["bump downtime (s)", f(t.bumpDowntimeSeconds), "", "", `<= ${TARGETS.bumpDowntimeSeconds} s`, met(num(t.bumpDowntimeSeconds) === null ? null : num(t.bumpDowntimeSeconds)! <= TARGETS.bumpDowntimeSeconds)],
+        [
+            "bump downtime (s)",
+            f(t.bumpDowntimeSeconds),
+            "",
+            "",
+            `<= ${TARGETS.bumpDowntimeSeconds} s`,
+            met(num(t.bumpDowntimeSeconds) === null ? null : num(t.bumpDowntimeSeconds)! <= TARGETS.bumpDowntimeSeconds),
+        ],
         ["swap used", "not measurable here", "not measurable here", "", "", "not measurable here"],
     ];
     const widths = rows[0].map((_, i) => Math.max(...rows.map((r) => r[i].length)));

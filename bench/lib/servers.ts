@@ -68,4 +68,3 @@ export async function configFor(s: Server, version: string, extra: Record<string
     const peers = s === PARTNER ? [TUNED.name, DEFAULTS.name] : [PARTNER.name];
     return writeStackConfig(s, stackConfig(s, version, peers, extra, await machineId(s)), tag);
 }
-

@@ -5,7 +5,10 @@ import { sleep } from "./figures.ts";
 import { call } from "./matrix.ts";
 import type { Client } from "./usersAndRooms.ts";
 
-type SyncResponse = { next_batch: string; rooms?: { join?: Record<string, { timeline?: { events?: { sender: string; content?: Record<string, unknown> }[] } }> } };
+type SyncResponse = {
+    next_batch: string;
+    rooms?: { join?: Record<string, { timeline?: { events?: { sender: string; content?: Record<string, unknown> }[] } }> };
+};
 
 export class SyncClients {
     /** message number -> the start of its send (performance.now()) */

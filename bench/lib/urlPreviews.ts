@@ -59,7 +59,14 @@ export class UrlPreviews {
                 body: `install guide: ${url}`,
             });
             // What Element does for a link in a message: ask the homeserver for a preview.
-            const p = await call<Record<string, unknown>>(c.base, c.token, "GET", `/_matrix/client/v1/media/preview_url?url=${encodeURIComponent(url)}`, undefined, { timeoutMs: 30_000 });
+            const p = await call<Record<string, unknown>>(
+                c.base,
+                c.token,
+                "GET",
+                `/_matrix/client/v1/media/preview_url?url=${encodeURIComponent(url)}`,
+                undefined,
+                { timeoutMs: 30_000 },
+            );
             this.result.outcomes["200"] = (this.result.outcomes["200"] ?? 0) + 1;
             this.result.example ??= JSON.stringify(p).slice(0, 300);
         } catch (e) {

@@ -74,12 +74,26 @@ export async function setUpUsersAndRooms(w: Workload, plan: Plan, target: Homese
     // The partner's users (kept between runs; made or updated idempotently).
     const fuid = (i: number) => `@${plan.fedNames[i]}:${partner.domain}`;
     const fres = await adminBatch(partner.admin, [
-        ...plan.fedNames.map((_, i) => ["PUT", `/_synapse/admin/v2/users/${encodeURIComponent(fuid(i))}`, { password, displayname: `Partner user ${i}` }] as [string, string, unknown]),
-        ...plan.fedNames.map((_, i) => ["POST", `/_synapse/admin/v1/users/${encodeURIComponent(fuid(i))}/override_ratelimit`, { messages_per_second: 0, burst_count: 0 }] as [string, string, unknown]),
+        ...plan.fedNames.map(
+            (_, i) =>
+                ["PUT", `/_synapse/admin/v2/users/${encodeURIComponent(fuid(i))}`, { password, displayname: `Partner user ${i}` }] as [string, string, unknown],
+        ),
+        ...plan.fedNames.map(
+            (_, i) =>
+                ["POST", `/_synapse/admin/v1/users/${encodeURIComponent(fuid(i))}/override_ratelimit`, { messages_per_second: 0, burst_count: 0 }] as [
+                    string,
+                    string,
+                    unknown,
+                ],
+        ),
         ...plan.fedNames.map((_, i) => ["POST", `/_synapse/admin/v1/users/${encodeURIComponent(fuid(i))}/login`, {}] as [string, string, unknown]),
     ]);
     if (fres.some(([s]) => s >= 300)) throw new Error(`admin API (users on ${partner.domain}): ${JSON.stringify(fres.find(([s]) => s >= 300))}`);
-    const fedClients: Client[] = plan.fedNames.map((_, i) => ({ userId: fuid(i), token: String(fres[2 * w.federatedUsers + i][1].access_token), base: partner.base }));
+    const fedClients: Client[] = plan.fedNames.map((_, i) => ({
+        userId: fuid(i),
+        token: String(fres[2 * w.federatedUsers + i][1].access_token),
+        base: partner.base,
+    }));
 
     // Rooms (public join rule, not in the directory), joins.
     const roomIds: string[] = [];
@@ -95,18 +109,27 @@ export async function setUpUsersAndRooms(w: Workload, plan: Plan, target: Homese
     }
     const joins: (() => Promise<unknown>)[] = [];
     plan.roomMembers.forEach((members, k) => {
-        for (const u of members.slice(1)) joins.push(() => call(clients[u].base, clients[u].token, "POST", `/_matrix/client/v3/join/${encodeURIComponent(roomIds[k])}`, {}));
+        for (const u of members.slice(1))
+            joins.push(() => call(clients[u].base, clients[u].token, "POST", `/_matrix/client/v3/join/${encodeURIComponent(roomIds[k])}`, {}));
     });
     await pool(joins, w.sendConcurrency, errors);
     const fedJoinT0 = performance.now();
     for (let k = 0; k < w.federatedRooms; k++) {
         for (const f of fedClients) {
-            await call(f.base, f.token, "POST", `/_matrix/client/v3/join/${encodeURIComponent(roomIds[k])}?server_name=${encodeURIComponent(target.domain)}`, {}).catch((e: unknown) => {
+            await call(
+                f.base,
+                f.token,
+                "POST",
+                `/_matrix/client/v3/join/${encodeURIComponent(roomIds[k])}?server_name=${encodeURIComponent(target.domain)}`,
+                {},
+            ).catch((e: unknown) => {
                 errors.push(`federated join ${f.userId} -> room ${k}: ${String(e)}`);
             });
         }
     }
-    say(`${target.server.name}: ${w.users} users, ${w.rooms} rooms, ${joins.length} joins, federated joins in ${((performance.now() - fedJoinT0) / 1000).toFixed(1)}s`);
+    say(
+        `${target.server.name}: ${w.users} users, ${w.rooms} rooms, ${joins.length} joins, federated joins in ${((performance.now() - fedJoinT0) / 1000).toFixed(1)}s`,
+    );
     return { clients, fedClients, roomIds };
 }
 

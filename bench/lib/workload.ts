@@ -69,13 +69,7 @@ export interface WorkloadResult {
 }
 
 /** Runs the workload against target (with the partner's users), marking its phases in the sampler. */
-export async function runWorkload(
-    w: Workload,
-    target: Homeserver,
-    partner: Homeserver,
-    sampler: Sampler,
-    pages: PageServer,
-): Promise<WorkloadResult> {
+export async function runWorkload(w: Workload, target: Homeserver, partner: Homeserver, sampler: Sampler, pages: PageServer): Promise<WorkloadResult> {
     const plan = makePlan(w);
     const errors: string[] = [];
     const phases: WorkloadResult["phases"] = [];
@@ -110,7 +104,9 @@ export async function runWorkload(
     while (sync.outstanding() > 0 && Date.now() - tDrain < 60_000) await sleep(250);
     const missedObservations = sync.outstanding();
     previews.result.pageServerHits = pages.hits;
-    say(`${target.server.name}: ${sent} messages in ${messagePhaseSeconds.toFixed(0)}s (${(sent / messagePhaseSeconds).toFixed(1)}/s); drained in ${((Date.now() - tDrain) / 1000).toFixed(1)}s, ${missedObservations} observations missing`);
+    say(
+        `${target.server.name}: ${sent} messages in ${messagePhaseSeconds.toFixed(0)}s (${(sent / messagePhaseSeconds).toFixed(1)}/s); drained in ${((Date.now() - tDrain) / 1000).toFixed(1)}s, ${missedObservations} observations missing`,
+    );
 
     // Idle: nothing is sent, the clients keep long-polling (as open Element tabs do).
     startPhase("idle");
@@ -132,8 +128,19 @@ export async function runWorkload(
         messagesSent: sent,
         achievedMessagesPerSecond: Math.round((sent / messagePhaseSeconds) * 10) / 10,
         latency: {
-            local: { n: local.length, p50: round(percentile(local, 50)), p95: round(percentile(local, 95)), p99: round(percentile(local, 99)), max: round(percentile(local, 100)) },
-            federated: { n: federated.length, p50: round(percentile(federated, 50)), p95: round(percentile(federated, 95)), max: round(percentile(federated, 100)) },
+            local: {
+                n: local.length,
+                p50: round(percentile(local, 50)),
+                p95: round(percentile(local, 95)),
+                p99: round(percentile(local, 99)),
+                max: round(percentile(local, 100)),
+            },
+            federated: {
+                n: federated.length,
+                p50: round(percentile(federated, 50)),
+                p95: round(percentile(federated, 95)),
+                max: round(percentile(federated, 100)),
+            },
             missedObservations,
             sendRequest: { p50: round(percentile(sendRtt, 50)), p95: round(percentile(sendRtt, 95)) },
         },

@@ -71,6 +71,7 @@ export function makePlan(w: Workload): Plan {
         while (body.length < len) body += (body ? " " : "") + WORDS[Math.floor(r() * WORDS.length)];
         messages.push({ room, sender, fed, body });
     }
-    const spread = (n: number, offset: number) => new Map(Array.from({ length: n }, (_, i) => [Math.floor(((i + offset) * w.messages) / n), i] as [number, number]));
+    const spread = (n: number, offset: number) =>
+        new Map(Array.from({ length: n }, (_, i) => [Math.floor(((i + offset) * w.messages) / n), i] as [number, number]));
     return { userNames, fedNames, roomMembers, syncers, messages, mediaAt: spread(w.mediaUploads, 0.25), previewAt: spread(w.urlPreviews, 0.6) };
 }

@@ -19,17 +19,21 @@ function readHosting(r: Reader): Hosting {
             host: r.required("sshHost", c.checkHost, "when hosting is existing"),
             port: r.int("sshPort", 1, 65535),
             user: r.required("sshUser", c.checkUnixUser),
-            serverId: r.optional("serverId", (v) => (/^[A-Za-z0-9._:-]{1,64}$/.test(v) ? undefined : "letters, digits and . _ : - (e.g. the server's /etc/machine-id)")),
+            serverId: r.optional("serverId", (v) =>
+                /^[A-Za-z0-9._:-]{1,64}$/.test(v) ? undefined : "letters, digits and . _ : - (e.g. the server's /etc/machine-id)",
+            ),
         };
     }
     const publicKey = r.optional("sshPublicKey", c.checkSshPublicKey).trim();
     const accountKey = r.optional("doSshKey", c.checkDoSshKey);
     if (publicKey && accountKey) {
-        r.fail(`${PROJECT}:sshPublicKey and ${PROJECT}:doSshKey are both set: set sshPublicKey for a new key, or doSshKey to use a key already in the DigitalOcean account, not both`);
+        r.fail(
+            `${PROJECT}:sshPublicKey and ${PROJECT}:doSshKey are both set: set sshPublicKey for a new key, or doSshKey to use a key already in the DigitalOcean account, not both`,
+        );
     } else if (!publicKey && !accountKey) {
         r.fail(
             `${PROJECT}:sshPublicKey or ${PROJECT}:doSshKey is required when hosting is digitalocean: ` +
-                "`pulumi config set sshPublicKey \"$(cat deploy_key.pub)\"` for a new deploy key, or `pulumi config set doSshKey <fingerprint>` for a key already in the account",
+                '`pulumi config set sshPublicKey "$(cat deploy_key.pub)"` for a new deploy key, or `pulumi config set doSshKey <fingerprint>` for a key already in the account',
         );
     }
     return {
@@ -47,7 +51,11 @@ function readHosting(r: Reader): Hosting {
 function readDns(r: Reader): Dns {
     const kind = r.oneOf("dns", ["cloudflare", "none"] as const);
     if (kind === "none") return { kind: "none" };
-    const zoneId = r.required("cloudflareZoneId", (v) => (/^[0-9a-f]{32}$/.test(v) ? undefined : "a 32-character hexadecimal Cloudflare zone id"), "when dns is cloudflare");
+    const zoneId = r.required(
+        "cloudflareZoneId",
+        (v) => (/^[0-9a-f]{32}$/.test(v) ? undefined : "a 32-character hexadecimal Cloudflare zone id"),
+        "when dns is cloudflare",
+    );
     return { kind: "cloudflare", zoneId };
 }
 
@@ -66,7 +74,11 @@ function readTls(r: Reader, domain: string, dns: Dns): TlsSettings {
         challenge,
         cloudflareDnsToken:
             challenge === "dns-cloudflare"
-                ? r.secret("cloudflareDnsToken", (v) => (/^[A-Za-z0-9_-]{20,}$/.test(v) ? undefined : "a Cloudflare API token"), "when acmeChallenge is dns-cloudflare")
+                ? r.secret(
+                      "cloudflareDnsToken",
+                      (v) => (/^[A-Za-z0-9_-]{20,}$/.test(v) ? undefined : "a Cloudflare API token"),
+                      "when acmeChallenge is dns-cloudflare",
+                  )
                 : undefined,
         apexOnServer,
         caaIssuer: r.optional("caaIssuer", c.checkDomain),
@@ -107,7 +119,9 @@ function readAdopt(r: Reader, dataDir: string): AdoptSettings {
     ];
     for (const [key, value] of keys) {
         if (value && dataDir && (value + "/").startsWith(`${dataDir}/synapse/`)) {
-            r.fail(`${PROJECT}:${key} (${value}) is inside ${dataDir}/synapse, where the adopted data goes: put the old server's files elsewhere, e.g. ${dataDir}/adopt/`);
+            r.fail(
+                `${PROJECT}:${key} (${value}) is inside ${dataDir}/synapse, where the adopted data goes: put the old server's files elsewhere, e.g. ${dataDir}/adopt/`,
+            );
         }
     }
     return adopt;
@@ -131,7 +145,9 @@ function readSynapse(r: Reader, postgres: PostgresSettings, dataDir: string): Sy
     }
     const cacheMemoryMb = r.int("synapseCacheMemoryMb", 0, 65536);
     if (cacheMemoryMb > 0 && cacheMemoryMb < 32) {
-        r.fail(`${PROJECT}:synapseCacheMemoryMb (${cacheMemoryMb}) is below what Synapse itself needs, so its caches would be emptied all the time: use 0 (off) or at least 32`);
+        r.fail(
+            `${PROJECT}:synapseCacheMemoryMb (${cacheMemoryMb}) is below what Synapse itself needs, so its caches would be emptied all the time: use 0 (off) or at least 32`,
+        );
     }
     return {
         version: r.required("synapseVersion", c.checkVersion),
@@ -175,7 +191,9 @@ function readBackups(r: Reader): BackupSettings {
     return {
         keep: r.int("backupKeep", 1, 365),
         rsyncTarget: r.optional("backupRsyncTarget", (v) =>
-            /^[a-z_][a-z0-9_-]{0,31}@[A-Za-z0-9.-]{1,200}:\/?[A-Za-z0-9._/-]{1,200}$/.test(v) ? undefined : "an rsync target such as backup@nas.example.org:/srv/backups/chat",
+            /^[a-z_][a-z0-9_-]{0,31}@[A-Za-z0-9.-]{1,200}:\/?[A-Za-z0-9._/-]{1,200}$/.test(v)
+                ? undefined
+                : "an rsync target such as backup@nas.example.org:/srv/backups/chat",
         ),
     };
 }

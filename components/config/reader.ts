@@ -159,7 +159,9 @@ export class Reader {
     done<T>(value: T): T {
         if (this.problems.length > 0) {
             const n = this.problems.length;
-            throw new pulumi.RunError(`The stack configuration has ${n} problem${n === 1 ? "" : "s"}; nothing was changed:\n  - ${this.problems.join("\n  - ")}`);
+            throw new pulumi.RunError(
+                `The stack configuration has ${n} problem${n === 1 ? "" : "s"}; nothing was changed:\n  - ${this.problems.join("\n  - ")}`,
+            );
         }
         return value;
     }

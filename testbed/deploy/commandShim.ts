@@ -94,13 +94,20 @@ async function runRemote(props: any, command: string): Promise<{ stdout: string;
     const sock = path.join(dir, "cm");
     fs.writeFileSync(key, c.privateKey.endsWith("\n") ? c.privateKey : c.privateKey + "\n", { mode: 0o600 });
     const common = [
-        "-o", "BatchMode=yes",
-        "-o", "StrictHostKeyChecking=no",
-        "-o", "UserKnownHostsFile=/dev/null",
-        "-o", "LogLevel=ERROR",
-        "-o", `ControlPath=${sock}`,
-        "-p", port,
-        "-l", user,
+        "-o",
+        "BatchMode=yes",
+        "-o",
+        "StrictHostKeyChecking=no",
+        "-o",
+        "UserKnownHostsFile=/dev/null",
+        "-o",
+        "LogLevel=ERROR",
+        "-o",
+        `ControlPath=${sock}`,
+        "-p",
+        port,
+        "-l",
+        user,
     ];
     const spawnSsh = (args: string[], stdin?: string) =>
         new Promise<{ code: number; out: string; err: string }>((resolve) => {
@@ -120,9 +127,21 @@ async function runRemote(props: any, command: string): Promise<{ stdout: string;
         let delay = 100;
         for (let dial = 1; ; dial++) {
             const r = await spawnSsh([
-                "-i", key, "-o", "IdentitiesOnly=yes", "-o", `ConnectTimeout=${perDial > 0 ? perDial : 3600}`,
-                "-o", "ControlMaster=yes", "-o", "ControlPersist=600", "-o", "ServerAliveInterval=15",
-                "-f", "-N", String(c.host),
+                "-i",
+                key,
+                "-o",
+                "IdentitiesOnly=yes",
+                "-o",
+                `ConnectTimeout=${perDial > 0 ? perDial : 3600}`,
+                "-o",
+                "ControlMaster=yes",
+                "-o",
+                "ControlPersist=600",
+                "-o",
+                "ServerAliveInterval=15",
+                "-f",
+                "-N",
+                String(c.host),
             ]);
             if (r.code === 0) break;
             if (dialLimit !== -1 && dial > dialLimit) {
@@ -143,7 +162,7 @@ async function runRemote(props: any, command: string): Promise<{ stdout: string;
             const stream = (which: "stdout" | "stderr", chunk: string, flush = false) => {
                 if (logging === "none" || (logging !== "stdoutAndStderr" && logging !== which)) return;
                 const lines = (partial[which] + chunk).split("\n");
-                partial[which] = flush ? "" : lines.pop() ?? "";
+                partial[which] = flush ? "" : (lines.pop() ?? "");
                 for (const line of lines) if (line.trim() !== "") process.stderr.write(`[${label}] ${line}\n`);
             };
             p.stdout.on("data", (d: Buffer) => {

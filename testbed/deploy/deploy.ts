@@ -77,15 +77,32 @@ function parseArgs(argv: string[]): Args {
             return v;
         };
         switch (rest[i]) {
-            case "--stack": a.stack = value(); break;
-            case "--config": a.config = path.resolve(value()); break;
-            case "--events": a.events = path.resolve(value()); break;
-            case "--dns-hook": a.dnsHook = value(); break;
-            case "--expect-no-changes": a.expectNoChanges = true; break;
-            case "--forbid-replace": a.forbidReplace = true; break;
-            case "--program": a.program = path.resolve(value()); break;
-            case "--show-secrets": a.showSecrets = true; break;
-            default: throw new UsageError(`unknown argument '${rest[i]}'`);
+            case "--stack":
+                a.stack = value();
+                break;
+            case "--config":
+                a.config = path.resolve(value());
+                break;
+            case "--events":
+                a.events = path.resolve(value());
+                break;
+            case "--dns-hook":
+                a.dnsHook = value();
+                break;
+            case "--expect-no-changes":
+                a.expectNoChanges = true;
+                break;
+            case "--forbid-replace":
+                a.forbidReplace = true;
+                break;
+            case "--program":
+                a.program = path.resolve(value());
+                break;
+            case "--show-secrets":
+                a.showSecrets = true;
+                break;
+            default:
+                throw new UsageError(`unknown argument '${rest[i]}'`);
         }
     }
     if (!/^[A-Za-z0-9_.-]+$/.test(a.stack)) throw new UsageError("--stack NAME is required (letters, digits, _ . -)");
@@ -162,7 +179,9 @@ async function main(): Promise<number> {
             break;
         }
         case "destroy": {
-            log("note: destroy runs the steps' delete commands and deletes the stack's cloud resources (with the DigitalOcean stand-in: its guests and, unless protected, volumes); with hosting existing it changes nothing on the server");
+            log(
+                "note: destroy runs the steps' delete commands and deletes the stack's cloud resources (with the DigitalOcean stand-in: its guests and, unless protected, volumes); with hosting existing it changes nothing on the server",
+            );
             const r = await stack.destroy(streams);
             guard.flush();
             log(`destroy: ${r.summary.result} in ${since(t0)}; changes ${summary(r.summary.resourceChanges)}`);
@@ -179,7 +198,12 @@ async function main(): Promise<number> {
         case "export": {
             // Not stack.exportStack(): the Automation API always exports with --show-secrets.
             const argv = ["stack", "export", "--stack", args.stack, "--non-interactive", ...(args.showSecrets ? ["--show-secrets"] : [])];
-            const r = childProcess.spawnSync(pulumiCommand.command, argv, { cwd: workDir, env: { ...process.env, ...env }, encoding: "utf8", maxBuffer: 1 << 30 });
+            const r = childProcess.spawnSync(pulumiCommand.command, argv, {
+                cwd: workDir,
+                env: { ...process.env, ...env },
+                encoding: "utf8",
+                maxBuffer: 1 << 30,
+            });
             if (r.status !== 0) throw new Error(`pulumi stack export failed (exit ${r.status}):\n${r.stderr}`);
             log(`export: ${since(t0)}`);
             process.stdout.write(r.stdout.endsWith("\n") ? r.stdout : r.stdout + "\n");
@@ -209,21 +233,29 @@ function exitAfterOutput(code: number): void {
 }
 
 // (Only when run as a script: cloudSelftest.ts imports the helpers above.)
-if (require.main === module) main().then(
-    (code) => exitAfterOutput(code),
-    (e: unknown) => {
-        if (e instanceof UsageError) {
-            log(e.message);
-            process.stderr.write(USAGE + "\n");
-            process.exit(64);
-        }
-        // A CommandError carries the CLI's whole output, already streamed above: repeat its error lines.
-        activeGuard?.flush();
-        const message = e instanceof Error ? e.message : String(e);
-        const isCommandError = message.startsWith("code: ") && message.includes("\n stderr: ");
-        const errors = [...new Set(message.split("\n").filter((l) => /^\s*error: /.test(l)).map((l) => l.trim()))];
-        const raw = isCommandError ? (errors.length > 0 ? errors.slice(0, 10).join("\n") : "(see the output above)") : message;
-        log(`FAILED: ${activeGuard ? activeGuard.scrub(raw) : raw}`);
-        process.exit(activeGuard && activeGuard.leaks.size > 0 ? 3 : 2);
-    },
-);
+if (require.main === module)
+    main().then(
+        (code) => exitAfterOutput(code),
+        (e: unknown) => {
+            if (e instanceof UsageError) {
+                log(e.message);
+                process.stderr.write(USAGE + "\n");
+                process.exit(64);
+            }
+            // A CommandError carries the CLI's whole output, already streamed above: repeat its error lines.
+            activeGuard?.flush();
+            const message = e instanceof Error ? e.message : String(e);
+            const isCommandError = message.startsWith("code: ") && message.includes("\n stderr: ");
+            const errors = [
+                ...new Set(
+                    message
+                        .split("\n")
+                        .filter((l) => /^\s*error: /.test(l))
+                        .map((l) => l.trim()),
+                ),
+            ];
+            const raw = isCommandError ? (errors.length > 0 ? errors.slice(0, 10).join("\n") : "(see the output above)") : message;
+            log(`FAILED: ${activeGuard ? activeGuard.scrub(raw) : raw}`);
+            process.exit(activeGuard && activeGuard.leaks.size > 0 ? 3 : 2);
+        },
+    );

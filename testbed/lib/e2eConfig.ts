@@ -33,7 +33,18 @@ export interface E2eConfig {
     servers: Server[];
 }
 
-const FIELDS: (keyof Server)[] = ["name", "domain", "ip", "ssh", "adminUser", "adminPassword", "homeserverUrl", "webClientUrl", "synapseVersion", "elementVersion"];
+const FIELDS: (keyof Server)[] = [
+    "name",
+    "domain",
+    "ip",
+    "ssh",
+    "adminUser",
+    "adminPassword",
+    "homeserverUrl",
+    "webClientUrl",
+    "synapseVersion",
+    "elementVersion",
+];
 
 /** Reads and checks an e2e.json: roots, dnsServer, at least `minServers` servers with every field. */
 export function loadE2eConfig(file: string, minServers = 2): E2eConfig {
@@ -54,8 +65,15 @@ export function loadE2eConfig(file: string, minServers = 2): E2eConfig {
     return tb;
 }
 
-/** One server's entry from its stack's outputs and its stack file (config + secrets). */
-export function serverEntry(name: string, user: string, outputs: Record<string, any>, stack: { config: Record<string, any>; secrets: Record<string, string> }): Server { // eslint-disable-line @typescript-eslint/no-explicit-any -- JSON files
+/** One server's entry from its stack's outputs and its stack file (config + secrets), both JSON files. */
+/* eslint-disable @typescript-eslint/no-explicit-any -- the JSON files' shapes */
+export function serverEntry(
+    name: string,
+    user: string,
+    outputs: Record<string, any>,
+    stack: { config: Record<string, any>; secrets: Record<string, string> },
+): Server {
+    /* eslint-enable @typescript-eslint/no-explicit-any */
     // The address the stack reports: the guest's for an existing server, the reserved IP for a droplet.
     const ip = outputs.serverIp as string;
     return {

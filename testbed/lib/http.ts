@@ -29,7 +29,12 @@ export function testbedLookup(resolver: Resolver, opts: { cacheMs?: number } = {
     const server = resolver.getServers()[0] ?? "?";
     return (hostname, options, callback) => {
         const reply = (addresses: string[], family: number) =>
-            options.all ? callback(null, addresses.map((address) => ({ address, family }))) : callback(null, addresses[0], family);
+            options.all
+                ? callback(
+                      null,
+                      addresses.map((address) => ({ address, family })),
+                  )
+                : callback(null, addresses[0], family);
         const fam = isIP(hostname);
         if (fam) return reply([hostname], fam);
         const hit = cache.get(hostname);

@@ -86,7 +86,8 @@ export async function mx(http: TestbedHttp, base: string, method: string, path: 
 }
 
 /** mx(), then the JSON body; an Error with the status and the start of the body unless 2xx. */
-export async function mxOk(http: TestbedHttp, base: string, method: string, path: string, opts: MxOptions = {}): Promise<any> { // eslint-disable-line @typescript-eslint/no-explicit-any -- the API's JSON
+// eslint-disable-next-line @typescript-eslint/no-explicit-any -- the API's JSON
+export async function mxOk(http: TestbedHttp, base: string, method: string, path: string, opts: MxOptions = {}): Promise<any> {
     const r = await mx(http, base, method, path, opts);
     if (r.status < 200 || r.status >= 300) throw new Error(`${method} ${path}: HTTP ${r.status}: ${r.text.slice(0, 500)}`);
     return r.json;
@@ -99,7 +100,13 @@ export interface MxSession {
 }
 
 /** Password login (a new device each time). Logins are rate-limited hardest (rc_login). */
-export async function login(http: TestbedHttp, base: string, user: string, password: string, opts: { deviceName?: string } & RetryPolicy = {}): Promise<MxSession> {
+export async function login(
+    http: TestbedHttp,
+    base: string,
+    user: string,
+    password: string,
+    opts: { deviceName?: string } & RetryPolicy = {},
+): Promise<MxSession> {
     const { deviceName, ...policy } = opts;
     const j = await mxOk(http, base, "POST", "/_matrix/client/v3/login", {
         ...policy,
@@ -117,7 +124,14 @@ export const DUMMY_STAGE = "m.login.dummy";
  * Returns the last response: 200 with an access token, or the refusal (a 401 with an errcode, or
  * the challenge itself when a stage needs a token and none was given).
  */
-export async function register(http: TestbedHttp, base: string, username: string, password: string, regToken?: string, opts: { deviceName?: string } = {}): Promise<MxResult> {
+export async function register(
+    http: TestbedHttp,
+    base: string,
+    username: string,
+    password: string,
+    regToken?: string,
+    opts: { deviceName?: string } = {},
+): Promise<MxResult> {
     const first = { username, password, initial_device_display_name: opts.deviceName ?? "phillymesh testbed" };
     let r = await mx(http, base, "POST", "/_matrix/client/v3/register", { body: first });
     for (let i = 0; i < 4 && r.status === 401 && r.json?.session; i++) {
@@ -153,7 +167,14 @@ export type AdminCall = (method: string, path: string, body?: unknown) => Promis
  * access token. The token goes in on stdin (curl -H @-), so it never shows in a process list.
  * Resolves whatever the HTTP status; throws when ssh or curl fail.
  */
-export async function adminApi(target: string, accessToken: string, method: string, path: string, body?: unknown, opts: { env?: NodeJS.ProcessEnv; timeoutMs?: number } = {}): Promise<AdminResult> {
+export async function adminApi(
+    target: string,
+    accessToken: string,
+    method: string,
+    path: string,
+    body?: unknown,
+    opts: { env?: NodeJS.ProcessEnv; timeoutMs?: number } = {},
+): Promise<AdminResult> {
     const data = body === undefined ? "" : ` -H 'Content-Type: application/json' --data-binary ${shQuote(JSON.stringify(body))}`;
     const command = `curl -sS --max-time 15 -X ${method} -H @-${data} -w '\\n%{http_code}' ${shQuote(`http://localhost:8008${path}`)}`;
     const r = await ssh(target, command, { input: `Authorization: Bearer ${accessToken}\n`, env: opts.env, timeoutMs: opts.timeoutMs ?? 60_000 });

@@ -148,7 +148,10 @@ export function runProcess(cmd: string, args: readonly string[], opts: RunOption
         let graceTimer: NodeJS.Timeout | undefined;
         let closeTimer: NodeJS.Timeout | undefined;
         const tail: string[] = [];
-        const streams = { stdout: new Capture("stdout", maxBytes, tail, tailMax, opts.onLine), stderr: new Capture("stderr", maxBytes, tail, tailMax, opts.onLine) };
+        const streams = {
+            stdout: new Capture("stdout", maxBytes, tail, tailMax, opts.onLine),
+            stderr: new Capture("stderr", maxBytes, tail, tailMax, opts.onLine),
+        };
 
         function onAbort(): void {
             if (exit || timedOut || aborted) return;

@@ -5,7 +5,10 @@ import { readFileSync, writeFileSync } from "node:fs";
 import * as L from "./lib.ts";
 
 /** A stack config file as testbed.sh writes it (and the drills copy and edit it). */
-export interface StackFile { config: Record<string, unknown>; secrets?: Record<string, unknown> }
+export interface StackFile {
+    config: Record<string, unknown>;
+    secrets?: Record<string, unknown>;
+}
 
 /** Writes a stack config (it holds the secrets: 0600); returns the path. */
 export function writeConfig(file: string, sf: object): string {

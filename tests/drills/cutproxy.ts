@@ -50,7 +50,13 @@ export interface CutProxyOptions {
     cutWhen?: (s: CutState, req: ProxiedRequest | undefined) => string | false;
 }
 
-interface Conn { id: number; guest: Socket; upstream: Socket; current?: ProxiedRequest; carry: string }
+interface Conn {
+    id: number;
+    guest: Socket;
+    upstream: Socket;
+    current?: ProxiedRequest;
+    carry: string;
+}
 
 const REQUEST_LINE = /(GET|HEAD|POST|PUT|OPTIONS) (\S+) HTTP\/1\.[01]\r\n/g;
 
@@ -98,7 +104,10 @@ export class CutProxy {
     }
 
     private accept(guest: Socket): void {
-        if (this.cutAt) { guest.resetAndDestroy(); return; }
+        if (this.cutAt) {
+            guest.resetAndDestroy();
+            return;
+        }
         const target = this.opts.target ?? PYPI_PROXY;
         const c: Conn = { id: ++this.state.connections, guest, upstream: connect(target), carry: "" };
         this.conns.add(c);
@@ -149,9 +158,14 @@ export class CutProxy {
     cut(reason = "cut by hand", during?: ProxiedRequest): CutAt {
         if (this.cutAt) return this.cutAt;
         this.cutAt = {
-            reason, during: during ? { ...during } : undefined, open: this.conns.size, time: new Date(),
-            connections: this.state.connections, bytesToGuest: this.state.bytesToGuest,
-            bytesFromGuest: this.state.bytesFromGuest, requests: this.state.requests.map((r) => ({ ...r })),
+            reason,
+            during: during ? { ...during } : undefined,
+            open: this.conns.size,
+            time: new Date(),
+            connections: this.state.connections,
+            bytesToGuest: this.state.bytesToGuest,
+            bytesFromGuest: this.state.bytesFromGuest,
+            requests: this.state.requests.map((r) => ({ ...r })),
         };
         this.closed = new Promise((resolve) => this.server.close(() => resolve()));
         for (const c of this.conns) {
@@ -168,7 +182,10 @@ export class CutProxy {
     /** Stops listening and ends open connections (no cut recorded). */
     async close(): Promise<void> {
         if (!this.closed) this.closed = new Promise((resolve) => this.server.close(() => resolve()));
-        for (const c of this.conns) { c.guest.destroy(); c.upstream.destroy(); }
+        for (const c of this.conns) {
+            c.guest.destroy();
+            c.upstream.destroy();
+        }
         this.conns.clear();
         await this.closed;
     }
@@ -180,7 +197,8 @@ export class CutProxy {
         let line = `${s.connections} connections, ${s.requests.length} requests, ${mb(s.bytesToGuest)} toward the guest, ${s.bytesFromGuest} bytes from it`;
         if (this.cutAt) {
             const d = this.cutAt.during;
-            line = `cut (${this.cutAt.reason}) after ${line}; ${this.cutAt.open} connections reset` +
+            line =
+                `cut (${this.cutAt.reason}) after ${line}; ${this.cutAt.open} connections reset` +
                 (d ? `; in flight: ${d.method} ${d.path} after ${mb(d.bytes)}` : "");
         }
         return line;

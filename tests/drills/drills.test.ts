@@ -42,9 +42,23 @@ async function cleanup(): Promise<void> {
     else rmSync(`${L.B}/data-${L.NAME}`, { recursive: true, force: true });
     if (existsSync(L.STACK_FILE)) await L.deploy("destroy", [], { label: "cleanup-forget-state", timeoutMs: 180_000 });
     await L.run("bash", [`${L.REPO}/testbed/dns-load.sh`, "--remove", L.NAME], quiet);
-    for (const f of [L.STACK_FILE, `${L.B}/stacks/${L.NAME}.outputs.json`, L.SECRETS_FILE, L.E2E_FILE, L.CURRENT_CONFIG,
-        `${L.WORK}/${L.NAME}.bad.json`, `${L.WORK}/${L.NAME}.bumped.json`, `${L.WORK}/${L.NAME}.bad2.json`, `${L.WORK}/${L.NAME}.bumped2.json`,
-        `${L.WORK}/backup-copy`, `${L.WORK}/${L.NAME}.adopt.json`, `${L.WORK}/${L.NAME}.adopt-dump.json`, `${L.WORK}/pg-export`, `${L.WORK}/askpass.sh`, `${L.WORK}/roots.pem`]) {
+    for (const f of [
+        L.STACK_FILE,
+        `${L.B}/stacks/${L.NAME}.outputs.json`,
+        L.SECRETS_FILE,
+        L.E2E_FILE,
+        L.CURRENT_CONFIG,
+        `${L.WORK}/${L.NAME}.bad.json`,
+        `${L.WORK}/${L.NAME}.bumped.json`,
+        `${L.WORK}/${L.NAME}.bad2.json`,
+        `${L.WORK}/${L.NAME}.bumped2.json`,
+        `${L.WORK}/backup-copy`,
+        `${L.WORK}/${L.NAME}.adopt.json`,
+        `${L.WORK}/${L.NAME}.adopt-dump.json`,
+        `${L.WORK}/pg-export`,
+        `${L.WORK}/askpass.sh`,
+        `${L.WORK}/roots.pem`,
+    ]) {
         rmSync(f, { recursive: true, force: true });
     }
 }

@@ -20,7 +20,10 @@ export const VOLUME_DEVICE = "/dev/disk/by-id/scsi-0DO_Volume_chat-data";
 export const { drill, check, anyFailed, printSummary } = drillSet("droplet drills", ensurePhilly);
 
 // ---- stack files, deploy.ts, the stand-ins' accounts ----
-export interface StackFile { config: Record<string, unknown>; secrets: Record<string, unknown> }
+export interface StackFile {
+    config: Record<string, unknown>;
+    secrets: Record<string, unknown>;
+}
 
 export function readStack(file = PM_FILE): StackFile {
     return L.readJson<StackFile>(file);
@@ -55,12 +58,19 @@ export async function unprotectAll(stack: string): Promise<void> {
     const state = process.env.PHILLYMESH_TESTBED_STATE ?? "/var/tmp/phillymesh-testbed/state";
     const eng = await L.runOk("bash", ["-c", `bash ${L.shQuote(`${L.REPO}/scripts/engine.sh`)} --partial 2>/dev/null | tail -n 1`], { timeoutMs: 120_000 });
     const env = {
-        ...L.CHILD_ENV, PULUMI_HOME: `${state}/home`, PULUMI_BACKEND_URL: `file://${state}/backend`, PULUMI_SKIP_UPDATE_CHECK: "true",
+        ...L.CHILD_ENV,
+        PULUMI_HOME: `${state}/home`,
+        PULUMI_BACKEND_URL: `file://${state}/backend`,
+        PULUMI_SKIP_UPDATE_CHECK: "true",
         // deploy.ts's default passphrase (the testbed's state is not secret).
         PULUMI_CONFIG_PASSPHRASE: process.env.PULUMI_CONFIG_PASSPHRASE ?? "phillymesh-testbed-passphrase (not a secret)",
     };
-    await L.runOk(`${eng.out.trim()}/pulumi`, ["state", "unprotect", "--all", "--yes", "--non-interactive", "--stack", stack],
-        { cwd: `${state}/work/${stack}`, env, timeoutMs: 120_000, label: `${stack}-unprotect` });
+    await L.runOk(`${eng.out.trim()}/pulumi`, ["state", "unprotect", "--all", "--yes", "--non-interactive", "--stack", stack], {
+        cwd: `${state}/work/${stack}`,
+        env,
+        timeoutMs: 120_000,
+        label: `${stack}-unprotect`,
+    });
 }
 
 /**
@@ -69,8 +79,11 @@ export async function unprotectAll(stack: string): Promise<void> {
  */
 async function deployJson(op: "outputs" | "export", stack: string): Promise<any> {
     const file = `${L.WORK}/${stack}.${op}.json`;
-    const r = await L.run("bash", ["-c", 'exec ts-node --transpile-only testbed/deploy/deploy.ts "$@" >"$OUT"', "-", op, "--stack", stack],
-        { timeoutMs: 120_000, env: { ...L.CHILD_ENV, OUT: file }, label: `${stack}-${op}` });
+    const r = await L.run("bash", ["-c", 'exec ts-node --transpile-only testbed/deploy/deploy.ts "$@" >"$OUT"', "-", op, "--stack", stack], {
+        timeoutMs: 120_000,
+        env: { ...L.CHILD_ENV, OUT: file },
+        label: `${stack}-${op}`,
+    });
     try {
         if (r.code !== 0) throw new Error(`exit ${r.code}`);
         return L.readJson(file);
@@ -85,7 +98,13 @@ export function stackOutputs(stack = PM): Promise<Record<string, any>> {
     return deployJson("outputs", stack);
 }
 
-export interface StateResource { urn: string; type: string; id?: string; outputs?: Record<string, any>; protect?: boolean }
+export interface StateResource {
+    urn: string;
+    type: string;
+    id?: string;
+    outputs?: Record<string, any>;
+    protect?: boolean;
+}
 export async function stackResources(stack = PM): Promise<StateResource[]> {
     return ((await deployJson("export", stack)).deployment?.resources ?? []) as StateResource[];
 }

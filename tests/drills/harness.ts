@@ -3,7 +3,12 @@
 import { test, type TestContext } from "node:test";
 import * as L from "./lib.ts";
 
-interface Result { title: string; ok: boolean; ms: number; skipped: string[] }
+interface Result {
+    title: string;
+    ok: boolean;
+    ms: number;
+    skipped: string[];
+}
 
 export interface DrillSet {
     /** Registers a drill: `ensure` runs first (the server deployed and answering), then fn. */
@@ -58,7 +63,10 @@ export function drillSet(heading: string, ensure: () => Promise<void>): DrillSet
         let skipped: string | undefined;
         await t.test(title, async (st) => {
             try {
-                await fn((why) => { skipped = why; st.skip(why); });
+                await fn((why) => {
+                    skipped = why;
+                    st.skip(why);
+                });
             } catch (e) {
                 ok = false;
                 failedChecks.push(title.split(" ")[0]);
@@ -77,8 +85,11 @@ export function drillSet(heading: string, ensure: () => Promise<void>): DrillSet
         process.stderr.write(`\n==== ${heading} ====\n`);
         for (const title of titles) {
             const r = results.find((x) => x.title === title);
-            process.stderr.write(r ? `${r.ok ? "PASS" : "FAIL"}  ${(r.ms / 1000).toFixed(0).padStart(5)} s  ${title}\n`
-                : `----      -    ${title} (not run, filtered out or cancelled)\n`);
+            process.stderr.write(
+                r
+                    ? `${r.ok ? "PASS" : "FAIL"}  ${(r.ms / 1000).toFixed(0).padStart(5)} s  ${title}\n`
+                    : `----      -    ${title} (not run, filtered out or cancelled)\n`,
+            );
             for (const s of r?.skipped ?? []) process.stderr.write(`                SKIPPED ${s}\n`);
         }
     }

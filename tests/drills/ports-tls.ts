@@ -14,12 +14,16 @@ export async function removeScanNetns(): Promise<void> {
     await L.run("ip", ["link", "del", `vh-${SCAN_NS}`], { timeoutMs: 10_000 });
 }
 
-interface Probe { ok: boolean; protocol?: string; cipher?: string; out: string }
+interface Probe {
+    ok: boolean;
+    protocol?: string;
+    cipher?: string;
+    out: string;
+}
 
 async function sClient(port: number, servername: string, args: string[]): Promise<Probe> {
     const roots = `${L.WORK}/roots.pem`;
-    const r = await L.run("openssl", ["s_client", "-connect", `${L.IP}:${port}`, "-servername", servername, "-CAfile", roots, ...args],
-        { timeoutMs: 20_000 });
+    const r = await L.run("openssl", ["s_client", "-connect", `${L.IP}:${port}`, "-servername", servername, "-CAfile", roots, ...args], { timeoutMs: 20_000 });
     const cipher = /Cipher is (\S+)/.exec(r.out)?.[1];
     const protocol = /New, (TLSv[\d.]+|SSLv\d), Cipher is/.exec(r.out)?.[1] ?? /^\s*Protocol\s*:\s*(\S+)/m.exec(r.out)?.[1];
     return { ok: r.code === 0 && !!cipher && cipher !== "(NONE)", protocol, cipher, out: r.out };
@@ -29,28 +33,51 @@ async function sClient(port: number, servername: string, args: string[]): Promis
 async function localCiphers(spec: string): Promise<{ name: string; kx: string; mac: string }[]> {
     const r = await L.run("openssl", ["ciphers", "-v", spec], { timeoutMs: 10_000 });
     if (r.code !== 0) return [];
-    return r.out.trim().split("\n").map((l) => l.trim().split(/\s+/)).filter((f) => f[1] !== "TLSv1.3").map((f) => ({
-        name: f[0], kx: f.find((x) => x.startsWith("Kx="))?.slice(3) ?? "", mac: f.find((x) => x.startsWith("Mac="))?.slice(4) ?? "",
-    }));
+    return r.out
+        .trim()
+        .split("\n")
+        .map((l) => l.trim().split(/\s+/))
+        .filter((f) => f[1] !== "TLSv1.3")
+        .map((f) => ({
+            name: f[0],
+            kx: f.find((x) => x.startsWith("Kx="))?.slice(3) ?? "",
+            mac: f.find((x) => x.startsWith("Mac="))?.slice(4) ?? "",
+        }));
 }
 
 export function portsAndTls({ drill, check }: DrillSet): void {
     drill("3 ports: from another host only 22, 80, 443 and 8448 answer; PostgreSQL and Synapse on loopback only; no SSH password login", 10, async (t) => {
-        const taken = readdirSync(L.B).filter((d) => d.startsWith("run-")).map((d) => {
-            try { return readFileSync(`${L.B}/${d}/ip`, "utf8").trim(); } catch { return ""; }
-        });
+        const taken = readdirSync(L.B)
+            .filter((d) => d.startsWith("run-"))
+            .map((d) => {
+                try {
+                    return readFileSync(`${L.B}/${d}/ip`, "utf8").trim();
+                } catch {
+                    return "";
+                }
+            });
         assert.ok(!taken.includes(SCAN_IP), `${SCAN_IP} is taken by a guest`);
         await removeScanNetns();
         try {
-            for (const args of [["netns", "add", SCAN_NS], ["link", "add", `vh-${SCAN_NS}`, "type", "veth", "peer", "name", "eth0", "netns", SCAN_NS],
-                ["link", "set", `vh-${SCAN_NS}`, "master", "brtest", "up"], ["-n", SCAN_NS, "link", "set", "lo", "up"],
-                ["-n", SCAN_NS, "addr", "add", `${SCAN_IP}/24`, "dev", "eth0"], ["-n", SCAN_NS, "link", "set", "eth0", "up"]]) {
+            for (const args of [
+                ["netns", "add", SCAN_NS],
+                ["link", "add", `vh-${SCAN_NS}`, "type", "veth", "peer", "name", "eth0", "netns", SCAN_NS],
+                ["link", "set", `vh-${SCAN_NS}`, "master", "brtest", "up"],
+                ["-n", SCAN_NS, "link", "set", "lo", "up"],
+                ["-n", SCAN_NS, "addr", "add", `${SCAN_IP}/24`, "dev", "eth0"],
+                ["-n", SCAN_NS, "link", "set", "eth0", "up"],
+            ]) {
                 await L.runOk("ip", args, { timeoutMs: 10_000 });
             }
-            const scan = await L.runOk("ip", ["netns", "exec", SCAN_NS, process.execPath, `${L.REPO}/tests/drills/portscan.ts`, L.IP, "1", "10000", "400", "2000"],
-                { timeoutMs: 180_000, label: "d3-portscan" });
+            const scan = await L.runOk(
+                "ip",
+                ["netns", "exec", SCAN_NS, process.execPath, `${L.REPO}/tests/drills/portscan.ts`, L.IP, "1", "10000", "400", "2000"],
+                { timeoutMs: 180_000, label: "d3-portscan" },
+            );
             const s = JSON.parse(scan.out.trim().split("\n").pop()!);
-            L.note(`scan of ${L.IP} from ${SCAN_IP}: open ${JSON.stringify(s.open)}, filtered ${s.filtered.length}, closed ${s.closed}, errors ${JSON.stringify(s.errors)} in ${s.ms} ms`);
+            L.note(
+                `scan of ${L.IP} from ${SCAN_IP}: open ${JSON.stringify(s.open)}, filtered ${s.filtered.length}, closed ${s.closed}, errors ${JSON.stringify(s.errors)} in ${s.ms} ms`,
+            );
             await check(t, "3a a TCP scan of ports 1-10000 from 10.250.0.49 finds exactly 22, 80, 443, 8448 open", () => {
                 assert.deepEqual(s.open, [22, 80, 443, 8448]);
                 assert.deepEqual(s.filtered, [], "ports that neither answered nor refused");
@@ -62,20 +89,30 @@ export function portsAndTls({ drill, check }: DrillSet): void {
         }
 
         const ss = await L.tsshOk("ss -Hltn");
-        const listeners = ss.trim().split("\n").map((line) => {
-            const local = line.trim().split(/\s+/)[3];
-            const i = local.lastIndexOf(":");
-            return { addr: local.slice(0, i), port: Number(local.slice(i + 1)) };
-        });
+        const listeners = ss
+            .trim()
+            .split("\n")
+            .map((line) => {
+                const local = line.trim().split(/\s+/)[3];
+                const i = local.lastIndexOf(":");
+                return { addr: local.slice(0, i), port: Number(local.slice(i + 1)) };
+            });
         t.diagnostic(`listeners: ${listeners.map((l) => `${l.addr}:${l.port}`).join(" ")}`);
         const loopback = (a: string) => a === "127.0.0.1" || a === "[::1]" || /^127\./.test(a);
         await check(t, "3b on the server 5432 and 8008 listen on 127.0.0.1/::1 only; nothing else but 22/80/443/8448 beyond loopback", () => {
             for (const port of [5432, 8008]) {
                 const on = listeners.filter((l) => l.port === port);
                 assert.ok(on.length > 0, `nothing listens on ${port}`);
-                assert.deepEqual(on.filter((l) => !loopback(l.addr)), [], `${port} is bound beyond loopback`);
+                assert.deepEqual(
+                    on.filter((l) => !loopback(l.addr)),
+                    [],
+                    `${port} is bound beyond loopback`,
+                );
             }
-            assert.deepEqual(listeners.filter((l) => !loopback(l.addr) && ![22, 80, 443, 8448].includes(l.port)), []);
+            assert.deepEqual(
+                listeners.filter((l) => !loopback(l.addr) && ![22, 80, 443, 8448].includes(l.port)),
+                [],
+            );
         });
         await check(t, "3c the admin API is not served publicly (443 and 8448), nor through encoded, double-encoded or dot-segment paths", async () => {
             for (const base of [L.HS, L.FED]) {
@@ -97,12 +134,18 @@ export function portsAndTls({ drill, check }: DrillSet): void {
                 "/_synapse%2Fadmin/v1/server_version",
                 "/_matrix/x/..%2F..%2F_synapse/admin/v2/users/..%2F..%2F..%2F..%2F_matrix",
             ];
-            for (const [port, host] of [[443, `matrix.${L.DOMAIN}`], [8448, L.DOMAIN]] as const) {
+            for (const [port, host] of [
+                [443, `matrix.${L.DOMAIN}`],
+                [8448, L.DOMAIN],
+            ] as const) {
                 for (const path of attacks) {
                     const url = `https://${host}:${port}${path}`;
                     // -k: the attacker does not care whose certificate it is; only the answer matters.
-                    const r = await L.run("curl", ["-sk", "--path-as-is", "--max-time", "10", "--resolve", `${host}:${port}:${L.IP}`,
-                        "-o", "-", "-w", "\n%{http_code}", url], { timeoutMs: 20_000 });
+                    const r = await L.run(
+                        "curl",
+                        ["-sk", "--path-as-is", "--max-time", "10", "--resolve", `${host}:${port}:${L.IP}`, "-o", "-", "-w", "\n%{http_code}", url],
+                        { timeoutMs: 20_000 },
+                    );
                     const lines = r.out.trimEnd().split("\n");
                     const status = Number(lines.pop());
                     const body = lines.join("\n");
@@ -118,8 +161,11 @@ export function portsAndTls({ drill, check }: DrillSet): void {
             const r = await L.http(`${L.HS}/_matrix/client/v3/account/whoami?access_token=${canary}`);
             assert.equal(r.status, 401, `whoami with a made-up token: ${r.status} ${r.text.slice(0, 200)}`);
             // nginx writes the line when the request ends; the path must be there, the token not.
-            await L.waitFor("the whoami request in nginx's access log", 10_000, async () =>
-                (await L.tssh("grep -c 'GET /_matrix/client/v3/account/whoami' /var/log/nginx/access.log")).code === 0);
+            await L.waitFor(
+                "the whoami request in nginx's access log",
+                10_000,
+                async () => (await L.tssh("grep -c 'GET /_matrix/client/v3/account/whoami' /var/log/nginx/access.log")).code === 0,
+            );
             const found = await L.tssh(`grep -rlF ${L.shQuote(canary)} /var/log/nginx/`);
             assert.notEqual(found.code, 0, `the token is in ${found.out.trim()}`);
         });
@@ -135,10 +181,29 @@ export function portsAndTls({ drill, check }: DrillSet): void {
             const askpass = `${L.WORK}/askpass.sh`;
             writeFileSync(askpass, "#!/bin/sh\necho not-the-password-drill\n", { mode: 0o700 });
             for (const user of ["root", "debian"]) {
-                const r = await L.run("ssh", ["-F", "/dev/null", "-v", "-o", "PreferredAuthentications=password,keyboard-interactive",
-                    "-o", "PubkeyAuthentication=no", "-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null",
-                    "-o", "NumberOfPasswordPrompts=1", "-o", "ConnectTimeout=5", `${user}@${L.IP}`, "true"],
-                { timeoutMs: 30_000, env: { ...L.CHILD_ENV, SSH_ASKPASS: askpass, SSH_ASKPASS_REQUIRE: "force", DISPLAY: "drills:0" } });
+                const r = await L.run(
+                    "ssh",
+                    [
+                        "-F",
+                        "/dev/null",
+                        "-v",
+                        "-o",
+                        "PreferredAuthentications=password,keyboard-interactive",
+                        "-o",
+                        "PubkeyAuthentication=no",
+                        "-o",
+                        "StrictHostKeyChecking=no",
+                        "-o",
+                        "UserKnownHostsFile=/dev/null",
+                        "-o",
+                        "NumberOfPasswordPrompts=1",
+                        "-o",
+                        "ConnectTimeout=5",
+                        `${user}@${L.IP}`,
+                        "true",
+                    ],
+                    { timeoutMs: 30_000, env: { ...L.CHILD_ENV, SSH_ASKPASS: askpass, SSH_ASKPASS_REQUIRE: "force", DISPLAY: "drills:0" } },
+                );
                 assert.notEqual(r.code, 0, `ssh ${user}@${L.IP} with a password got in`);
                 const methods = /Authentications that can continue: (\S+)/.exec(r.out)?.[1];
                 assert.ok(methods, `no authentication methods seen for ${user}:\n${L.tail(r.out, 10)}`);
@@ -149,9 +214,20 @@ export function portsAndTls({ drill, check }: DrillSet): void {
     });
 
     drill("4 TLS: 1.0 and 1.1 refused, 1.2 and 1.3 accepted, only ECDHE + AEAD ciphers, HSTS max-age=63072000", 20, async (t) => {
-        writeFileSync(`${L.WORK}/roots.pem`, [`${L.B}/pebble/roots.pem`, `${L.B}/pebble/roots-all.pem`].filter(existsSync)
-            .map((f) => readFileSync(f, "utf8")).join("\n"), { mode: 0o600 });
-        const targets: [number, string][] = [[443, `matrix.${L.DOMAIN}`], [443, `chat.${L.DOMAIN}`], [443, L.DOMAIN], [8448, L.DOMAIN]];
+        writeFileSync(
+            `${L.WORK}/roots.pem`,
+            [`${L.B}/pebble/roots.pem`, `${L.B}/pebble/roots-all.pem`]
+                .filter(existsSync)
+                .map((f) => readFileSync(f, "utf8"))
+                .join("\n"),
+            { mode: 0o600 },
+        );
+        const targets: [number, string][] = [
+            [443, `matrix.${L.DOMAIN}`],
+            [443, `chat.${L.DOMAIN}`],
+            [443, L.DOMAIN],
+            [8448, L.DOMAIN],
+        ];
         const all = await localCiphers("ALL:COMPLEMENTOFALL:@SECLEVEL=0");
         const weak: [string, string[]][] = [
             ["non-ECDHE key exchange", all.filter((c) => c.kx !== "ECDH").map((c) => c.name)],
@@ -161,7 +237,11 @@ export function portsAndTls({ drill, check }: DrillSet): void {
             ["NULL / anonymous", all.filter((c) => /NULL|ADH|AECDH/.test(c.name)).map((c) => c.name)],
         ];
         for (const [cls, names] of weak) {
-            t.diagnostic(names.length === 0 ? `this host's openssl cannot offer ${cls} ciphers; testssl.sh covers them` : `${cls}: ${names.length} ciphers offered per probe`);
+            t.diagnostic(
+                names.length === 0
+                    ? `this host's openssl cannot offer ${cls} ciphers; testssl.sh covers them`
+                    : `${cls}: ${names.length} ciphers offered per probe`,
+            );
         }
         const problems: string[] = [];
         const seen: string[] = [];
@@ -169,7 +249,8 @@ export function portsAndTls({ drill, check }: DrillSet): void {
             for (const v of ["-tls1", "-tls1_1"]) {
                 const p = await sClient(port, sni, [v, "-cipher", "DEFAULT@SECLEVEL=0"]);
                 if (p.ok) problems.push(`${sni}:${port} accepts ${v} (${p.cipher})`);
-                else if (!/alert protocol version|unsupported protocol|wrong version/i.test(p.out)) problems.push(`${sni}:${port} ${v}: refused, but not with a protocol_version alert: ${L.tail(p.out, 3)}`);
+                else if (!/alert protocol version|unsupported protocol|wrong version/i.test(p.out))
+                    problems.push(`${sni}:${port} ${v}: refused, but not with a protocol_version alert: ${L.tail(p.out, 3)}`);
             }
             for (const v of ["-tls1_2", "-tls1_3"]) {
                 const p = await sClient(port, sni, [v]);
@@ -190,8 +271,13 @@ export function portsAndTls({ drill, check }: DrillSet): void {
         await check(t, "4a openssl s_client probes of 443 (matrix., chat., apex) and 8448", () => assert.deepEqual(problems, []));
 
         await check(t, "4b HSTS max-age=63072000 on every HTTPS answer (matrix., chat., apex, 8448)", async () => {
-            for (const url of [`${L.HS}/_matrix/client/versions`, `https://chat.${L.DOMAIN}/`, `https://${L.DOMAIN}/.well-known/matrix/client`,
-                `${L.FED}/_matrix/key/v2/server`, `${L.HS}/no-such-page`]) {
+            for (const url of [
+                `${L.HS}/_matrix/client/versions`,
+                `https://chat.${L.DOMAIN}/`,
+                `https://${L.DOMAIN}/.well-known/matrix/client`,
+                `${L.FED}/_matrix/key/v2/server`,
+                `${L.HS}/no-such-page`,
+            ]) {
                 const r = await L.http(url);
                 assert.equal(r.headers.get("strict-transport-security"), "max-age=63072000", `${url} (HTTP ${r.status})`);
             }
@@ -199,7 +285,10 @@ export function portsAndTls({ drill, check }: DrillSet): void {
 
         if (!existsSync("/usr/bin/testssl")) {
             L.note("testssl.sh is not installed: apt-get install testssl.sh");
-            await L.run("apt-get", ["install", "-y", "-q", "-o", "DPkg::Lock::Timeout=120", "testssl.sh"], { timeoutMs: 300_000, label: "apt-install-testssl" });
+            await L.run("apt-get", ["install", "-y", "-q", "-o", "DPkg::Lock::Timeout=120", "testssl.sh"], {
+                timeoutMs: 300_000,
+                label: "apt-install-testssl",
+            });
         }
         if (!existsSync("/usr/bin/testssl")) {
             t.diagnostic("testssl.sh could not be installed: only the openssl probes ran");
@@ -207,13 +296,39 @@ export function portsAndTls({ drill, check }: DrillSet): void {
         }
         await check(t, "4c testssl.sh: no SSLv2/3, TLS 1.0/1.1; TLS 1.2/1.3 offered; no NULL/aNULL/EXPORT/LOW/3DES/CBC; HSTS 730 days", async () => {
             const bad: string[] = [];
-            for (const [port, host] of [[443, `matrix.${L.DOMAIN}`], [443, `chat.${L.DOMAIN}`], [8448, L.DOMAIN]] as [number, string][]) {
+            for (const [port, host] of [
+                [443, `matrix.${L.DOMAIN}`],
+                [443, `chat.${L.DOMAIN}`],
+                [8448, L.DOMAIN],
+            ] as [number, string][]) {
                 const json = `${L.WORK}/testssl-${host}-${port}.json`;
                 rmSync(json, { force: true });
-                await L.run("testssl", ["--quiet", "--color", "0", "--warnings", "off", "--add-ca", `${L.WORK}/roots.pem`, "--ip", L.IP, "--nodns", "none",
-                    "-p", "-s", "-f", "-h", "--jsonfile", json, `https://${host}:${port}/`], { timeoutMs: 300_000, label: `d4-testssl-${host}-${port}` });
+                await L.run(
+                    "testssl",
+                    [
+                        "--quiet",
+                        "--color",
+                        "0",
+                        "--warnings",
+                        "off",
+                        "--add-ca",
+                        `${L.WORK}/roots.pem`,
+                        "--ip",
+                        L.IP,
+                        "--nodns",
+                        "none",
+                        "-p",
+                        "-s",
+                        "-f",
+                        "-h",
+                        "--jsonfile",
+                        json,
+                        `https://${host}:${port}/`,
+                    ],
+                    { timeoutMs: 300_000, label: `d4-testssl-${host}-${port}` },
+                );
                 assert.ok(existsSync(json), `testssl.sh wrote no ${json}`);
-                const findings = new Map((L.readJson<{ id: string; severity: string; finding: string }[]>(json)).map((f) => [f.id, f]));
+                const findings = new Map(L.readJson<{ id: string; severity: string; finding: string }[]>(json).map((f) => [f.id, f]));
                 const want = (id: string, re: RegExp) => {
                     const f = findings.get(id);
                     if (!f || !re.test(f.finding)) bad.push(`${host}:${port} ${id}: ${f ? f.finding : "missing"}`);
@@ -221,7 +336,8 @@ export function portsAndTls({ drill, check }: DrillSet): void {
                 for (const id of ["SSLv2", "SSLv3", "TLS1", "TLS1_1"]) want(id, /^not offered/);
                 want("TLS1_2", /^offered/);
                 want("TLS1_3", /^offered/);
-                for (const id of ["cipherlist_NULL", "cipherlist_aNULL", "cipherlist_EXPORT", "cipherlist_LOW", "cipherlist_3DES_IDEA", "cipherlist_AVERAGE"]) want(id, /^not offered/);
+                for (const id of ["cipherlist_NULL", "cipherlist_aNULL", "cipherlist_EXPORT", "cipherlist_LOW", "cipherlist_3DES_IDEA", "cipherlist_AVERAGE"])
+                    want(id, /^not offered/);
                 want("cipherlist_STRONG", /^offered/);
                 want("HSTS_time", /63072000/);
                 const notable = [...findings.values()].filter((f) => ["MEDIUM", "HIGH", "CRITICAL"].includes(f.severity));

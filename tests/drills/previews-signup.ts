@@ -7,59 +7,70 @@ import * as L from "./lib.ts";
 import type { DrillSet } from "./harness.ts";
 
 export function previewsAndSignup({ drill, check }: DrillSet): void {
-    drill("5 URL previews: private, loopback, link-local and IPv6-loopback targets are refused (also 10.250.0.0/24, despite the federation allowlist)", 10, async (t) => {
-        const regToken = await L.newRegistrationToken(1);
-        const name = L.randomTag("d5");
-        const reg = await L.register(name, `pw-${L.randomTag("")}-x`, regToken);
-        assert.equal(reg.status, 200, reg.text);
-        const s: L.Session = { userId: reg.json.user_id, token: reg.json.access_token };
-        const hostLog = `${L.B}/log/element-http.log`;
-        const logBefore = existsSync(hostLog) ? statSync(hostLog).size : 0;
-        const hsYaml = await L.tsshOk("cat /etc/matrix-synapse/homeserver.yaml");
-        t.diagnostic(`homeserver.yaml: ip_range_whitelist ${/ip_range_whitelist:\n((?:\s+- .*\n)+)/.exec(hsYaml)?.[1]?.replace(/\s+/g, " ") ?? "none"}; ` +
-            `url_preview_ip_range_whitelist ${/url_preview_ip_range_whitelist/.test(hsYaml) ? "set" : "not set"}`);
+    drill(
+        "5 URL previews: private, loopback, link-local and IPv6-loopback targets are refused (also 10.250.0.0/24, despite the federation allowlist)",
+        10,
+        async (t) => {
+            const regToken = await L.newRegistrationToken(1);
+            const name = L.randomTag("d5");
+            const reg = await L.register(name, `pw-${L.randomTag("")}-x`, regToken);
+            assert.equal(reg.status, 200, reg.text);
+            const s: L.Session = { userId: reg.json.user_id, token: reg.json.access_token };
+            const hostLog = `${L.B}/log/element-http.log`;
+            const logBefore = existsSync(hostLog) ? statSync(hostLog).size : 0;
+            const hsYaml = await L.tsshOk("cat /etc/matrix-synapse/homeserver.yaml");
+            t.diagnostic(
+                `homeserver.yaml: ip_range_whitelist ${/ip_range_whitelist:\n((?:\s+- .*\n)+)/.exec(hsYaml)?.[1]?.replace(/\s+/g, " ") ?? "none"}; ` +
+                    `url_preview_ip_range_whitelist ${/url_preview_ip_range_whitelist/.test(hsYaml) ? "set" : "not set"}`,
+            );
 
-        const targets = [
-            "http://10.250.0.1:8090/", // the testbed host (its Element server answers): private, and inside federationIpAllowlist
-            "http://127.0.0.1:8008/",
-            "http://169.254.169.254/latest/meta-data/",
-            "http://[::1]/",
-            "http://0.0.0.0:8008/",
-            "http://localhost:8008/",
-            `http://${L.DOMAIN}/`, // a name that resolves to the server's own private address
-            "http://2130706433:8008/", // 127.0.0.1 as one decimal number
-        ];
-        const seen: string[] = [];
-        const previewed: string[] = [];
-        for (const url of targets) {
-            for (const path of ["/_matrix/media/v3/preview_url", "/_matrix/client/v1/media/preview_url"]) {
-                const r = await L.mx("GET", `${path}?url=${encodeURIComponent(url)}`, { token: s.token });
-                seen.push(`${url} ${path.includes("v3") ? "v3" : "v1"}: ${r.status} ${r.json?.error ?? r.text.slice(0, 80)}`);
-                if (r.status === 200) previewed.push(`${url} via ${path}: ${r.text.slice(0, 200)}`);
+            const targets = [
+                "http://10.250.0.1:8090/", // the testbed host (its Element server answers): private, and inside federationIpAllowlist
+                "http://127.0.0.1:8008/",
+                "http://169.254.169.254/latest/meta-data/",
+                "http://[::1]/",
+                "http://0.0.0.0:8008/",
+                "http://localhost:8008/",
+                `http://${L.DOMAIN}/`, // a name that resolves to the server's own private address
+                "http://2130706433:8008/", // 127.0.0.1 as one decimal number
+            ];
+            const seen: string[] = [];
+            const previewed: string[] = [];
+            for (const url of targets) {
+                for (const path of ["/_matrix/media/v3/preview_url", "/_matrix/client/v1/media/preview_url"]) {
+                    const r = await L.mx("GET", `${path}?url=${encodeURIComponent(url)}`, { token: s.token });
+                    seen.push(`${url} ${path.includes("v3") ? "v3" : "v1"}: ${r.status} ${r.json?.error ?? r.text.slice(0, 80)}`);
+                    if (r.status === 200) previewed.push(`${url} via ${path}: ${r.text.slice(0, 200)}`);
+                }
             }
-        }
-        for (const line of seen) t.diagnostic(line);
-        await check(t, "5a no preview is made for any of them (each request is an error)", () => assert.deepEqual(previewed, []));
-        await check(t, "5b 10.250.0.1 (in federationIpAllowlist) is refused by the preview blocklist itself: 'IP address blocked', no request reached it", () => {
-            for (const line of seen.filter((l) => l.startsWith("http://10.250.0.1:8090/"))) assert.match(line, /: 403 IP address blocked$/);
-            const log = existsSync(hostLog) ? readFileSync(hostLog).subarray(logBefore).toString() : "";
-            const hits = log.split("\n").filter((l) => l.startsWith(`${L.IP} `) && /"GET \/ /.test(l));
-            assert.deepEqual(hits, [], "the server fetched the preview target");
-        });
-        await check(t, "5c loopback, link-local, 0.0.0.0 and names resolving to private addresses are blocked, not merely unreachable", async () => {
-            for (const u of ["http://127.0.0.1:8008/", "http://169.254.169.254/latest/meta-data/", "http://0.0.0.0:8008/"]) {
-                for (const line of seen.filter((l) => l.startsWith(`${u} `))) assert.match(line, /: 403 IP address blocked$/);
-            }
-            const log = await L.tsshOk(`grep -F 'from DNS resolution to' /var/log/matrix-synapse/homeserver.log | tail -n 50`);
-            assert.match(log, new RegExp(`Blocked ${L.IP.replaceAll(".", "\\.")} from DNS resolution to ${L.DOMAIN.replaceAll(".", "\\.")}`));
-            assert.match(log, /Blocked 127\.0\.0\.1 from DNS resolution to localhost/);
-        });
-    });
+            for (const line of seen) t.diagnostic(line);
+            await check(t, "5a no preview is made for any of them (each request is an error)", () => assert.deepEqual(previewed, []));
+            await check(
+                t,
+                "5b 10.250.0.1 (in federationIpAllowlist) is refused by the preview blocklist itself: 'IP address blocked', no request reached it",
+                () => {
+                    for (const line of seen.filter((l) => l.startsWith("http://10.250.0.1:8090/"))) assert.match(line, /: 403 IP address blocked$/);
+                    const log = existsSync(hostLog) ? readFileSync(hostLog).subarray(logBefore).toString() : "";
+                    const hits = log.split("\n").filter((l) => l.startsWith(`${L.IP} `) && /"GET \/ /.test(l));
+                    assert.deepEqual(hits, [], "the server fetched the preview target");
+                },
+            );
+            await check(t, "5c loopback, link-local, 0.0.0.0 and names resolving to private addresses are blocked, not merely unreachable", async () => {
+                for (const u of ["http://127.0.0.1:8008/", "http://169.254.169.254/latest/meta-data/", "http://0.0.0.0:8008/"]) {
+                    for (const line of seen.filter((l) => l.startsWith(`${u} `))) assert.match(line, /: 403 IP address blocked$/);
+                }
+                const log = await L.tsshOk(`grep -F 'from DNS resolution to' /var/log/matrix-synapse/homeserver.log | tail -n 50`);
+                assert.match(log, new RegExp(`Blocked ${L.IP.replaceAll(".", "\\.")} from DNS resolution to ${L.DOMAIN.replaceAll(".", "\\.")}`));
+                assert.match(log, /Blocked 127\.0\.0\.1 from DNS resolution to localhost/);
+            });
+        },
+    );
 
     drill("6 registration: refused without a token or with a bad one; an admin-made token works; uses_allowed 1 admits exactly one", 10, async (t) => {
         const tag = L.randomTag("d6");
         const pw = `pw-${L.randomTag("")}-drill`;
-        const exists = async (name: string) => (await L.adminApi("GET", `/_synapse/admin/v2/users/${encodeURIComponent(`@${name}:${L.DOMAIN}`)}`)).status === 200;
+        const exists = async (name: string) =>
+            (await L.adminApi("GET", `/_synapse/admin/v2/users/${encodeURIComponent(`@${name}:${L.DOMAIN}`)}`)).status === 200;
 
         await check(t, "6a without a token: 401, every flow needs m.login.registration_token, dummy auth does not get in, no account", async () => {
             const r = await L.register(`${tag}-none`, pw);

@@ -17,7 +17,10 @@ async function peerCertFingerprint(host: string, port: number, servername: strin
             resolve(fp);
         });
         s.on("error", reject);
-        s.on("timeout", () => { s.destroy(); reject(new Error(`TLS ${host}:${port} timed out`)); });
+        s.on("timeout", () => {
+            s.destroy();
+            reject(new Error(`TLS ${host}:${port} timed out`));
+        });
     });
 }
 
@@ -26,7 +29,9 @@ export function replaceAndRestore({ drill, check }: DrillSet): void {
         const w = await L.seedWorld(L.randomTag("d1"));
         const keys = await L.verifyKeys();
         const certBefore = await peerCertFingerprint(L.IP, 443, `matrix.${L.DOMAIN}`);
-        L.note(`seeded ${w.users.length} users, room ${w.roomId}, ${w.messages.length} messages, ${w.media.size} bytes of media; key ${Object.keys(keys).join(",")}`);
+        L.note(
+            `seeded ${w.users.length} users, room ${w.roomId}, ${w.messages.length} messages, ${w.media.size} bytes of media; key ${Object.keys(keys).join(",")}`,
+        );
         assert.deepEqual(await L.checkWorld(w), [], "the world reads back before the replacement");
 
         const machineId = await newMachine({ keepData: true });
@@ -38,10 +43,14 @@ export function replaceAndRestore({ drill, check }: DrillSet): void {
         const replacedConfig = writeConfig(L.currentConfigFile(), stack);
         const r = await upAndWait(replacedConfig, "d1-up-after-replace", { what: "Synapse on the replaced guest", waitMs: 20_000 });
         const changes = /changes (\{.*\})/.exec(r.out)?.[1] ?? "?";
-        const sameConfigWorked = await check(t, "1a re-deploy with serverId = the new machine-id provisions the replaced server (every step runs again)", () => {
-            assert.ok(r.answers, `deploy.ts up exited ${r.code} with changes ${changes}, and the new guest does not serve ${L.HS}`);
-            assert.match(changes, /"update":8\b/, `expected all 8 steps to run again, got ${changes}`);
-        });
+        const sameConfigWorked = await check(
+            t,
+            "1a re-deploy with serverId = the new machine-id provisions the replaced server (every step runs again)",
+            () => {
+                assert.ok(r.answers, `deploy.ts up exited ${r.code} with changes ${changes}, and the new guest does not serve ${L.HS}`);
+                assert.match(changes, /"update":8\b/, `expected all 8 steps to run again, got ${changes}`);
+            },
+        );
         if (!sameConfigWorked) {
             // What an operator must do today: make the engine forget the steps, then run them all again.
             L.note("workaround: forget the stack's state and run every step again on the replaced guest");
@@ -96,14 +105,18 @@ export function replaceAndRestore({ drill, check }: DrillSet): void {
         if (!restoredAsIs) {
             // What the failed restore left behind, then the operator's workaround: the same backup in a
             // directory the postgres user can read (the backups directory is root-only, 0700).
-            const state = await L.tssh("systemctl is-active matrix-synapse; runuser -u postgres -- psql -tAq -d postgres " +
-                "-c \"SELECT datname FROM pg_database WHERE datname LIKE 'synapse%' ORDER BY 1\"; " +
-                "runuser -u postgres -- psql -tAq -d synapse -c \"SELECT count(*) FROM pg_tables WHERE schemaname = 'public'\"");
+            const state = await L.tssh(
+                "systemctl is-active matrix-synapse; runuser -u postgres -- psql -tAq -d postgres " +
+                    "-c \"SELECT datname FROM pg_database WHERE datname LIKE 'synapse%' ORDER BY 1\"; " +
+                    "runuser -u postgres -- psql -tAq -d synapse -c \"SELECT count(*) FROM pg_tables WHERE schemaname = 'public'\"",
+            );
             t.diagnostic(`after the failed restore: synapse ${state.out.trim().replace(/\n/g, ", ")} (service state, databases, tables in 'synapse')`);
             const readable = `/var/tmp/drill-restore-${stamp}`;
             L.note(`workaround: restore from ${readable} (root:postgres, 0750/0640)`);
-            await L.tsshOk(`rm -rf ${readable} && cp -a ${L.shQuote(dir)} ${readable} && chgrp -R postgres ${readable} && ` +
-                `chmod 750 ${readable} && chmod 640 ${readable}/synapse.dump ${readable}/keys.tar`);
+            await L.tsshOk(
+                `rm -rf ${readable} && cp -a ${L.shQuote(dir)} ${readable} && chgrp -R postgres ${readable} && ` +
+                    `chmod 750 ${readable} && chmod 640 ${readable}/synapse.dump ${readable}/keys.tar`,
+            );
             const again = await L.tssh(`phillymesh-chat-restore ${readable}`, { timeoutMs: 600_000, label: "d2-restore-workaround" });
             await L.tssh(`rm -rf ${readable}`);
             assert.equal(again.code, 0, `the restore failed even from a readable copy:\n${L.tail(again.out, 8)}`);

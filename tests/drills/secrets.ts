@@ -38,7 +38,11 @@ export function secretsDrill({ drill, check }: DrillSet): void {
             for (const f of L.deployLogs) {
                 let text = readFileSync(f, "utf8");
                 // testbed.sh's own status block prints the admin login on purpose; deploy.ts's lines are "[drill1] ...".
-                if (/testbed-up/.test(f)) text = text.split("\n").filter((l) => l.startsWith(`[${L.NAME}] `)).join("\n");
+                if (/testbed-up/.test(f))
+                    text = text
+                        .split("\n")
+                        .filter((l) => l.startsWith(`[${L.NAME}] `))
+                        .join("\n");
                 const l = leaks(text);
                 if (l.length) found.push(`${f}: ${l.join(", ")}`);
                 if (/SECRET LEAK/.test(text)) found.push(`${f}: deploy.ts reported a SECRET LEAK`);
@@ -52,27 +56,38 @@ export function secretsDrill({ drill, check }: DrillSet): void {
                 assert.deepEqual(leaks(readFileSync(f, "utf8")), [], f);
             }
         });
-        await check(t, "7d on the server: homeserver.yaml and everything under /etc, /var/log, /root, /home, /tmp, /var/tmp, /var/www and the journal hold none", async () => {
-            // grep -f takes one pattern a line: multi-line values (the ssh key) are covered by their lines.
-            const patterns = [...new Set(needles.map(([n]) => n).filter((n) => !n.includes("\n") && n.length >= 8))].join("\n") + "\n";
-            const out = await L.tsshOk(`umask 077; f=$(mktemp -p /run); cat >"$f"; ` +
-                `echo "homeserver.yaml: $(grep -cFf "$f" /etc/matrix-synapse/homeserver.yaml)"; ` +
-                `echo "files: $(grep -rlIFf "$f" /etc /var/log /root /home /tmp /var/tmp /var/www 2>/dev/null | tr '\\n' ' ')"; ` +
-                `echo "journal: $(journalctl --no-pager -o cat 2>/dev/null | grep -cFf "$f")"; rm -f "$f"`,
-            { input: patterns, timeoutMs: 180_000 });
-            t.diagnostic(out.trim().replace(/\n/g, "; "));
-            assert.match(out, /^homeserver\.yaml: 0$/m);
-            assert.match(out, /^files: $/m);
-            assert.match(out, /^journal: 0$/m);
-        });
+        await check(
+            t,
+            "7d on the server: homeserver.yaml and everything under /etc, /var/log, /root, /home, /tmp, /var/tmp, /var/www and the journal hold none",
+            async () => {
+                // grep -f takes one pattern a line: multi-line values (the ssh key) are covered by their lines.
+                const patterns = [...new Set(needles.map(([n]) => n).filter((n) => !n.includes("\n") && n.length >= 8))].join("\n") + "\n";
+                const out = await L.tsshOk(
+                    `umask 077; f=$(mktemp -p /run); cat >"$f"; ` +
+                        `echo "homeserver.yaml: $(grep -cFf "$f" /etc/matrix-synapse/homeserver.yaml)"; ` +
+                        `echo "files: $(grep -rlIFf "$f" /etc /var/log /root /home /tmp /var/tmp /var/www 2>/dev/null | tr '\\n' ' ')"; ` +
+                        `echo "journal: $(journalctl --no-pager -o cat 2>/dev/null | grep -cFf "$f")"; rm -f "$f"`,
+                    { input: patterns, timeoutMs: 180_000 },
+                );
+                t.diagnostic(out.trim().replace(/\n/g, "; "));
+                assert.match(out, /^homeserver\.yaml: 0$/m);
+                assert.match(out, /^files: $/m);
+                assert.match(out, /^journal: 0$/m);
+            },
+        );
         await check(t, "7e secret files are 0600 (server: secrets, signing key, backup.env, TLS key, backups; host: stack and secrets files)", async () => {
-            const out = await L.tsshOk(`cd /mnt/matrix_data && stat -L -c '%a %U %n' synapse/secrets/* synapse/keys/signing.key /etc/phillymesh-chat/backup.env ` +
-                `/etc/letsencrypt/live/matrix-chat/privkey.pem backups/*/keys.tar backups/*/synapse.dump; stat -c '%a %U %n' backups backups/*/`);
+            const out = await L.tsshOk(
+                `cd /mnt/matrix_data && stat -L -c '%a %U %n' synapse/secrets/* synapse/keys/signing.key /etc/phillymesh-chat/backup.env ` +
+                    `/etc/letsencrypt/live/matrix-chat/privkey.pem backups/*/keys.tar backups/*/synapse.dump; stat -c '%a %U %n' backups backups/*/`,
+            );
             t.diagnostic(out.trim().replace(/\n/g, "; "));
-            const bad = out.trim().split("\n").filter((l) => {
-                const [mode, , name] = l.split(" ");
-                return name.endsWith("/") || name === "backups" ? mode !== "700" : mode !== "600";
-            });
+            const bad = out
+                .trim()
+                .split("\n")
+                .filter((l) => {
+                    const [mode, , name] = l.split(" ");
+                    return name.endsWith("/") || name === "backups" ? mode !== "700" : mode !== "600";
+                });
             for (const f of [L.SECRETS_FILE, L.STACK_FILE, L.E2E_FILE, L.CURRENT_CONFIG].filter(existsSync)) {
                 const mode = (statSync(f).mode & 0o777).toString(8);
                 if (mode !== "600") bad.push(`host ${f}: ${mode}`);

@@ -4,7 +4,12 @@
 import { createHash, randomBytes } from "node:crypto";
 import { FED, HS, http, login, mx, mxOk, newRegistrationToken, register, type Session } from "./lib.ts";
 
-export interface User { name: string; password: string; userId: string; /** from the registration */ token: string }
+export interface User {
+    name: string;
+    password: string;
+    userId: string;
+    /** from the registration */ token: string;
+}
 export interface World {
     tag: string;
     users: User[];
@@ -46,7 +51,8 @@ export async function seedWorld(tag: string): Promise<World> {
     const [a, b] = sessions;
     const roomName = `${tag} drill room`;
     const room = await mxOk("POST", "/_matrix/client/v3/createRoom", {
-        token: a.token, body: { preset: "private_chat", name: roomName, invite: [b.userId] },
+        token: a.token,
+        body: { preset: "private_chat", name: roomName, invite: [b.userId] },
     });
     const roomId = room.room_id as string;
     await mxOk("POST", `/_matrix/client/v3/join/${encodeURIComponent(roomId)}`, { token: b.token, body: {} });
@@ -106,7 +112,10 @@ export async function checkWorld(w: World, opts: { mustBeAbsent?: string[]; logi
             }
         }
         const joined = await mxOk("GET", "/_matrix/client/v3/joined_rooms", { token: s.token });
-        if (!(joined.joined_rooms as string[]).includes(w.roomId)) { problems.push(`${u.userId} is not in ${w.roomId}`); continue; }
+        if (!(joined.joined_rooms as string[]).includes(w.roomId)) {
+            problems.push(`${u.userId} is not in ${w.roomId}`);
+            continue;
+        }
         const name = await mx("GET", `/_matrix/client/v3/rooms/${encodeURIComponent(w.roomId)}/state/m.room.name/`, { token: s.token });
         if (name.json?.name !== w.roomName) problems.push(`${u.userId}: room name ${JSON.stringify(name.json?.name)}, expected ${JSON.stringify(w.roomName)}`);
         const seen = await roomMessages(s, w.roomId);

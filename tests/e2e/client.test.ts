@@ -6,9 +6,25 @@ import { randomBytes } from "node:crypto";
 import { after, describe, test } from "node:test";
 import { MatrixError, Preset } from "matrix-js-sdk";
 import {
-    adminApi, closeTestbed, createRegistrationToken, DUMMY_STAGE, login, logoutAll, makeClient, registerWithToken,
-    registrationChallenge, resolver, runId, startSync, syncedBodies, testbed, testbedFetch, TOKEN_STAGE, userId,
-    waitFor, type Session,
+    adminApi,
+    closeTestbed,
+    createRegistrationToken,
+    DUMMY_STAGE,
+    login,
+    logoutAll,
+    makeClient,
+    registerWithToken,
+    registrationChallenge,
+    resolver,
+    runId,
+    startSync,
+    syncedBodies,
+    testbed,
+    testbedFetch,
+    TOKEN_STAGE,
+    userId,
+    waitFor,
+    type Session,
 } from "./testbed.ts";
 
 const server = testbed.servers[0];
@@ -54,7 +70,11 @@ void describe(`client API of ${server.name} (${server.homeserverUrl})`, () => {
         const a = need(admin, "the admin session");
         token = await createRegistrationToken(server, a.accessToken, 2);
         const info = await adminApi<{ token: string; completed: number; uses_allowed: number }>(
-            server, a.accessToken, "GET", `/_synapse/admin/v1/registration_tokens/${encodeURIComponent(token)}`);
+            server,
+            a.accessToken,
+            "GET",
+            `/_synapse/admin/v1/registration_tokens/${encodeURIComponent(token)}`,
+        );
         assert.deepEqual([info.token, info.uses_allowed, info.completed], [token, 2, 0]);
     });
 
@@ -86,8 +106,10 @@ void describe(`client API of ${server.name} (${server.homeserverUrl})`, () => {
 
     void test("the used-up token (2 uses) is refused for a third user", async () => {
         const t = need(token, "the registration token");
-        await assert.rejects(registerWithToken(server, `e2e${runId}c`, password, t),
-            (e: unknown) => e instanceof MatrixError && e.httpStatus === 401 && e.errcode === "M_UNAUTHORIZED");
+        await assert.rejects(
+            registerWithToken(server, `e2e${runId}c`, password, t),
+            (e: unknown) => e instanceof MatrixError && e.httpStatus === 401 && e.errcode === "M_UNAUTHORIZED",
+        );
     });
 
     void test("A creates a room and sends 5 messages; B joins and syncs them in order", async () => {
@@ -106,8 +128,14 @@ void describe(`client API of ${server.name} (${server.homeserverUrl})`, () => {
             return got.length >= sent.length ? got : undefined;
         });
         assert.deepEqual(bodies, sent);
-        const senders = new Set(b.client.getRoom(rid)!.getLiveTimeline().getEvents()
-            .filter((e) => e.getType() === "m.room.message").map((e) => e.getSender()));
+        const senders = new Set(
+            b.client
+                .getRoom(rid)!
+                .getLiveTimeline()
+                .getEvents()
+                .filter((e) => e.getType() === "m.room.message")
+                .map((e) => e.getSender()),
+        );
         assert.deepEqual([...senders], [a.userId]);
         b.client.stopClient();
     });
@@ -133,7 +161,7 @@ void describe(`client API of ${server.name} (${server.homeserverUrl})`, () => {
         assert.equal(res.status, 200);
         assert.match(res.headers.get("content-type") ?? "", /^application\/json/);
         assert.equal(res.headers.get("access-control-allow-origin"), "*", "web clients need CORS on .well-known");
-        const wk = await res.json() as { "m.homeserver"?: { base_url?: string } };
+        const wk = (await res.json()) as { "m.homeserver"?: { base_url?: string } };
         assert.equal(wk["m.homeserver"]?.base_url?.replace(/\/+$/, ""), server.homeserverUrl.replace(/\/+$/, ""));
         assert.equal(new URL(wk["m.homeserver"]!.base_url!).hostname, `matrix.${server.domain}`);
         // and that homeserver answers as one

@@ -64,7 +64,7 @@ void describe(`Element Web at ${webUrl}`, () => {
         assert.equal(res.status, 200);
         assert.match(res.headers.get("content-type") ?? "", /^application\/json/);
         assertHeaders(res, "config.json");
-        config = await res.json() as ElementConfig;
+        config = (await res.json()) as ElementConfig;
         const hs = config.default_server_config?.["m.homeserver"];
         assert.equal(hs?.base_url?.replace(/\/+$/, ""), hsUrl);
         assert.equal(hs?.server_name, server.domain);
@@ -76,15 +76,21 @@ void describe(`Element Web at ${webUrl}`, () => {
         assert.ok(existsSync(CHROMIUM), `${CHROMIUM} missing: apt-get install -y chromium (or set CHROMIUM)`);
         const dir = await mkdtemp(join(tmpdir(), "e2e-chromium-"));
         const cleanup: (() => Promise<unknown>)[] = [() => rm(dir, { recursive: true, force: true })];
-        t.after(async () => { for (const f of cleanup.reverse()) await f(); });
+        t.after(async () => {
+            for (const f of cleanup.reverse()) await f();
+        });
 
         // Trust the testbed's ACME root(s) the way a user would: an NSS db in a private HOME.
         const nssdb = join(dir, "home", ".pki", "nssdb");
         await mkdir(nssdb, { recursive: true });
-        await run("certutil", ["-d", `sql:${nssdb}`, "-N", "--empty-password"], { timeout: 10_000 })
-            .catch((e: Error) => assert.fail(`certutil (apt-get install -y libnss3-tools): ${e.message}`));
+        await run("certutil", ["-d", `sql:${nssdb}`, "-N", "--empty-password"], { timeout: 10_000 }).catch((e: Error) =>
+            assert.fail(`certutil (apt-get install -y libnss3-tools): ${e.message}`),
+        );
         const pems = rootsPem.match(/-----BEGIN CERTIFICATE-----[\s\S]+?-----END CERTIFICATE-----/g) ?? [];
-        const roots = pems.filter((p) => { const c = new X509Certificate(p); return c.subject === c.issuer && c.verify(c.publicKey); });
+        const roots = pems.filter((p) => {
+            const c = new X509Certificate(p);
+            return c.subject === c.issuer && c.verify(c.publicKey);
+        });
         assert.ok(roots.length, `no self-signed root in ${testbed.roots}`);
         for (const [i, pem] of roots.entries()) {
             const file = join(dir, `root${i}.pem`);
@@ -101,25 +107,38 @@ void describe(`Element Web at ${webUrl}`, () => {
             env: { ...process.env, HOME: join(dir, "home") },
             // Generous: on a loaded 2-core machine Chromium's first start can take half a minute.
             timeout: 120_000,
-            args: ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                "--disable-background-networking", "--disable-component-update", "--disable-sync",
-                `--host-resolver-rules=${[...maps, "MAP * ~NOTFOUND"].join(", ")}`],
+            args: [
+                "--headless",
+                "--no-sandbox",
+                "--disable-gpu",
+                "--disable-quic",
+                "--no-first-run",
+                "--disable-background-networking",
+                "--disable-component-update",
+                "--disable-sync",
+                `--host-resolver-rules=${[...maps, "MAP * ~NOTFOUND"].join(", ")}`,
+            ],
         });
         cleanup.push(() => context.close());
-        const page = context.pages()[0] ?? await context.newPage();
+        const page = context.pages()[0] ?? (await context.newPage());
         // Failed page requests fail the test; console errors are only reported (the stand-in has no
         // favicon.ico, which the browser asks for on its own).
         const failed: string[] = [];
         const consoleErrors: string[] = [];
-        page.on("console", (m) => { if (m.type() === "error") consoleErrors.push(m.text()); });
+        page.on("console", (m) => {
+            if (m.type() === "error") consoleErrors.push(m.text());
+        });
         page.on("requestfailed", (r) => failed.push(`${r.url()}: ${r.failure()?.errorText}`));
-        page.on("response", (r) => { if (r.status() >= 400) failed.push(`${r.url()}: HTTP ${r.status()}`); });
+        page.on("response", (r) => {
+            if (r.status() >= 400) failed.push(`${r.url()}: HTTP ${r.status()}`);
+        });
         const problems = () => `failed requests: ${failed.join("; ") || "none"}; console errors: ${consoleErrors.join("; ") || "none"}`;
 
         const resp = await page.goto(`${webUrl}/`, { waitUntil: "load", timeout: 20_000 });
         assert.equal(resp?.status(), 200);
         const status = page.locator("#hs-status");
-        await page.waitForFunction(() => /^(ok|error):/.test(document.querySelector("#hs-status")?.textContent ?? ""), null, { timeout: 20_000 })
+        await page
+            .waitForFunction(() => /^(ok|error):/.test(document.querySelector("#hs-status")?.textContent ?? ""), null, { timeout: 20_000 })
             .catch(async () => assert.fail(`#hs-status stayed "${await status.textContent()}"; ${problems()}`));
         await page.screenshot({ path: SCREENSHOT, timeout: 10_000 });
         const text = (await status.textContent()) ?? "";

@@ -9,8 +9,22 @@ import { after, describe, test } from "node:test";
 import type { DetailedPeerCertificate, TLSSocket } from "node:tls";
 import { Preset } from "matrix-js-sdk";
 import {
-    adminSession, closeTestbed, createRegistrationToken, logoutAll, registerWithToken, resolver, rootsPem, runId,
-    startSync, syncedBodies, testbed, testbedFetch, TIMEOUTS, waitFor, type Server, type Session,
+    adminSession,
+    closeTestbed,
+    createRegistrationToken,
+    logoutAll,
+    registerWithToken,
+    resolver,
+    rootsPem,
+    runId,
+    startSync,
+    syncedBodies,
+    testbed,
+    testbedFetch,
+    TIMEOUTS,
+    waitFor,
+    type Server,
+    type Session,
 } from "./testbed.ts";
 
 const [home, remote] = testbed.servers;
@@ -40,17 +54,19 @@ interface TlsAnswer {
  */
 function tlsGet(ip: string, port: number, name: string, path: string, host = name): Promise<TlsAnswer> {
     return new Promise((resolve, reject) => {
-        const req = request({ host: ip, port, path, servername: name, headers: { Host: host }, ca: rootsPem, agent: false,
-            timeout: TIMEOUTS.httpMs }, (res) => {
-            const socket = res.socket as TLSSocket;
-            const cert = socket.getPeerCertificate(true);
-            const authorized = socket.authorized;
-            let body = "";
-            res.setEncoding("utf8");
-            res.on("data", (d: string) => (body += d));
-            res.on("end", () => resolve({ status: res.statusCode ?? 0, headers: res.headers, body, cert, authorized }));
-            res.on("error", reject);
-        });
+        const req = request(
+            { host: ip, port, path, servername: name, headers: { Host: host }, ca: rootsPem, agent: false, timeout: TIMEOUTS.httpMs },
+            (res) => {
+                const socket = res.socket as TLSSocket;
+                const cert = socket.getPeerCertificate(true);
+                const authorized = socket.authorized;
+                let body = "";
+                res.setEncoding("utf8");
+                res.on("data", (d: string) => (body += d));
+                res.on("end", () => resolve({ status: res.statusCode ?? 0, headers: res.headers, body, cert, authorized }));
+                res.on("error", reject);
+            },
+        );
         req.on("timeout", () => req.destroy(new Error(`https://${name}:${port}${path} (${ip}): no answer in ${TIMEOUTS.httpMs} ms`)));
         req.on("error", reject);
         req.end();
@@ -59,8 +75,7 @@ function tlsGet(ip: string, port: number, name: string, path: string, host = nam
 
 /** Server discovery for a server name without delegation: SRV _matrix-fed._tcp → target's A record. */
 async function viaSrv(server: Server): Promise<{ target: string; port: number; ip: string }> {
-    const srv = (await resolver.resolveSrv(`_matrix-fed._tcp.${server.domain}`))
-        .sort((a, b) => a.priority - b.priority || b.weight - a.weight);
+    const srv = (await resolver.resolveSrv(`_matrix-fed._tcp.${server.domain}`)).sort((a, b) => a.priority - b.priority || b.weight - a.weight);
     assert.ok(srv.length, `no SRV _matrix-fed._tcp.${server.domain}`);
     const target = srv[0].name.replace(/\.$/, "");
     const [ip] = await resolver.resolve4(target);
@@ -72,12 +87,19 @@ function canonicalJson(v: unknown): string {
     if (Array.isArray(v)) return `[${v.map(canonicalJson).join(",")}]`;
     if (v !== null && typeof v === "object") {
         const o = v as Record<string, unknown>;
-        return `{${Object.keys(o).sort().map((k) => `${JSON.stringify(k)}:${canonicalJson(o[k])}`).join(",")}}`;
+        return `{${Object.keys(o)
+            .sort()
+            .map((k) => `${JSON.stringify(k)}:${canonicalJson(o[k])}`)
+            .join(",")}}`;
     }
     return JSON.stringify(v);
 }
 
-function verifyKeyResponse(keys: { server_name: string; verify_keys: Record<string, { key: string }>; signatures?: Record<string, Record<string, string>> }): number {
+function verifyKeyResponse(keys: {
+    server_name: string;
+    verify_keys: Record<string, { key: string }>;
+    signatures?: Record<string, Record<string, string>>;
+}): number {
     const { signatures, ...signed } = keys as typeof keys & { unsigned?: unknown };
     delete (signed as { unsigned?: unknown }).unsigned;
     const message = Buffer.from(canonicalJson(signed));
@@ -114,14 +136,16 @@ void describe(`federation ${home.domain} <-> ${remote.domain}`, () => {
     void test(`a ${remote.name} user joins a public ${home.name} room by its alias over federation`, async () => {
         const p = need(local, `the ${home.name} user`);
         const n = need(visitor, `the ${remote.name} user`);
-        const created = await p.client.createRoom({ name: `e2e federation ${runId}`, preset: Preset.PublicChat,
-            room_alias_name: alias.slice(1, alias.indexOf(":")) });
+        const created = await p.client.createRoom({
+            name: `e2e federation ${runId}`,
+            preset: Preset.PublicChat,
+            room_alias_name: alias.slice(1, alias.indexOf(":")),
+        });
         roomId = created.room_id;
         const joined = await n.client.joinRoom(alias);
         assert.equal(joined.roomId, roomId);
         const rid = roomId;
-        await waitFor(`${home.name} to see ${n.userId} joined`, async () =>
-            Object.keys((await p.client.getJoinedRoomMembers(rid)).joined).includes(n.userId));
+        await waitFor(`${home.name} to see ${n.userId} joined`, async () => Object.keys((await p.client.getJoinedRoomMembers(rid)).joined).includes(n.userId));
     });
 
     void test("messages flow both ways and both sides see both, in order", async () => {
@@ -139,10 +163,24 @@ void describe(`federation ${home.domain} <-> ${remote.domain}`, () => {
         await waitFor(`${remote.name} to have its own message back from sync`, () => syncedBodies(n.client, rid).includes(back));
 
         for (const s of [p, n]) {
-            assert.deepEqual(syncedBodies(s.client, rid).filter((b) => b === there || b === back), [there, back], `as ${s.userId} sees it`);
-            const senders = s.client.getRoom(rid)!.getLiveTimeline().getEvents()
-                .filter((e) => e.getType() === "m.room.message").map((e) => [e.getContent().body, e.getSender()]);
-            assert.deepEqual(senders.filter(([b]) => b === there || b === back), [[there, p.userId], [back, n.userId]]);
+            assert.deepEqual(
+                syncedBodies(s.client, rid).filter((b) => b === there || b === back),
+                [there, back],
+                `as ${s.userId} sees it`,
+            );
+            const senders = s.client
+                .getRoom(rid)!
+                .getLiveTimeline()
+                .getEvents()
+                .filter((e) => e.getType() === "m.room.message")
+                .map((e) => [e.getContent().body, e.getSender()]);
+            assert.deepEqual(
+                senders.filter(([b]) => b === there || b === back),
+                [
+                    [there, p.userId],
+                    [back, n.userId],
+                ],
+            );
         }
         p.client.stopClient();
         n.client.stopClient();

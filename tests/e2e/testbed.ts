@@ -24,8 +24,7 @@ export { waitFor };
 export type { Server };
 export type Testbed = E2eConfig;
 
-export const CONFIG_PATH =
-    process.env.E2E_CONFIG ?? join(process.env.TESTBED_DIR ?? "/var/tmp/phillymesh-testbed", "e2e.json");
+export const CONFIG_PATH = process.env.E2E_CONFIG ?? join(process.env.TESTBED_DIR ?? "/var/tmp/phillymesh-testbed", "e2e.json");
 
 export const testbed: Testbed = loadE2eConfig(CONFIG_PATH);
 export const rootsPem: string = readFileSync(testbed.roots, "utf8");
@@ -65,8 +64,13 @@ export function ssh(server: Server, command: string, opts: { input?: string; tim
  * Synapse's admin API, which listens only on the server's localhost:8008: curl over ssh. The access
  * token goes through stdin (curl -H @-), so it never shows in a process list.
  */
-export async function adminApi<T = Record<string, unknown>>(server: Server, accessToken: string,
-    method: "GET" | "POST" | "PUT" | "DELETE", path: string, body?: unknown): Promise<T> {
+export async function adminApi<T = Record<string, unknown>>(
+    server: Server,
+    accessToken: string,
+    method: "GET" | "POST" | "PUT" | "DELETE",
+    path: string,
+    body?: unknown,
+): Promise<T> {
     const r = await adminRequest(server.ssh, accessToken, method, path, body, { env: sshEnv, timeoutMs: TIMEOUTS.sshMs });
     if (!(r.status >= 200 && r.status < 300)) throw new Error(`admin API ${method} ${path} on ${server.name}: HTTP ${r.status}: ${r.text}`);
     if (r.json === undefined) throw new Error(`admin API ${method} ${path} on ${server.name}: not JSON: ${r.text.slice(0, 300)}`);
@@ -82,10 +86,13 @@ if (!verbose) {
     type Factory = (method: string, level: number, name: string | symbol) => (...m: unknown[]) => void;
     const root = sdkRootLogger as unknown as { methodFactory: Factory; rebuild(): void };
     const original = root.methodFactory;
-    root.methodFactory = (method, level, name) => method === "error" ? original(method, level, name) : () => undefined;
+    root.methodFactory = (method, level, name) => (method === "error" ? original(method, level, name) : () => undefined);
     root.rebuild();
 }
-const say = (f: (...m: unknown[]) => void) => (...m: unknown[]) => f("[matrix-js-sdk]", ...m);
+const say =
+    (f: (...m: unknown[]) => void) =>
+    (...m: unknown[]) =>
+        f("[matrix-js-sdk]", ...m);
 const quietLogger: Logger = {
     trace: () => undefined,
     debug: verbose ? say(console.debug) : () => undefined,
@@ -117,7 +124,10 @@ export function makeClient(server: Server, creds?: { userId: string; accessToken
 function session(server: Server, r: { user_id: string; access_token?: string; device_id?: string }): Session {
     if (!r.access_token || !r.device_id) throw new Error(`${server.name}: no access token/device for ${r.user_id}`);
     return {
-        server, userId: r.user_id, accessToken: r.access_token, deviceId: r.device_id,
+        server,
+        userId: r.user_id,
+        accessToken: r.access_token,
+        deviceId: r.device_id,
         client: makeClient(server, { userId: r.user_id, accessToken: r.access_token, deviceId: r.device_id }),
     };
 }
@@ -132,8 +142,11 @@ export async function retryRateLimited<T>(what: string, fn: () => Promise<T>, ma
             if (!(e instanceof MatrixError) || !e.isRateLimitError()) throw e;
             const wait = e.getRetryAfterMs() ?? 5_000;
             if (Date.now() + wait > deadline) {
-                throw new Error(`${what}: rate-limited by Synapse, retry after ${Math.ceil(wait / 1000)} s ` +
-                    `(rc_login / rc_registration defaults allow a few per address, then one every few minutes)`, { cause: e });
+                throw new Error(
+                    `${what}: rate-limited by Synapse, retry after ${Math.ceil(wait / 1000)} s ` +
+                        `(rc_login / rc_registration defaults allow a few per address, then one every few minutes)`,
+                    { cause: e },
+                );
             }
             await sleep(wait + 100);
         }
@@ -145,12 +158,14 @@ export const userId = (server: Server, localpart: string) => `@${localpart}:${se
 /** Password login through nginx + TLS (a new device each time). */
 export async function login(server: Server, user: string, password: string): Promise<Session> {
     const c = makeClient(server);
-    const r = await retryRateLimited(`login ${user} on ${server.name}`, () => c.loginRequest({
-        type: "m.login.password",
-        identifier: { type: "m.id.user", user },
-        password,
-        initial_device_display_name: "phillymesh e2e",
-    }));
+    const r = await retryRateLimited(`login ${user} on ${server.name}`, () =>
+        c.loginRequest({
+            type: "m.login.password",
+            identifier: { type: "m.id.user", user },
+            password,
+            initial_device_display_name: "phillymesh e2e",
+        }),
+    );
     return session(server, r);
 }
 
@@ -175,14 +190,17 @@ export async function adminSession(server: Server): Promise<Session> {
     }
     const s = await login(server, server.adminUser, server.adminPassword);
     mkdirSync(dir, { recursive: true, mode: 0o700 });
-    writeFileSync(file, JSON.stringify({ homeserverUrl: server.homeserverUrl, userId: s.userId, accessToken: s.accessToken, deviceId: s.deviceId }), { mode: 0o600 });
+    writeFileSync(file, JSON.stringify({ homeserverUrl: server.homeserverUrl, userId: s.userId, accessToken: s.accessToken, deviceId: s.deviceId }), {
+        mode: 0o600,
+    });
     return s;
 }
 
 /** A registration token from the admin API (`uses` registrations, expiring in 10 minutes). */
 export async function createRegistrationToken(server: Server, adminToken: string, uses: number): Promise<string> {
-    return newToken((method, path, body) => adminRequest(server.ssh, adminToken, method, path, body, { env: sshEnv, timeoutMs: TIMEOUTS.sshMs }), uses,
-        { expiresInMs: 10 * 60_000 });
+    return newToken((method, path, body) => adminRequest(server.ssh, adminToken, method, path, body, { env: sshEnv, timeoutMs: TIMEOUTS.sshMs }), uses, {
+        expiresInMs: 10 * 60_000,
+    });
 }
 
 export interface UiaState {
@@ -219,7 +237,8 @@ export async function registerWithToken(server: Server, username: string, passwo
         const auth = next === TOKEN_STAGE ? { type: TOKEN_STAGE, token, session: uia.session } : { type: DUMMY_STAGE, session: uia.session };
         try {
             const r = await retryRateLimited(`register ${username} on ${server.name}`, () =>
-                c.registerRequest({ username, password, initial_device_display_name: "phillymesh e2e", auth }));
+                c.registerRequest({ username, password, initial_device_display_name: "phillymesh e2e", auth }),
+            );
             return session(server, r);
         } catch (e) {
             if (!(e instanceof MatrixError) || e.httpStatus !== 401 || e.data.errcode) throw e;
@@ -231,15 +250,17 @@ export async function registerWithToken(server: Server, username: string, passwo
 
 /** Logs sessions out (deleting their devices); errors only logged: this is cleanup. */
 export async function logoutAll(sessions: (Session | undefined)[]): Promise<void> {
-    await Promise.all(sessions.map(async (s) => {
-        if (!s) return;
-        s.client.stopClient();
-        try {
-            await s.client.logout();
-        } catch (e) {
-            console.warn(`logout ${s.userId}: ${String(e)}`);
-        }
-    }));
+    await Promise.all(
+        sessions.map(async (s) => {
+            if (!s) return;
+            s.client.stopClient();
+            try {
+                await s.client.logout();
+            } catch (e) {
+                console.warn(`logout ${s.userId}: ${String(e)}`);
+            }
+        }),
+    );
 }
 
 /** Starts /sync for a client (short long-polls, so stopping is quick) and waits until it is live. */
@@ -252,10 +273,14 @@ export async function startSync(client: MatrixClient, timeoutMs = 20_000): Promi
 export function syncedBodies(client: MatrixClient, roomId: string): string[] {
     const room = client.getRoom(roomId);
     if (!room) return [];
-    return room.getLiveTimeline().getEvents()
+    return room
+        .getLiveTimeline()
+        .getEvents()
         .filter((e) => e.getType() === "m.room.message" && !e.isSending())
         .map((e) => String(e.getContent().body));
 }
 
 /** A fresh id per run (Matrix localparts: lower-case letters, digits). */
-export const runId = `${Date.now().toString(36)}${Math.floor(Math.random() * 1296).toString(36).padStart(2, "0")}`;
+export const runId = `${Date.now().toString(36)}${Math.floor(Math.random() * 1296)
+    .toString(36)
+    .padStart(2, "0")}`;

@@ -26,7 +26,8 @@ function testbedSh(args: string[], timeoutMs: number): Promise<string> {
         child.stderr.on("data", (d: Buffer) => (out += d.toString()));
         child.on("error", reject);
         child.on("close", (code, signal) =>
-            code === 0 ? resolve(out) : reject(new Error(`testbed.sh ${args.join(" ")}: ${signal ?? `exit ${code}`}\n${out.slice(-3000)}`)));
+            code === 0 ? resolve(out) : reject(new Error(`testbed.sh ${args.join(" ")}: ${signal ?? `exit ${code}`}\n${out.slice(-3000)}`)),
+        );
     });
 }
 
@@ -50,38 +51,52 @@ void describe("the stacks under the real engine", () => {
         // Nothing but "same", and at most the one "read" of the stack's own last outputs that the
         // droplet path's preflight makes (components/preflight.ts): a read changes nothing.
         for (const s of summaries) {
-            assert.deepEqual(Object.keys(s).filter((op) => op !== "same" && op !== "read"), [], JSON.stringify(s));
+            assert.deepEqual(
+                Object.keys(s).filter((op) => op !== "same" && op !== "read"),
+                [],
+                JSON.stringify(s),
+            );
             assert.ok((s.read ?? 0) <= 1, JSON.stringify(s));
         }
     });
 
-    void test(`a bump of synapseVersion to ${BUMP_TO} updates the Synapse step only; messages survive`, { skip: server.synapseVersion === BUMP_TO ? `server 0 already runs ${BUMP_TO}` : false }, async () => {
-        admin = await adminSession(server);
-        const room = await admin.client.createRoom({ preset: Preset.PrivateChat, name: "before the bump" });
-        const bodies = [1, 2, 3].map((i) => `before bump ${i} (${server.synapseVersion})`);
-        for (const body of bodies) await admin.client.sendTextMessage(room.room_id, body);
-        assert.equal(await runningVersion(), server.synapseVersion);
+    void test(
+        `a bump of synapseVersion to ${BUMP_TO} updates the Synapse step only; messages survive`,
+        { skip: server.synapseVersion === BUMP_TO ? `server 0 already runs ${BUMP_TO}` : false },
+        async () => {
+            admin = await adminSession(server);
+            const room = await admin.client.createRoom({ preset: Preset.PrivateChat, name: "before the bump" });
+            const bodies = [1, 2, 3].map((i) => `before bump ${i} (${server.synapseVersion})`);
+            for (const body of bodies) await admin.client.sendTextMessage(room.room_id, body);
+            assert.equal(await runningVersion(), server.synapseVersion);
 
-        await testbedSh(["bump", `synapseVersion=${BUMP_TO}`, server.name], 600_000);
+            await testbedSh(["bump", `synapseVersion=${BUMP_TO}`, server.name], 600_000);
 
-        // What the preview planned: one update, of the Synapse step, and nothing else.
-        // (Provider resources are left out: the testbed's stand-in for the command provider is a
-        // dynamic provider, whose default instance the engine re-reads when stack config changes.
-        // A "read" changes nothing: the program reads its own stack's last outputs, preflight.ts.)
-        const planned = JSON.parse(readFileSync(`${STATE}/stacks/${server.name}.bump-preview.json`, "utf8")) as { urn: string; type: string; ops: string[] }[];
-        const changed = planned
-            .filter((r) => !r.type.startsWith("pulumi:providers:") && r.ops.some((op) => op !== "same" && op !== "read"))
-            .map((r) => `${r.urn.split("::").pop()}:${r.ops.join(",")}`);
-        assert.deepEqual(changed, ["chat-synapse-run:update"]);
+            // What the preview planned: one update, of the Synapse step, and nothing else.
+            // (Provider resources are left out: the testbed's stand-in for the command provider is a
+            // dynamic provider, whose default instance the engine re-reads when stack config changes.
+            // A "read" changes nothing: the program reads its own stack's last outputs, preflight.ts.)
+            const planned = JSON.parse(readFileSync(`${STATE}/stacks/${server.name}.bump-preview.json`, "utf8")) as {
+                urn: string;
+                type: string;
+                ops: string[];
+            }[];
+            const changed = planned
+                .filter((r) => !r.type.startsWith("pulumi:providers:") && r.ops.some((op) => op !== "same" && op !== "read"))
+                .map((r) => `${r.urn.split("::").pop()}:${r.ops.join(",")}`);
+            assert.deepEqual(changed, ["chat-synapse-run:update"]);
 
-        assert.equal(await runningVersion(), BUMP_TO);
-        const r = await testbedFetch(
-            `${server.homeserverUrl}/_matrix/client/v3/rooms/${encodeURIComponent(room.room_id)}/messages?dir=b&limit=20`,
-            { headers: { Authorization: `Bearer ${admin.accessToken}` } },
-        );
-        assert.equal(r.status, 200);
-        const chunk = ((await r.json()) as { chunk: { type: string; content: { body?: string } }[] }).chunk;
-        const seen = chunk.filter((e) => e.type === "m.room.message").map((e) => e.content.body).reverse();
-        assert.deepEqual(seen, bodies);
-    });
+            assert.equal(await runningVersion(), BUMP_TO);
+            const r = await testbedFetch(`${server.homeserverUrl}/_matrix/client/v3/rooms/${encodeURIComponent(room.room_id)}/messages?dir=b&limit=20`, {
+                headers: { Authorization: `Bearer ${admin.accessToken}` },
+            });
+            assert.equal(r.status, 200);
+            const chunk = ((await r.json()) as { chunk: { type: string; content: { body?: string } }[] }).chunk;
+            const seen = chunk
+                .filter((e) => e.type === "m.room.message")
+                .map((e) => e.content.body)
+                .reverse();
+            assert.deepEqual(seen, bodies);
+        },
+    );
 });

@@ -24,8 +24,18 @@ import { cfError, serveZone, withZones } from "./zones";
 function recordOutputs(inputs: any, r: any): any {
     return {
         ...inputs,
-        content: r.content, data: r.data ?? inputs.data, priority: r.priority ?? inputs.priority, proxied: r.proxied, proxiable: r.proxiable,
-        ttl: r.ttl, comment: r.comment ?? undefined, tags: r.tags ?? [], settings: {}, meta: "{}", createdOn: r.createdOn, modifiedOn: r.modifiedOn,
+        content: r.content,
+        data: r.data ?? inputs.data,
+        priority: r.priority ?? inputs.priority,
+        proxied: r.proxied,
+        proxiable: r.proxiable,
+        ttl: r.ttl,
+        comment: r.comment ?? undefined,
+        tags: r.tags ?? [],
+        settings: {},
+        meta: "{}",
+        createdOn: r.createdOn,
+        modifiedOn: r.modifiedOn,
         fqdn: r.name,
     };
 }
@@ -62,7 +72,11 @@ export const dnsRecordProvider: pulumi.dynamic.ResourceProvider = {
         const id = require("crypto").randomBytes(16).toString("hex");
         const stored = await withZones(async (zones, records) => {
             const zone = zones[inputs.zoneId];
-            if (!zone) throw cfError("POST", path, 404, [{ code: 7003, message: `Could not route to /zones/${inputs.zoneId}/dns_records, perhaps your object identifier is invalid?` }, { code: 7000, message: "No route for that URI" }]);
+            if (!zone)
+                throw cfError("POST", path, 404, [
+                    { code: 7003, message: `Could not route to /zones/${inputs.zoneId}/dns_records, perhaps your object identifier is invalid?` },
+                    { code: 7000, message: "No route for that URI" },
+                ]);
             const r = normalizeRecord(inputs, zone, "POST", path);
             const list = records[inputs.zoneId] ?? [];
             const dup = duplicateError(r, list, "POST", path);
@@ -84,8 +98,18 @@ export const dnsRecordProvider: pulumi.dynamic.ResourceProvider = {
             const old = list.find((r: any) => r.id === id);
             if (!zone || !old) throw cfError("PUT", path, 404, [{ code: 81044, message: "Record does not exist." }]);
             // A computed content (SRV/CAA) left out of the config is not an input to the PUT.
-            const r = normalizeRecord({ ...news, content: news.content ?? (["SRV", "CAA"].includes(String(news.type).toUpperCase()) ? undefined : olds.content) }, zone, "PUT", path);
-            const dup = duplicateError(r, list.filter((x: any) => x.id !== id), "PUT", path);
+            const r = normalizeRecord(
+                { ...news, content: news.content ?? (["SRV", "CAA"].includes(String(news.type).toUpperCase()) ? undefined : olds.content) },
+                zone,
+                "PUT",
+                path,
+            );
+            const dup = duplicateError(
+                r,
+                list.filter((x: any) => x.id !== id),
+                "PUT",
+                path,
+            );
             if (dup) throw dup;
             const rec = { ...old, ...r, modifiedOn: new Date().toISOString() };
             const next = list.map((x: any) => (x.id === id ? rec : x));

@@ -50,7 +50,8 @@ export class DnsRecord extends pulumi.dynamic.Resource {
     declare public readonly modifiedOn: pulumi.Output<string>;
     constructor(name: string, args: Args, opts?: pulumi.CustomResourceOptions) {
         const inputs: Args = { __repo: cfRepoRoot, ...args };
-        for (const k of ["content", "data", "priority", "proxied", "proxiable", "comment", "createdOn", "modifiedOn", "tags", "settings", "meta"]) if (!(k in inputs)) inputs[k] = undefined;
+        for (const k of ["content", "data", "priority", "proxied", "proxiable", "comment", "createdOn", "modifiedOn", "tags", "settings", "meta"])
+            if (!(k in inputs)) inputs[k] = undefined;
         super(dnsRecordProvider, name, inputs, opts, "cloudflare", "DnsRecord");
     }
 }
@@ -98,7 +99,10 @@ export async function getDnsRecords(args?: GetDnsRecordsArgs): Promise<GetDnsRec
     if (!zoneId) throw new Error("getDnsRecords: zoneId is required");
     const zones = cfReadJson("cf-zones.json") as Record<string, string>;
     if (!zones[zoneId]) {
-        throw cfError("GET", `zones/${zoneId}/dns_records`, 404, [{ code: 7003, message: `Could not route to /zones/${zoneId}/dns_records, perhaps your object identifier is invalid?` }, { code: 7000, message: "No route for that URI" }]);
+        throw cfError("GET", `zones/${zoneId}/dns_records`, 404, [
+            { code: 7003, message: `Could not route to /zones/${zoneId}/dns_records, perhaps your object identifier is invalid?` },
+            { code: 7000, message: "No route for that URI" },
+        ]);
     }
     const records = ((cfReadJson("cf-records.json") as Record<string, DnsRecordResult[]>)[zoneId] ?? []) as (DnsRecordResult & Record<string, unknown>)[];
     const text = (f: GetDnsRecordsArgs["name"], v: string) => {
@@ -114,13 +118,30 @@ export async function getDnsRecords(args?: GetDnsRecordsArgs): Promise<GetDnsRec
     const any = args?.match === "any";
     const results = records
         .filter((r) => {
-            const tests = [...(text(args?.name, r.name) ?? []), ...(text(args?.content, r.content) ?? []), ...(args?.type ? [r.type === args.type.toUpperCase()] : [])];
+            const tests = [
+                ...(text(args?.name, r.name) ?? []),
+                ...(text(args?.content, r.content) ?? []),
+                ...(args?.type ? [r.type === args.type.toUpperCase()] : []),
+            ];
             return tests.length === 0 || (any ? tests.some(Boolean) : tests.every(Boolean));
         })
         .slice(0, args?.maxItems ?? 1000)
         .map((r) => ({
-            id: r.id, name: r.name, type: r.type, content: r.content, data: r.data, priority: r.priority, comment: r.comment ?? null, ttl: r.ttl,
-            proxied: r.proxied, proxiable: r.proxiable, tags: r.tags ?? [], settings: {}, meta: "{}", createdOn: r.createdOn, modifiedOn: r.modifiedOn,
+            id: r.id,
+            name: r.name,
+            type: r.type,
+            content: r.content,
+            data: r.data,
+            priority: r.priority,
+            comment: r.comment ?? null,
+            ttl: r.ttl,
+            proxied: r.proxied,
+            proxiable: r.proxiable,
+            tags: r.tags ?? [],
+            settings: {},
+            meta: "{}",
+            createdOn: r.createdOn,
+            modifiedOn: r.modifiedOn,
         }));
     return { zoneId, name: args?.name, type: args?.type, match: any ? "any" : "all", direction: "asc", maxItems: args?.maxItems, results };
 }
@@ -130,7 +151,12 @@ export function getDnsRecordsOutput(args?: GetDnsRecordsArgs): pulumi.Output<Get
 }
 
 /** A module object whose unknown members throw instead of being undefined. */
-export const cloudflareModule = strictModule("@pulumi/cloudflare", "testbed/deploy/cloudflare/index.ts", { DnsRecord, getDnsRecords, getDnsRecordsOutput, types: { input: {}, output: {}, enums: {} } });
+export const cloudflareModule = strictModule("@pulumi/cloudflare", "testbed/deploy/cloudflare/index.ts", {
+    DnsRecord,
+    getDnsRecords,
+    getDnsRecordsOutput,
+    types: { input: {}, output: {}, enums: {} },
+});
 
 /** Makes `require("@pulumi/cloudflare")`, resolved from `repo`, return the stand-in. */
 export function installCloudflareShim(repo: string): string {

@@ -24,7 +24,29 @@ import { cfError, cfValidation } from "./zones";
 
 /* eslint-disable @typescript-eslint/no-explicit-any, @typescript-eslint/no-require-imports */
 
-const CF_TYPES = ["A", "AAAA", "CNAME", "MX", "NS", "OPENPGPKEY", "PTR", "TXT", "CAA", "CERT", "DNSKEY", "DS", "HTTPS", "LOC", "NAPTR", "SMIMEA", "SRV", "SSHFP", "SVCB", "TLSA", "URI"];
+const CF_TYPES = [
+    "A",
+    "AAAA",
+    "CNAME",
+    "MX",
+    "NS",
+    "OPENPGPKEY",
+    "PTR",
+    "TXT",
+    "CAA",
+    "CERT",
+    "DNSKEY",
+    "DS",
+    "HTTPS",
+    "LOC",
+    "NAPTR",
+    "SMIMEA",
+    "SRV",
+    "SSHFP",
+    "SVCB",
+    "TLSA",
+    "URI",
+];
 /** What the testbed DNS (dnsmasq, testbed/dns-load.sh) can serve. */
 const CF_SERVED = ["A", "AAAA", "CNAME", "SRV", "CAA", "TXT", "MX"];
 
@@ -58,22 +80,28 @@ function num(v: unknown): number | undefined {
 export function dnsRecordFailures(news: any): { property: string; reason: string }[] {
     const failures: { property: string; reason: string }[] = [];
     const known = (v: unknown) => v !== undefined && v !== null && !isUnknown(v);
-    for (const k of ["zoneId", "name", "type", "ttl"]) if (news[k] === undefined || news[k] === null || news[k] === "") failures.push({ property: k, reason: `Missing required argument: The argument "${k}" is required` });
-    if (known(news.type) && !CF_TYPES.includes(String(news.type).toUpperCase())) failures.push({ property: "type", reason: `Attribute type value must be one of: ${CF_TYPES.map((t) => `"${t}"`).join(", ")}, got: "${news.type}"` });
+    for (const k of ["zoneId", "name", "type", "ttl"])
+        if (news[k] === undefined || news[k] === null || news[k] === "")
+            failures.push({ property: k, reason: `Missing required argument: The argument "${k}" is required` });
+    if (known(news.type) && !CF_TYPES.includes(String(news.type).toUpperCase()))
+        failures.push({ property: "type", reason: `Attribute type value must be one of: ${CF_TYPES.map((t) => `"${t}"`).join(", ")}, got: "${news.type}"` });
     if (news.content !== undefined && news.content !== null && news.data !== undefined && news.data !== null) {
         failures.push({ property: "content", reason: 'Invalid Attribute Combination: Attribute "data" cannot be specified when "content" is specified' });
     }
     const range = (v: unknown, prop: string, lo: number, hi: number) => {
         if (!known(v)) return;
-        if (typeof v !== "number" || v < lo || v > hi) failures.push({ property: prop, reason: `Attribute ${prop} value must be between ${lo} and ${hi}, got: ${JSON.stringify(v)}` });
+        if (typeof v !== "number" || v < lo || v > hi)
+            failures.push({ property: prop, reason: `Attribute ${prop} value must be between ${lo} and ${hi}, got: ${JSON.stringify(v)}` });
     };
     range(news.priority, "priority", 0, 65535);
     range(news.ttl, "ttl", -Infinity, Infinity);
     if (news.data && typeof news.data === "object" && !isUnknown(news.data)) {
         for (const k of ["priority", "weight", "port"]) range(news.data[k], `data.${k}`, 0, 65535);
-        if (known(news.data.flags) && !["number", "string"].includes(typeof news.data.flags)) failures.push({ property: "data.flags", reason: "data.flags must be a number or a string" });
+        if (known(news.data.flags) && !["number", "string"].includes(typeof news.data.flags))
+            failures.push({ property: "data.flags", reason: "data.flags must be a number or a string" });
     }
-    if (news.proxied !== undefined && typeof news.proxied !== "boolean" && !isUnknown(news.proxied)) failures.push({ property: "proxied", reason: "proxied must be a boolean" });
+    if (news.proxied !== undefined && typeof news.proxied !== "boolean" && !isUnknown(news.proxied))
+        failures.push({ property: "proxied", reason: "proxied must be a boolean" });
     return failures;
 }
 
@@ -115,8 +143,11 @@ export function normalizeRecord(inputs: any, zone: string, method: string, path:
         case "SRV": {
             const d = inputs.data;
             if (!d || typeof d !== "object") throw bad("SRV records need data {priority, weight, port, target}; content alone is not accepted.");
-            const p = num(d.priority), w = num(d.weight), port = num(d.port);
-            if (p === undefined || w === undefined || port === undefined || !isHostname(d.target)) throw bad("SRV data needs priority, weight, port (0-65535) and a target hostname.");
+            const p = num(d.priority),
+                w = num(d.weight),
+                port = num(d.port);
+            if (p === undefined || w === undefined || port === undefined || !isHostname(d.target))
+                throw bad("SRV data needs priority, weight, port (0-65535) and a target hostname.");
             if (!/^_[a-z0-9-]+\._(tcp|udp|tls|sctp)\./i.test(name)) throw bad(`SRV record name must be _service._proto.name, got ${name}.`);
             data = { priority: p, weight: w, port, target: String(d.target).replace(/\.$/, "").toLowerCase() };
             content = `${w} ${port} ${data.target}`;
@@ -127,7 +158,8 @@ export function normalizeRecord(inputs: any, zone: string, method: string, path:
             const d = inputs.data;
             if (!d || typeof d !== "object") throw bad("CAA records need data {flags, tag, value}.");
             const flags = num(d.flags);
-            if (flags === undefined || flags > 255 || !/^[A-Za-z0-9]{1,15}$/.test(String(d.tag ?? "")) || typeof d.value !== "string") throw bad("CAA data needs flags (0-255), a tag and a value.");
+            if (flags === undefined || flags > 255 || !/^[A-Za-z0-9]{1,15}$/.test(String(d.tag ?? "")) || typeof d.value !== "string")
+                throw bad("CAA data needs flags (0-255), a tag and a value.");
             data = { flags, tag: String(d.tag), value: d.value };
             content = `${flags} ${data.tag} "${data.value}"`;
             break;
@@ -135,7 +167,18 @@ export function normalizeRecord(inputs: any, zone: string, method: string, path:
         default:
             throw new Error(`unreachable: ${type}`);
     }
-    return { name, type, content, data, priority, ttl, proxied, proxiable: ["A", "AAAA", "CNAME"].includes(type), comment: inputs.comment ?? null, tags: inputs.tags ?? [] };
+    return {
+        name,
+        type,
+        content,
+        data,
+        priority,
+        ttl,
+        proxied,
+        proxiable: ["A", "AAAA", "CNAME"].includes(type),
+        comment: inputs.comment ?? null,
+        tags: inputs.tags ?? [],
+    };
 }
 
 /** The API's duplicate rules, checked against the other records of the zone. */

@@ -14,7 +14,12 @@ import { withDirLock } from "../shimKit";
 /* eslint-disable @typescript-eslint/no-explicit-any, @typescript-eslint/no-require-imports */
 
 /** An API error as terraform-provider-cloudflare v5 (cloudflare-go v6) reports it. */
-export function cfError(method: string, path: string, status: number, errors: { code: number; message: string; error_chain?: { code: number; message: string }[] }[]): Error {
+export function cfError(
+    method: string,
+    path: string,
+    status: number,
+    errors: { code: number; message: string; error_chain?: { code: number; message: string }[] }[],
+): Error {
     const text = status === 400 ? "Bad Request" : status === 404 ? "Not Found" : String(status);
     const body = JSON.stringify({ success: false, errors, messages: [], result: null });
     return new Error(`failed to make http request: ${method} "https://api.cloudflare.com/client/v4/${path}": ${status} ${text} ${body}`);
@@ -82,7 +87,9 @@ export function serveZone(props: any, zone: string, records: any[]): Promise<voi
         let err = "";
         p.stderr.on("data", (d: Buffer) => (err += d.toString()));
         p.on("error", reject);
-        p.on("close", (code: number | null) => (code === 0 ? resolve() : reject(new Error(`the testbed DNS refused zone ${zone}: ${err.trim()} (dns-load.sh exit ${code})`))));
+        p.on("close", (code: number | null) =>
+            code === 0 ? resolve() : reject(new Error(`the testbed DNS refused zone ${zone}: ${err.trim()} (dns-load.sh exit ${code})`)),
+        );
         p.stdin.on("error", () => undefined);
         p.stdin.end(JSON.stringify(dnsLoadSet(records)));
     });

@@ -32,7 +32,8 @@ import { prefixedUniqueId, tfDiff } from "./terraform";
 export const volumeAttachmentProvider: pulumi.dynamic.ResourceProvider = {
     async check(_olds: any, news: any) {
         const failures: { property: string; reason: string }[] = [];
-        if (!isUnknown(news.dropletId) && !(Number.isInteger(news.dropletId) && news.dropletId !== 0)) failures.push({ property: "dropletId", reason: `expected a non-zero integer droplet_id, got ${JSON.stringify(news.dropletId)}` });
+        if (!isUnknown(news.dropletId) && !(Number.isInteger(news.dropletId) && news.dropletId !== 0))
+            failures.push({ property: "dropletId", reason: `expected a non-zero integer droplet_id, got ${JSON.stringify(news.dropletId)}` });
         if (!isUnknown(news.volumeId) && !news.volumeId) failures.push({ property: "volumeId", reason: "volume_id must not be empty" });
         return { inputs: news, failures };
     },
@@ -48,13 +49,22 @@ export const volumeAttachmentProvider: pulumi.dynamic.ResourceProvider = {
             // resource_volume_attachment.go: no API call when it is already on this droplet.
             if (v.dropletIds.length > 0 && String(v.dropletIds[0]) === String(dropletId)) return;
             const wrap = (status: number, msg: string) =>
-                apiError(`${prefix}: [WARN] Error attaching volume (${volumeId}) to Droplet (${dropletId})`, "POST", `volumes/${volumeId}/actions`, status, msg);
+                apiError(
+                    `${prefix}: [WARN] Error attaching volume (${volumeId}) to Droplet (${dropletId})`,
+                    "POST",
+                    `volumes/${volumeId}/actions`,
+                    status,
+                    msg,
+                );
             const d = dropletOf(a, dropletId);
             if (!d || d.status !== "active") throw wrap(422, `Droplet ${dropletId} not found`);
             // Only "Droplet already has a pending event." is retried: this fails at once.
             if (v.dropletIds.length > 0) throw wrap(422, `This volume is already attached to another Droplet (${v.dropletIds[0]}).`);
             if (d.region !== v.region) throw wrap(422, "Droplet and Volume must be in the same region.");
-            const [loop, dev] = (await hostOp(inputs, ["volume-attach", d.guest, v.name, v.image, v.autoMountPending ? "1" : "0"])).split("\n").pop()!.split(" ");
+            const [loop, dev] = (await hostOp(inputs, ["volume-attach", d.guest, v.name, v.image, v.autoMountPending ? "1" : "0"]))
+                .split("\n")
+                .pop()!
+                .split(" ");
             v.dropletIds = [dropletId];
             v.attachment = { dropletId, loop, dev };
             v.autoMountPending = false;
@@ -65,7 +75,13 @@ export const volumeAttachmentProvider: pulumi.dynamic.ResourceProvider = {
         const { dropletId, volumeId } = props;
         await withAccount(async (a) => {
             const wrap = (status: number, msg: string) =>
-                apiError(`Error detaching volume from droplet after retry timeout: [WARN] Error detaching volume (${volumeId}) from Droplet (${dropletId})`, "POST", `volumes/${volumeId}/actions`, status, msg);
+                apiError(
+                    `Error detaching volume from droplet after retry timeout: [WARN] Error detaching volume (${volumeId}) from Droplet (${dropletId})`,
+                    "POST",
+                    `volumes/${volumeId}/actions`,
+                    status,
+                    msg,
+                );
             const v = volumeOf(a, volumeId);
             if (!v) throw wrap(404, "The resource you were accessing could not be found.");
             if (String(v.dropletIds[0]) !== String(dropletId)) throw wrap(422, "Attachment not found");

@@ -35,7 +35,8 @@ export const dropletProvider: pulumi.dynamic.ResourceProvider = {
         if (!isUnknown(news.size) && !news.size) failures.push({ property: "size", reason: "size is required" });
         if (news.userData) failures.push({ property: "userData", reason: "user_data is not in the testbed stand-in (no cloud-init in the testbed guests)" });
         for (const k of ["volumeIds", "vpcUuid", "backupPolicy", "gpuPartitionMode"]) {
-            if (news[k] !== undefined && !(Array.isArray(news[k]) && news[k].length === 0)) failures.push({ property: k, reason: `${k} is not in the testbed stand-in` });
+            if (news[k] !== undefined && !(Array.isArray(news[k]) && news[k].length === 0))
+                failures.push({ property: k, reason: `${k} is not in the testbed stand-in` });
         }
         if (news.backupPolicy && !news.backups) failures.push({ property: "backupPolicy", reason: "backup_policy can only be set when backups are enabled" });
         return { inputs: news, failures };
@@ -47,7 +48,10 @@ export const dropletProvider: pulumi.dynamic.ResourceProvider = {
             sets: ["sshKeys", "tags", "volumeIds"],
             computed: ["region", "vpcUuid", "publicNetworking", "privateNetworking", "volumeIds"],
             defaults: { monitoring: false, ipv6: false, backups: false, gracefulShutdown: false, resizeDisk: true },
-            normalize: { region: (v: any) => (v === undefined ? v : String(v).toLowerCase()), size: (v: any) => (v === undefined ? v : String(v).toLowerCase()) },
+            normalize: {
+                region: (v: any) => (v === undefined ? v : String(v).toLowerCase()),
+                size: (v: any) => (v === undefined ? v : String(v).toLowerCase()),
+            },
         });
         // resource_droplet.go CustomizeDiff: ipv6 true -> false forces a new droplet (issue 1104).
         if ((olds.ipv6 ?? false) === true && news.ipv6 === false) return { changes: true, replaces: [...(r.replaces ?? []), "ipv6"] };
@@ -73,9 +77,20 @@ export const dropletProvider: pulumi.dynamic.ResourceProvider = {
             const id = a.nextDropletId++;
             const octet = Number(ipv4.split(".")[3]);
             const d = {
-                id, name: inputs.name, guest: `do-${id}`, ipv4, ipv6: inputs.ipv6 ? `2001:db8:250::${octet.toString(16)}` : undefined,
-                image: inputs.image, region, size, tags: inputs.tags ?? [], sshKeys: keys.map((k: any) => k.id), monitoring: !!inputs.monitoring,
-                status: "new", createdAt: new Date().toISOString(), authorizedKeys: keys.map((k: any) => k.publicKey),
+                id,
+                name: inputs.name,
+                guest: `do-${id}`,
+                ipv4,
+                ipv6: inputs.ipv6 ? `2001:db8:250::${octet.toString(16)}` : undefined,
+                image: inputs.image,
+                region,
+                size,
+                tags: inputs.tags ?? [],
+                sshKeys: keys.map((k: any) => k.id),
+                monitoring: !!inputs.monitoring,
+                status: "new",
+                createdAt: new Date().toISOString(),
+                authorizedKeys: keys.map((k: any) => k.publicKey),
             };
             a.droplets.push(d);
             return d;
@@ -97,9 +112,23 @@ export const dropletProvider: pulumi.dynamic.ResourceProvider = {
         return {
             id: String(d.id),
             outs: plain({
-                ...inputs, region, size, dropletUrn: `do:droplet:${d.id}`, ipv4Address: d.ipv4, ipv4AddressPrivate: "", ipv6Address: d.ipv6 ?? "",
-                status: "active", locked: false, memory: s.memory, vcpus: s.vcpus, disk: s.disk, createdAt: d.createdAt, volumeIds: [],
-                ipv6: !!inputs.ipv6, monitoring: !!inputs.monitoring, __guest: d.guest,
+                ...inputs,
+                region,
+                size,
+                dropletUrn: `do:droplet:${d.id}`,
+                ipv4Address: d.ipv4,
+                ipv4AddressPrivate: "",
+                ipv6Address: d.ipv6 ?? "",
+                status: "active",
+                locked: false,
+                memory: s.memory,
+                vcpus: s.vcpus,
+                disk: s.disk,
+                createdAt: d.createdAt,
+                volumeIds: [],
+                ipv6: !!inputs.ipv6,
+                monitoring: !!inputs.monitoring,
+                __guest: d.guest,
             }),
         };
     },
@@ -110,7 +139,14 @@ export const dropletProvider: pulumi.dynamic.ResourceProvider = {
             if (!d) throw new Error(`droplet (${id}) not found during update`);
             const size = String(news.size).toLowerCase();
             if (size !== d.size) {
-                if (!(size in DO_SIZES)) throw apiError(`Error resizing droplet (${id})`, "POST", `droplets/${id}/actions`, 422, "You specified an invalid size for Droplet resize.");
+                if (!(size in DO_SIZES))
+                    throw apiError(
+                        `Error resizing droplet (${id})`,
+                        "POST",
+                        `droplets/${id}/actions`,
+                        422,
+                        "You specified an invalid size for Droplet resize.",
+                    );
                 await hostOp(news, ["droplet-mem", d.guest, `${DO_SIZES[size].memory}M`]);
                 d.size = size;
                 Object.assign(outs, { size, memory: DO_SIZES[size].memory, vcpus: DO_SIZES[size].vcpus, disk: DO_SIZES[size].disk });

@@ -51,15 +51,20 @@ export function firewallFailures(news: any): { property: string; reason: string 
         const who = dir === "inbound" ? "source" : "destination";
         rules.forEach((r: any, i: number) => {
             if (isUnknown(r)) return;
-            if (!["tcp", "udp", "icmp"].includes(r.protocol)) failures.push({ property: `${prop}[${i}].protocol`, reason: `expected protocol to be one of ["tcp" "udp" "icmp"], got ${r.protocol}` });
-            if (r.protocol !== "icmp" && !r.portRange) failures.push({ property: `${prop}[${i}].portRange`, reason: `\`port_range\` of ${dir} rules is required if protocol is \`tcp\` or \`udp\`` });
-            if (r.portRange !== undefined && r.protocol !== "icmp" && portRange(r.portRange) === undefined) failures.push({ property: `${prop}[${i}].portRange`, reason: `invalid port range ${JSON.stringify(r.portRange)}` });
+            if (!["tcp", "udp", "icmp"].includes(r.protocol))
+                failures.push({ property: `${prop}[${i}].protocol`, reason: `expected protocol to be one of ["tcp" "udp" "icmp"], got ${r.protocol}` });
+            if (r.protocol !== "icmp" && !r.portRange)
+                failures.push({ property: `${prop}[${i}].portRange`, reason: `\`port_range\` of ${dir} rules is required if protocol is \`tcp\` or \`udp\`` });
+            if (r.portRange !== undefined && r.protocol !== "icmp" && portRange(r.portRange) === undefined)
+                failures.push({ property: `${prop}[${i}].portRange`, reason: `invalid port range ${JSON.stringify(r.portRange)}` });
             const addrs = r[`${who}Addresses`] ?? [];
-            for (const a of addrs) if (!isUnknown(a) && !isCidr(a)) failures.push({ property: `${prop}[${i}].${who}Addresses`, reason: `invalid address ${JSON.stringify(a)}` });
+            for (const a of addrs)
+                if (!isUnknown(a) && !isCidr(a)) failures.push({ property: `${prop}[${i}].${who}Addresses`, reason: `invalid address ${JSON.stringify(a)}` });
             for (const k of [`${who}DropletIds`, `${who}Tags`, `${who}LoadBalancerUids`, `${who}KubernetesIds`]) {
                 if (r[k] && r[k].length > 0) failures.push({ property: `${prop}[${i}].${k}`, reason: `${k} is not in the testbed stand-in (addresses only)` });
             }
-            if (addrs.length === 0) failures.push({ property: `${prop}[${i}].${who}Addresses`, reason: `a rule without ${who} addresses matches nothing in the testbed stand-in` });
+            if (addrs.length === 0)
+                failures.push({ property: `${prop}[${i}].${who}Addresses`, reason: `a rule without ${who} addresses matches nothing in the testbed stand-in` });
         });
     };
     check(inbound, "inbound", "inboundRules");
@@ -105,7 +110,10 @@ export function renderFirewall(account: any): string {
             if (r.protocol === "icmp") l4 = "";
             else {
                 const pr = portRange(r.portRange);
-                l4 = pr === "all" || pr === undefined ? `meta l4proto ${r.protocol}` : `${r.protocol} dport ${pr.from === pr.to ? pr.from : `${pr.from}-${pr.to}`}`;
+                l4 =
+                    pr === "all" || pr === undefined
+                        ? `meta l4proto ${r.protocol}`
+                        : `${r.protocol} dport ${pr.from === pr.to ? pr.from : `${pr.from}-${pr.to}`}`;
             }
             if (v4.length > 0) lines.push(`${r.protocol === "icmp" ? "ip protocol icmp " : ""}ip ${who} ${set(v4)}${l4 ? ` ${l4}` : ""} return`);
             if (v6.length > 0) lines.push(`${r.protocol === "icmp" ? "meta l4proto ipv6-icmp " : ""}ip6 ${who} ${set(v6)}${l4 ? ` ${l4}` : ""} return`);
@@ -118,16 +126,30 @@ export function renderFirewall(account: any): string {
     const base = (name: string, hook: string, lines: string[]) => {
         out.push(`  chain ${name} {`, `    type filter hook ${hook} priority filter; policy accept;`, ...lines.map((l) => `    ${l}`), "  }");
     };
-    const to = (g: (typeof guests)[0]) => [...(g.v4.length ? [`ip daddr ${set(g.v4)} jump in_${g.id}`] : []), ...(g.v6.length ? [`ip6 daddr ${set(g.v6)} jump in_${g.id}`] : [])];
-    const from = (g: (typeof guests)[0]) => [...(g.v4.length ? [`ip saddr ${set(g.v4)} jump out_${g.id}`] : []), ...(g.v6.length ? [`ip6 saddr ${set(g.v6)} jump out_${g.id}`] : [])];
+    const to = (g: (typeof guests)[0]) => [
+        ...(g.v4.length ? [`ip daddr ${set(g.v4)} jump in_${g.id}`] : []),
+        ...(g.v6.length ? [`ip6 daddr ${set(g.v6)} jump in_${g.id}`] : []),
+    ];
+    const from = (g: (typeof guests)[0]) => [
+        ...(g.v4.length ? [`ip saddr ${set(g.v4)} jump out_${g.id}`] : []),
+        ...(g.v6.length ? [`ip6 saddr ${set(g.v6)} jump out_${g.id}`] : []),
+    ];
     // forward: guest to guest across the bridge (br_netfilter); output: the host to a guest; input: a guest to the host.
     base("forward_hook", "forward", [...guests.flatMap(from), ...guests.flatMap(to)]);
     base("output_hook", "output", guests.flatMap(to));
     base("input_hook", "input", guests.flatMap(from));
     for (const g of guests) {
-        const plumbing = ["ct state established,related return", "ct state invalid drop", "icmpv6 type { nd-neighbor-solicit, nd-neighbor-advert, nd-router-solicit, nd-router-advert } return"];
+        const plumbing = [
+            "ct state established,related return",
+            "ct state invalid drop",
+            "icmpv6 type { nd-neighbor-solicit, nd-neighbor-advert, nd-router-solicit, nd-router-advert } return",
+        ];
         out.push(`  chain in_${g.id} {`, ...[...plumbing, ...ruleLines(g.inbound, "saddr", "sourceAddresses"), "counter drop"].map((l) => `    ${l}`), "  }");
-        out.push(`  chain out_${g.id} {`, ...[...plumbing, ...ruleLines(g.outbound, "daddr", "destinationAddresses"), "counter drop"].map((l) => `    ${l}`), "  }");
+        out.push(
+            `  chain out_${g.id} {`,
+            ...[...plumbing, ...ruleLines(g.outbound, "daddr", "destinationAddresses"), "counter drop"].map((l) => `    ${l}`),
+            "  }",
+        );
     }
     out.push("}");
     return out.join("\n") + "\n";
@@ -143,7 +165,11 @@ export const firewallProvider: pulumi.dynamic.ResourceProvider = {
         return { inputs: news, failures: firewallFailures(news) };
     },
     async diff(_id: string, olds: any, news: any) {
-        return tfDiff(olds, news, { forceNew: [], update: ["name", "dropletIds", "inboundRules", "outboundRules", "tags"], sets: ["dropletIds", "inboundRules", "outboundRules", "tags"] });
+        return tfDiff(olds, news, {
+            forceNew: [],
+            update: ["name", "dropletIds", "inboundRules", "outboundRules", "tags"],
+            sets: ["dropletIds", "inboundRules", "outboundRules", "tags"],
+        });
     },
     async create(inputs: any) {
         const id = require("crypto").randomUUID();
@@ -151,7 +177,13 @@ export const firewallProvider: pulumi.dynamic.ResourceProvider = {
             for (const d of inputs.dropletIds ?? []) {
                 if (!dropletOf(a, d)) throw apiError("Error creating firewall", "POST", "firewalls", 422, `droplet ${d} not found`);
             }
-            a.firewalls.push({ id, name: inputs.name, dropletIds: inputs.dropletIds ?? [], inboundRules: inputs.inboundRules ?? [], outboundRules: inputs.outboundRules ?? [] });
+            a.firewalls.push({
+                id,
+                name: inputs.name,
+                dropletIds: inputs.dropletIds ?? [],
+                inboundRules: inputs.inboundRules ?? [],
+                outboundRules: inputs.outboundRules ?? [],
+            });
             await applyFirewalls(inputs, a);
         });
         return { id, outs: plain({ ...inputs, status: "succeeded", createdAt: new Date().toISOString(), pendingChanges: [] }) };
@@ -163,7 +195,12 @@ export const firewallProvider: pulumi.dynamic.ResourceProvider = {
             for (const d of news.dropletIds ?? []) {
                 if (!dropletOf(a, d)) throw apiError("Error updating firewall", "PUT", `firewalls/${id}`, 422, `droplet ${d} not found`);
             }
-            Object.assign(fw, { name: news.name, dropletIds: news.dropletIds ?? [], inboundRules: news.inboundRules ?? [], outboundRules: news.outboundRules ?? [] });
+            Object.assign(fw, {
+                name: news.name,
+                dropletIds: news.dropletIds ?? [],
+                inboundRules: news.inboundRules ?? [],
+                outboundRules: news.outboundRules ?? [],
+            });
             await applyFirewalls(news, a);
         });
         return { outs: plain({ ...olds, ...news }) };

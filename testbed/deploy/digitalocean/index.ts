@@ -76,7 +76,14 @@ export class Volume extends pulumi.dynamic.Resource {
     declare public readonly filesystemLabel: pulumi.Output<string>;
     declare public readonly description: pulumi.Output<string | undefined>;
     constructor(name: string, args: Args, opts?: pulumi.CustomResourceOptions) {
-        super(volumeProvider, name, withOutputs(args, ["name", "region", "size", "volumeUrn", "dropletIds", "filesystemType", "filesystemLabel", "description"]), opts, "digitalocean", "Volume");
+        super(
+            volumeProvider,
+            name,
+            withOutputs(args, ["name", "region", "size", "volumeUrn", "dropletIds", "filesystemType", "filesystemLabel", "description"]),
+            opts,
+            "digitalocean",
+            "Volume",
+        );
     }
 }
 
@@ -95,7 +102,23 @@ export class Droplet extends pulumi.dynamic.Resource {
     declare public readonly disk: pulumi.Output<number>;
     declare public readonly volumeIds: pulumi.Output<string[]>;
     constructor(name: string, args: Args, opts?: pulumi.CustomResourceOptions) {
-        const outs = ["name", "image", "region", "size", "dropletUrn", "ipv4Address", "ipv4AddressPrivate", "ipv6Address", "status", "memory", "vcpus", "disk", "volumeIds", "createdAt", "locked"];
+        const outs = [
+            "name",
+            "image",
+            "region",
+            "size",
+            "dropletUrn",
+            "ipv4Address",
+            "ipv4AddressPrivate",
+            "ipv6Address",
+            "status",
+            "memory",
+            "vcpus",
+            "disk",
+            "volumeIds",
+            "createdAt",
+            "locked",
+        ];
         super(dropletProvider, name, withOutputs(args, outs), opts, "digitalocean", "Droplet");
     }
 }
@@ -130,7 +153,14 @@ export class Firewall extends pulumi.dynamic.Resource {
     declare public readonly dropletIds: pulumi.Output<number[]>;
     declare public readonly status: pulumi.Output<string>;
     constructor(name: string, args: Args, opts?: pulumi.CustomResourceOptions) {
-        super(firewallProvider, name, withOutputs(args, ["name", "dropletIds", "inboundRules", "outboundRules", "status", "createdAt", "pendingChanges"]), opts, "digitalocean", "Firewall");
+        super(
+            firewallProvider,
+            name,
+            withOutputs(args, ["name", "dropletIds", "inboundRules", "outboundRules", "status", "createdAt", "pendingChanges"]),
+            opts,
+            "digitalocean",
+            "Firewall",
+        );
     }
 }
 
@@ -140,7 +170,15 @@ export function getSshKeysOutput(args?: GetSshKeysArgs): pulumi.Output<GetSshKey
 
 /** The exports of the stand-in: anything else is an error naming this file. */
 const exportsOfStandIn: Record<string, unknown> = {
-    SshKey, Volume, Droplet, VolumeAttachment, ReservedIp, ReservedIpAssignment, Firewall, getSshKeys, getSshKeysOutput,
+    SshKey,
+    Volume,
+    Droplet,
+    VolumeAttachment,
+    ReservedIp,
+    ReservedIpAssignment,
+    Firewall,
+    getSshKeys,
+    getSshKeysOutput,
     types: { input: {}, output: {}, enums: {} },
 };
 
@@ -158,6 +196,17 @@ export function installDigitalOceanShim(repo: string): string {
 
 /** For tests: the providers and pure helpers. */
 export {
-    sshKeyProvider, volumeProvider, dropletProvider, volumeAttachmentProvider, reservedIpProvider, reservedIpAssignmentProvider, firewallProvider,
-    parsePublicKey, renderFirewall, firewallFailures, portRange, freeAddress, strictModule,
+    sshKeyProvider,
+    volumeProvider,
+    dropletProvider,
+    volumeAttachmentProvider,
+    reservedIpProvider,
+    reservedIpAssignmentProvider,
+    firewallProvider,
+    parsePublicKey,
+    renderFirewall,
+    firewallFailures,
+    portRange,
+    freeAddress,
+    strictModule,
 };

@@ -28,8 +28,10 @@ export const reservedIpProvider: pulumi.dynamic.ResourceProvider = {
     async check(_olds: any, news: any) {
         const failures: { property: string; reason: string }[] = [];
         if (!isUnknown(news.region) && !news.region) failures.push({ property: "region", reason: "region is required" });
-        if (news.dropletId !== undefined) failures.push({ property: "dropletId", reason: "droplet_id on the ReservedIp is not in the testbed stand-in: use a ReservedIpAssignment" });
-        if (news.ipAddress !== undefined) failures.push({ property: "ipAddress", reason: "ip_address (adopting an existing address) is not in the testbed stand-in" });
+        if (news.dropletId !== undefined)
+            failures.push({ property: "dropletId", reason: "droplet_id on the ReservedIp is not in the testbed stand-in: use a ReservedIpAssignment" });
+        if (news.ipAddress !== undefined)
+            failures.push({ property: "ipAddress", reason: "ip_address (adopting an existing address) is not in the testbed stand-in" });
         return { inputs: news, failures };
     },
     async diff(_id: string, olds: any, news: any) {
@@ -40,7 +42,14 @@ export const reservedIpProvider: pulumi.dynamic.ResourceProvider = {
         const ip = await withAccount((a) => {
             if (!DO_REGIONS.includes(region)) throw apiError("Error creating reserved IP", "POST", "reserved_ips", 422, "invalid region");
             const ip = freeAddress(process.env.TESTBED_DO_RESERVED_IPS || "130-140", takenAddresses(a));
-            if (!ip) throw apiError("Error creating reserved IP", "POST", "reserved_ips", 422, "the testbed's reserved IP pool is exhausted (TESTBED_DO_RESERVED_IPS)");
+            if (!ip)
+                throw apiError(
+                    "Error creating reserved IP",
+                    "POST",
+                    "reserved_ips",
+                    422,
+                    "the testbed's reserved IP pool is exhausted (TESTBED_DO_RESERVED_IPS)",
+                );
             a.reservedIps.push({ ip, region });
             return ip;
         });
@@ -63,8 +72,10 @@ export const reservedIpProvider: pulumi.dynamic.ResourceProvider = {
 export const reservedIpAssignmentProvider: pulumi.dynamic.ResourceProvider = {
     async check(_olds: any, news: any) {
         const failures: { property: string; reason: string }[] = [];
-        if (!isUnknown(news.ipAddress) && !/^(\d{1,3}\.){3}\d{1,3}$/.test(String(news.ipAddress ?? ""))) failures.push({ property: "ipAddress", reason: `expected ip_address to contain a valid IPv4 address, got: ${news.ipAddress}` });
-        if (!isUnknown(news.dropletId) && !(Number.isInteger(news.dropletId) && news.dropletId !== 0)) failures.push({ property: "dropletId", reason: `expected a non-zero integer droplet_id, got ${JSON.stringify(news.dropletId)}` });
+        if (!isUnknown(news.ipAddress) && !/^(\d{1,3}\.){3}\d{1,3}$/.test(String(news.ipAddress ?? "")))
+            failures.push({ property: "ipAddress", reason: `expected ip_address to contain a valid IPv4 address, got: ${news.ipAddress}` });
+        if (!isUnknown(news.dropletId) && !(Number.isInteger(news.dropletId) && news.dropletId !== 0))
+            failures.push({ property: "dropletId", reason: `expected a non-zero integer droplet_id, got ${JSON.stringify(news.dropletId)}` });
         return { inputs: news, failures };
     },
     async diff(_id: string, olds: any, news: any) {
@@ -76,8 +87,22 @@ export const reservedIpAssignmentProvider: pulumi.dynamic.ResourceProvider = {
             const d = dropletOf(a, dropletId);
             if (!d || d.status !== "active") throw new Error(`Error waiting for droplet (${dropletId}) to be ready for reserved IP assign: droplet not found`);
             const r = a.reservedIps.find((x: any) => x.ip === ipAddress);
-            if (!r) throw apiError(`Error Assigning reserved IP (${ipAddress}) to the droplet`, "POST", `reserved_ips/${ipAddress}/actions`, 404, "The resource you were accessing could not be found.");
-            if (r.region !== d.region) throw apiError(`Error Assigning reserved IP (${ipAddress}) to the droplet`, "POST", `reserved_ips/${ipAddress}/actions`, 422, "The reserved IP and the Droplet must be in the same region.");
+            if (!r)
+                throw apiError(
+                    `Error Assigning reserved IP (${ipAddress}) to the droplet`,
+                    "POST",
+                    `reserved_ips/${ipAddress}/actions`,
+                    404,
+                    "The resource you were accessing could not be found.",
+                );
+            if (r.region !== d.region)
+                throw apiError(
+                    `Error Assigning reserved IP (${ipAddress}) to the droplet`,
+                    "POST",
+                    `reserved_ips/${ipAddress}/actions`,
+                    422,
+                    "The reserved IP and the Droplet must be in the same region.",
+                );
             if (r.dropletId !== undefined && String(r.dropletId) !== String(dropletId)) {
                 // The Assign action moves an address that is on another droplet.
                 const old = dropletOf(a, r.dropletId);
@@ -93,7 +118,8 @@ export const reservedIpAssignmentProvider: pulumi.dynamic.ResourceProvider = {
         const { ipAddress, dropletId } = props;
         await withAccount(async (a) => {
             const r = a.reservedIps.find((x: any) => x.ip === ipAddress);
-            if (!r) throw apiError("Error retrieving reserved IP", "GET", `reserved_ips/${ipAddress}`, 404, "The resource you were accessing could not be found.");
+            if (!r)
+                throw apiError("Error retrieving reserved IP", "GET", `reserved_ips/${ipAddress}`, 404, "The resource you were accessing could not be found.");
             if (String(r.dropletId) !== String(dropletId)) return; // "reserved IP already unassigned, removing from state"
             const d = dropletOf(a, dropletId);
             if (d) await hostOp(props, ["ip-unassign", d.guest, ipAddress]);

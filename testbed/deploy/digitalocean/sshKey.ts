@@ -20,8 +20,19 @@ import { tfDiff } from "./terraform";
 
 /** Parses "type base64 [comment]"; the blob's MD5 as aa:bb:... is DigitalOcean's fingerprint. */
 export function parsePublicKey(publicKey: string): { type: string; blob: Buffer; fingerprint: string } | string {
-    const parts = String(publicKey ?? "").trim().split(/\s+/);
-    const types = ["ssh-ed25519", "ssh-rsa", "ssh-dss", "ecdsa-sha2-nistp256", "ecdsa-sha2-nistp384", "ecdsa-sha2-nistp521", "sk-ssh-ed25519@openssh.com", "sk-ecdsa-sha2-nistp256@openssh.com"];
+    const parts = String(publicKey ?? "")
+        .trim()
+        .split(/\s+/);
+    const types = [
+        "ssh-ed25519",
+        "ssh-rsa",
+        "ssh-dss",
+        "ecdsa-sha2-nistp256",
+        "ecdsa-sha2-nistp384",
+        "ecdsa-sha2-nistp521",
+        "sk-ssh-ed25519@openssh.com",
+        "sk-ecdsa-sha2-nistp256@openssh.com",
+    ];
     if (parts.length < 2 || !types.includes(parts[0]) || !/^[A-Za-z0-9+/]+={0,2}$/.test(parts[1])) {
         return "Key invalid, key should be of the format `type key [comment]`";
     }
@@ -69,7 +80,8 @@ export const sshKeyProvider: pulumi.dynamic.ResourceProvider = {
         await withAccount((a) => {
             const before = a.sshKeys.length;
             a.sshKeys = a.sshKeys.filter((k: any) => String(k.id) !== id);
-            if (a.sshKeys.length === before) throw apiError("Error deleting SSH key", "DELETE", `account/keys/${id}`, 404, "The resource you were accessing could not be found.");
+            if (a.sshKeys.length === before)
+                throw apiError("Error deleting SSH key", "DELETE", `account/keys/${id}`, 404, "The resource you were accessing could not be found.");
         });
     },
 };
@@ -92,16 +104,25 @@ export interface GetSshKeysResult {
  */
 export async function getSshKeys(args?: GetSshKeysArgs): Promise<GetSshKeysResult> {
     const account = readAccount();
-    let keys = account.sshKeys.map((k: { id: number; name: string; fingerprint: string; publicKey: string }) => ({ id: k.id, name: k.name, fingerprint: k.fingerprint, publicKey: k.publicKey }));
+    let keys = account.sshKeys.map((k: { id: number; name: string; fingerprint: string; publicKey: string }) => ({
+        id: k.id,
+        name: k.name,
+        fingerprint: k.fingerprint,
+        publicKey: k.publicKey,
+    }));
     const field = (k: Record<string, unknown>, key: string) => String(k[key === "public_key" ? "publicKey" : key] ?? "");
     for (const f of args?.filters ?? []) {
         if (!["id", "name", "fingerprint", "public_key", "publicKey"].includes(f.key)) throw new Error(`getSshKeys: unknown filter key '${f.key}'`);
         const match = (v: string, want: string) => (f.matchBy === "re" ? new RegExp(want).test(v) : f.matchBy === "substring" ? v.includes(want) : v === want);
-        keys = keys.filter((k: Record<string, unknown>) => (f.all ? f.values.every((w) => match(field(k, f.key), w)) : f.values.some((w) => match(field(k, f.key), w))));
+        keys = keys.filter((k: Record<string, unknown>) =>
+            f.all ? f.values.every((w) => match(field(k, f.key), w)) : f.values.some((w) => match(field(k, f.key), w)),
+        );
     }
     for (const s of [...(args?.sorts ?? [])].reverse()) {
         const dir = s.direction === "desc" ? -1 : 1;
-        keys = [...keys].sort((a: Record<string, unknown>, b: Record<string, unknown>) => (s.key === "id" ? (Number(a.id) - Number(b.id)) * dir : field(a, s.key).localeCompare(field(b, s.key)) * dir));
+        keys = [...keys].sort((a: Record<string, unknown>, b: Record<string, unknown>) =>
+            s.key === "id" ? (Number(a.id) - Number(b.id)) * dir : field(a, s.key).localeCompare(field(b, s.key)) * dir,
+        );
     }
     return { id: "ssh-keys", filters: args?.filters, sorts: args?.sorts, sshKeys: keys };
 }

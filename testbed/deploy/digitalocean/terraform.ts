@@ -18,7 +18,18 @@ function canonSet(v: unknown): string {
 
 /** Diff of old outputs against new inputs, TF-style: `forceNew` keys replace, `update` keys update;
  * `computed` (Optional+Computed) keys left out of the config keep their value. */
-export function tfDiff(olds: any, news: any, spec: { forceNew: string[]; update: string[]; computed?: string[]; sets?: string[]; defaults?: Record<string, unknown>; normalize?: Record<string, (v: any) => any> }): pulumi.dynamic.DiffResult {
+export function tfDiff(
+    olds: any,
+    news: any,
+    spec: {
+        forceNew: string[];
+        update: string[];
+        computed?: string[];
+        sets?: string[];
+        defaults?: Record<string, unknown>;
+        normalize?: Record<string, (v: any) => any>;
+    },
+): pulumi.dynamic.DiffResult {
     const replaces: string[] = [];
     let changes = false;
     for (const k of [...spec.forceNew, ...spec.update]) {

@@ -24,15 +24,23 @@ export const volumeProvider: pulumi.dynamic.ResourceProvider = {
     async check(olds: any, news: any) {
         const failures: { property: string; reason: string }[] = [];
         if (!isUnknown(news.name) && !/^[a-z][a-z0-9-]{0,63}$/.test(String(news.name ?? ""))) {
-            failures.push({ property: "name", reason: "name: lowercase letters, digits and -, starting with a letter, at most 64 (the testbed stand-in needs a name: no autonaming)" });
+            failures.push({
+                property: "name",
+                reason: "name: lowercase letters, digits and -, starting with a letter, at most 64 (the testbed stand-in needs a name: no autonaming)",
+            });
         }
         if (!isUnknown(news.region) && !news.region) failures.push({ property: "region", reason: "region is required" });
-        if (!isUnknown(news.size) && !(Number.isInteger(news.size) && news.size >= 1)) failures.push({ property: "size", reason: `expected size to be at least (1), got ${news.size}` });
+        if (!isUnknown(news.size) && !(Number.isInteger(news.size) && news.size >= 1))
+            failures.push({ property: "size", reason: `expected size to be at least (1), got ${news.size}` });
         if (news.initialFilesystemType !== undefined && !isUnknown(news.initialFilesystemType) && !["ext4", "xfs"].includes(news.initialFilesystemType)) {
-            failures.push({ property: "initialFilesystemType", reason: `expected initial_filesystem_type to be one of ["ext4" "xfs"], got ${news.initialFilesystemType}` });
+            failures.push({
+                property: "initialFilesystemType",
+                reason: `expected initial_filesystem_type to be one of ["ext4" "xfs"], got ${news.initialFilesystemType}`,
+            });
         }
         if (news.snapshotId) failures.push({ property: "snapshotId", reason: "snapshots are not in the testbed stand-in" });
-        if (news.filesystemType && news.initialFilesystemType) failures.push({ property: "filesystemType", reason: '"filesystem_type": conflicts with initial_filesystem_type' });
+        if (news.filesystemType && news.initialFilesystemType)
+            failures.push({ property: "filesystemType", reason: '"filesystem_type": conflicts with initial_filesystem_type' });
         // resource_volume.go CustomizeDiff: at plan time.
         if (olds && olds.size !== undefined && !isUnknown(news.size) && Number(news.size) < Number(olds.size)) {
             failures.push({ property: "size", reason: "volumes `size` can only be expanded and not shrunk" });
@@ -57,8 +65,22 @@ export const volumeProvider: pulumi.dynamic.ResourceProvider = {
         await withAccount((a) => {
             if (!DO_REGIONS.includes(region)) throw apiError("Error creating Volume", "POST", "volumes", 422, "invalid region");
             if (inputs.size > 16384) throw apiError("Error creating Volume", "POST", "volumes", 422, "size_gigabytes must be at most 16384");
-            if (a.volumes.some((v: any) => v.name === inputs.name && v.region === region)) throw apiError("Error creating Volume", "POST", "volumes", 409, "already exists");
-            a.volumes.push({ id, name: inputs.name, region, size: inputs.size, description: inputs.description, filesystemType: fstype || undefined, filesystemLabel: inputs.initialFilesystemLabel, image, dropletIds: [], autoMountPending: !!fstype, status: "creating", createdAt: new Date().toISOString() });
+            if (a.volumes.some((v: any) => v.name === inputs.name && v.region === region))
+                throw apiError("Error creating Volume", "POST", "volumes", 409, "already exists");
+            a.volumes.push({
+                id,
+                name: inputs.name,
+                region,
+                size: inputs.size,
+                description: inputs.description,
+                filesystemType: fstype || undefined,
+                filesystemLabel: inputs.initialFilesystemLabel,
+                image,
+                dropletIds: [],
+                autoMountPending: !!fstype,
+                status: "creating",
+                createdAt: new Date().toISOString(),
+            });
         });
         try {
             await hostOp(inputs, ["volume-create", image, String(inputs.size), fstype, inputs.initialFilesystemLabel ?? ""]);
@@ -69,15 +91,30 @@ export const volumeProvider: pulumi.dynamic.ResourceProvider = {
         await withAccount((a) => void (volumeOf(a, id).status = "available"));
         return {
             id,
-            outs: plain({ ...inputs, region, volumeUrn: `do:volume:${id}`, dropletIds: [], filesystemType: fstype || undefined, filesystemLabel: inputs.initialFilesystemLabel }),
+            outs: plain({
+                ...inputs,
+                region,
+                volumeUrn: `do:volume:${id}`,
+                dropletIds: [],
+                filesystemType: fstype || undefined,
+                filesystemLabel: inputs.initialFilesystemLabel,
+            }),
         };
     },
     async update(id: string, olds: any, news: any) {
         if (Number(news.size) !== Number(olds.size)) {
             await withAccount(async (a) => {
                 const v = volumeOf(a, id);
-                if (!v) throw apiError(`Error resizing volume (${id})`, "POST", `volumes/${id}/actions`, 404, "The resource you were accessing could not be found.");
-                if (Number(news.size) < v.size) throw apiError(`Error resizing volume (${id})`, "POST", `volumes/${id}/actions`, 422, "new size must be larger than the current size");
+                if (!v)
+                    throw apiError(
+                        `Error resizing volume (${id})`,
+                        "POST",
+                        `volumes/${id}/actions`,
+                        404,
+                        "The resource you were accessing could not be found.",
+                    );
+                if (Number(news.size) < v.size)
+                    throw apiError(`Error resizing volume (${id})`, "POST", `volumes/${id}/actions`, 422, "new size must be larger than the current size");
                 await hostOp(news, ["volume-resize", v.image, String(news.size)]);
                 v.size = Number(news.size);
             });

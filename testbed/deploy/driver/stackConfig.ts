@@ -4,7 +4,6 @@ import * as fs from "fs";
 import { Stack } from "@pulumi/pulumi/automation";
 import { log, PROJECT } from "./engine";
 
-
 export interface ConfigFile {
     config: Record<string, unknown>;
     secrets: Record<string, unknown>;
