@@ -222,7 +222,9 @@ describe("homeserver.yaml", () => {
         expect(hs.enable_registration).toBe(true);
         expect(hs.registration_requires_token).toBe(true);
         expect(hs.enable_registration_without_verification).toBeUndefined();
-        expect(hs.allow_guest_access).toBe(true);
+        // Guests get an account before any registration token is asked for: off unless asked for.
+        expect(hs.allow_guest_access).toBe(false);
+        expect(homeserverConfig(synapseBuild(loadTestConfig({ allowGuestAccess: "true" }))).allow_guest_access).toBe(true);
         expect(hs.url_preview_enabled).toBe(true);
         expect(hs.url_preview_ip_range_blacklist).toEqual([...URL_PREVIEW_IP_RANGE_BLOCKLIST]);
         for (const r of ["100.64.0.0/10", "169.254.0.0/16", "fc00::/7", "::1/128", "224.0.0.0/4"]) expect(hs.url_preview_ip_range_blacklist).toContain(r);
@@ -265,7 +267,9 @@ describe("Element's config.json", () => {
         expect(json.default_server_name).toBeUndefined();
         expect(json.default_hs_url).toBeUndefined();
         expect(json.room_directory).toEqual({ servers: ["phillymesh.net", "nycmesh.net", "matrix.org"] });
-        expect(json.disable_guests).toBe(false);
+        // Element offers guest access exactly when the homeserver allows guests (off by default).
+        expect(json.disable_guests).toBe(true);
+        expect(elementConfig(elementBuild(loadTestConfig({ allowGuestAccess: "true" }))).disable_guests).toBe(false);
         expect(json.brand).toBe("Element");
     });
 

@@ -56,9 +56,12 @@ case $CHALLENGE in
     *) die "unknown CHALLENGE $CHALLENGE" ;;
 esac
 log "asking $ACME_SERVER for a certificate for ${names[*]} ($CHALLENGE)"
+# certbot's output goes to a private temporary file (a fixed name in /tmp could be planted by anyone).
+certbot_log=$(mktemp)
+cleanup_later "$certbot_log"
 for attempt in 1 2 3; do
-    if certbot "${certbot_args[@]}" >/tmp/certbot-phillymesh-chat.log 2>&1; then break; fi
-    [ "$attempt" -lt 3 ] || { tail -n 30 /tmp/certbot-phillymesh-chat.log >&2; die "certbot could not obtain the certificate"; }
+    if certbot "${certbot_args[@]}" >"$certbot_log" 2>&1; then break; fi
+    [ "$attempt" -lt 3 ] || { tail -n 30 "$certbot_log" >&2; die "certbot could not obtain the certificate"; }
     log "certbot failed (attempt $attempt/3); retrying in 15s"
     sleep 15
 done

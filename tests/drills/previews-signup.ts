@@ -113,16 +113,13 @@ export function previewsAndSignup({ drill, check }: DrillSet): void {
             assert.equal(info.json.completed, 1);
             assert.equal(info.json.pending, 0);
         });
-        // Observation (allowGuestAccess defaults to true): guests get an account without any token.
-        const guest = await L.mx("POST", "/_matrix/client/v3/register?kind=guest", { body: {} });
-        t.diagnostic(`guest registration (allowGuestAccess): HTTP ${guest.status} ${guest.json?.user_id ?? guest.text.slice(0, 120)}`);
-        if (guest.status === 200) {
-            await check(t, "6e a guest (allowGuestAccess) cannot create a room or upload media", async () => {
-                const room = await L.mx("POST", "/_matrix/client/v3/createRoom", { token: guest.json.access_token, body: { preset: "private_chat" } });
-                assert.equal(room.status, 403, room.text);
-                const up = await L.mx("POST", "/_matrix/media/v3/upload?filename=g.bin", { token: guest.json.access_token, raw: new Uint8Array(16) });
-                assert.notEqual(up.status, 200, `a guest uploaded media: ${up.text}`);
-            });
-        }
+        // Synapse hands out a guest account before it asks for a registration token: with guests
+        // on (the runbook's choice) anyone gets in without a token, so they are off by default.
+        await check(t, "6e no guest account without a token (allowGuestAccess is off by default)", async () => {
+            const guest = await L.mx("POST", "/_matrix/client/v3/register?kind=guest", { body: {} });
+            t.diagnostic(`guest registration: HTTP ${guest.status} ${guest.json?.errcode ?? guest.text.slice(0, 120)}`);
+            assert.equal(guest.status, 403, guest.text);
+            assert.equal(guest.json?.access_token, undefined);
+        });
     });
 }
