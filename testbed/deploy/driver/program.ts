@@ -51,7 +51,13 @@ export function makeProgram(dnsHook?: string, programDir: string = REPO): () => 
         registerTsNode();
         let open: () => void = () => undefined;
         let fail: (e: unknown) => void = () => undefined;
-        const gate = () => setCommandGate(dnsHook ? new Promise<void>((res, rej) => ((open = res), (fail = rej))) : undefined);
+        const gate = () => {
+            if (!dnsHook) return setCommandGate(undefined);
+            const p = new Promise<void>((res, rej) => ((open = res), (fail = rej)));
+            // Each step that waits on it sees a failure; the gate itself is not an unhandled rejection.
+            p.catch(() => undefined);
+            setCommandGate(p);
+        };
         const hook = (records: { apply(f: (v: unknown) => Promise<void>): unknown } | undefined) => {
             if (!dnsHook) return;
             if (!records?.apply) throw new Error("--dns-hook: the program exports no dnsRecords output");
@@ -89,6 +95,11 @@ export function makeProgram(dnsHook?: string, programDir: string = REPO): () => 
             const outputs = buildChat(cfg, facts);
             hook(outputs.dnsRecords);
             return { ...outputs };
+        } catch (e) {
+            // Steps declared before the failure wait on the gate: let them fail too, or the engine
+            // would wait for them for ever.
+            fail(e);
+            throw e;
         } finally {
             setCommandGate(undefined);
         }
