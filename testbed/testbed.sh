@@ -64,11 +64,19 @@ up_stacks() {
         # an operator would create them by hand, before the certificates step needs them. (With dns
         # cloudflare the stand-in's records are served by the testbed DNS as they are created.)
         [ "$hosting" = digitalocean ] || hook=(--dns-hook "bash $HERE/dns-load.sh - $name")
-        deploy up --stack "$name" --config "$B/stacks/$name.json" "${hook[@]}" "$@" 2>&1 | sed -u "s/^/[$name] /" &
+        # Each stack's output also goes to a log of its own: the two run at once, so on failure the
+        # failing stack's last lines are printed again at the end, where a reader (or CI's tail) sees them.
+        deploy up --stack "$name" --config "$B/stacks/$name.json" "${hook[@]}" "$@" 2>&1 |
+            sed -u "s/^/[$name] /" | tee "$LOG/up-$name.log" &
         pids+=($!)
     done
-    local failed=0 p
-    for p in "${pids[@]}"; do wait "$p" || failed=1; done
+    local failed=0 i names=("${SERVERS[@]%%:*}")
+    for i in "${!pids[@]}"; do
+        wait "${pids[$i]}" && continue
+        failed=1
+        say "pulumi up of ${names[$i]} failed; its last lines (all of it: $LOG/up-${names[$i]}.log):"
+        grep -v '@ updating' "$LOG/up-${names[$i]}.log" | tail -n 40 >&2
+    done
     return "$failed"
 }
 
