@@ -4,7 +4,7 @@ import * as pulumi from "@pulumi/pulumi";
 import type { BackupSettings } from "./config";
 import { Target } from "./host";
 import { RemoteStep, ServerFile } from "./remoteStep";
-import { readFile } from "./templates";
+import { readFile, renderTemplate } from "./templates";
 
 /** The backup and restore programs, the settings they read, and the daily timer. */
 export function backupFiles(dataDir: string, b: BackupSettings): ServerFile[] {
@@ -13,7 +13,7 @@ export function backupFiles(dataDir: string, b: BackupSettings): ServerFile[] {
         root("/etc/phillymesh-chat/backup.env", [`DATA_DIR=${dataDir}`, `BACKUP_KEEP=${b.keep}`, `BACKUP_RSYNC_TARGET=${b.rsyncTarget}`].join("\n"), "0600"),
         root("/usr/local/sbin/phillymesh-chat-backup", readFile("server/sbin/phillymesh-chat-backup.sh"), "0755"),
         root("/usr/local/sbin/phillymesh-chat-restore", readFile("server/sbin/phillymesh-chat-restore.sh"), "0755"),
-        root("/etc/systemd/system/phillymesh-chat-backup.service", readFile("server/systemd/backup.service"), "0644"),
+        root("/etc/systemd/system/phillymesh-chat-backup.service", renderTemplate("server/systemd/backup.service", { data_dir: dataDir }), "0644"),
         root("/etc/systemd/system/phillymesh-chat-backup.timer", readFile("server/systemd/backup.timer"), "0644"),
     ];
 }

@@ -4,6 +4,9 @@ import * as pulumi from "@pulumi/pulumi";
 import type { DataVolume, Target } from "./host";
 import { RemoteStep, ServerFile } from "./remoteStep";
 
+/** The program's sshd settings (sorting before any other drop-in). */
+export const SSHD_DROP_IN = "/etc/ssh/sshd_config.d/10-phillymesh-chat.conf";
+
 /** What every server gets: security updates every day, without asking, and SSH by key only. */
 export const BASE_FILES: readonly ServerFile[] = [
     // Debian's unattended-upgrades defaults: security updates only.
@@ -13,15 +16,31 @@ export const BASE_FILES: readonly ServerFile[] = [
         mode: "0644",
         owner: "root:root",
     },
-    // A homeserver on the open internet is probed for passwords from its first hour.
+    // A homeserver on the open internet is probed for passwords from its first hour. sshd keeps the
+    // first value it reads and reads sshd_config.d in name order: "10-" comes before the image's own
+    // 50-cloud-init.conf (which may say PasswordAuthentication yes). No forwarding of any kind: the
+    // server is administered, not used as a jump host.
     {
-        path: "/etc/ssh/sshd_config.d/50-phillymesh-chat.conf",
-        content: ["# Managed by phillymesh-chat.", "PasswordAuthentication no", "KbdInteractiveAuthentication no", "PermitRootLogin prohibit-password"].join(
-            "\n",
-        ),
+        path: SSHD_DROP_IN,
+        content: [
+            "# Managed by phillymesh-chat.",
+            "PasswordAuthentication no",
+            "KbdInteractiveAuthentication no",
+            "PermitRootLogin prohibit-password",
+            "MaxAuthTries 3",
+            "LoginGraceTime 30",
+            "X11Forwarding no",
+            "AllowAgentForwarding no",
+            "AllowTcpForwarding no",
+            "AllowStreamLocalForwarding no",
+            "PermitTunnel no",
+        ].join("\n"),
         mode: "0644",
         owner: "root:root",
     },
+    // When memory runs out, the kernel kills Synapse first (its unit) and sshd last: the admin can
+    // still get in.
+    { path: "/etc/systemd/system/ssh.service.d/50-phillymesh-chat.conf", content: "[Service]\nOOMScoreAdjust=-900", mode: "0644", owner: "root:root" },
 ];
 
 export interface HostBaseArgs {
@@ -50,6 +69,7 @@ export class HostBase extends pulumi.ComponentResource {
                     DATA_DIR: args.dataDir,
                     DATA_DEVICE: args.volume?.device ?? "",
                     SWAP_MB: String(args.swapSizeMb),
+                    SSHD_DROP_IN,
                     // The size in config: growing it re-runs this step, which grows the filesystem.
                     ...(args.volume ? { VOLUME_SIZE_GB: String(args.volume.sizeGb) } : {}),
                 },

@@ -6,6 +6,8 @@ import { RemoteStep } from "./remoteStep";
 
 /** Our settings, outside the cluster's own directories; the step copies them to conf.d/50-phillymesh-chat.conf. */
 export const POSTGRES_TUNING_PATH = "/etc/phillymesh-chat/postgresql.conf";
+/** The cluster units' drop-in (postgresql@<version>-main.service): its OOM priority. */
+export const POSTGRES_OOM_DROP_IN = "/etc/systemd/system/postgresql@.service.d/50-phillymesh-chat.conf";
 
 /** The settings file: sized for a 1 GB server that also runs Synapse. */
 export function postgresTuning(s: Omit<PostgresSettings, "password">): string {
@@ -62,8 +64,13 @@ export class Postgres extends pulumi.ComponentResource {
                     DATA_DIR: args.dataDir,
                     PG_PASSWORD: s.password,
                     PG_TUNING: POSTGRES_TUNING_PATH,
+                    PG_OOM_DROP_IN: POSTGRES_OOM_DROP_IN,
                 },
-                files: [{ path: POSTGRES_TUNING_PATH, content: postgresTuning(s), mode: "0644", owner: "root:root" }],
+                files: [
+                    { path: POSTGRES_TUNING_PATH, content: postgresTuning(s), mode: "0644", owner: "root:root" },
+                    // When memory runs out, the kernel kills Synapse (it restarts) before the database.
+                    { path: POSTGRES_OOM_DROP_IN, content: "[Service]\nOOMScoreAdjust=-500", mode: "0644", owner: "root:root" },
+                ],
             },
             { parent: this, dependsOn: opts?.dependsOn },
         );

@@ -87,6 +87,11 @@ export function homeserverConfig(b: SynapseBuild): Record<string, unknown> {
         enable_registration_captcha: s.registration === "open",
         ...(s.recaptcha ? { recaptcha_public_key: s.recaptcha.publicKey } : {}),
         allow_guest_access: s.allowGuestAccess,
+        // Profiles (display name, avatar) are not a public directory: only a logged-in user who shares
+        // a room with someone sees theirs, so a stranger cannot list who is on the server.
+        require_auth_for_profile_requests: true,
+        limit_profile_requests_to_users_who_share_rooms: true,
+        ...(s.sessionLifetime ? { session_lifetime: s.sessionLifetime } : {}),
         url_preview_enabled: s.urlPreviews,
         url_preview_ip_range_blacklist: [...URL_PREVIEW_IP_RANGE_BLOCKLIST],
         // Private ranges are refused for outbound requests by default; a mesh network's own

@@ -79,7 +79,7 @@ export function certCheckFiles(): ServerFile[] {
         },
         {
             path: "/etc/systemd/system/phillymesh-chat-cert-check.service",
-            content: readFile("server/systemd/cert-check.service"),
+            content: renderTemplate("server/systemd/cert-check.service", { certificate_dir: SERVER_PATHS.certificateDir }),
             mode: "0644",
             owner: "root:root",
         },

@@ -150,7 +150,7 @@ describe("nginx accepts the rendered sites", () => {
         expect(tls).toMatch(/Strict-Transport-Security "max-age=63072000"/);
     });
 
-    test("the homeserver site proxies /_matrix and /_synapse/client only, on 443 and 8448, with the upload limit", () => {
+    test("the homeserver site proxies the client API on 443 and federation, keys and media on 8448, nothing else, with the upload limit", () => {
         const cfg = loadTestConfig({ maxUploadSizeMb: "75" });
         const site = nginxFiles(webSettings(cfg))["sites-available/phillymesh-chat-matrix.conf"];
         expect(site).toMatch(/listen 8448 ssl default_server;/);
@@ -163,8 +163,30 @@ describe("nginx accepts the rendered sites", () => {
         const format = /^log_format phillymesh_chat_no_query (.*);$/m.exec(site)?.[1] ?? "";
         expect(format).toContain("$uri");
         expect(format).not.toMatch(/\$request\b|\$request_uri|\$args|\$query_string|\$http_referer/);
-        // Synapse routes on the raw path, nginx matched the decoded one: the raw one must agree.
-        expect(site).toContain(`if ($request_uri !~ "^/(_matrix|_synapse/client)(/|\\?|$)") {`);
+        // Synapse routes on the raw path, nginx matched the decoded one: the raw one decides, per port.
+        expect(site).toMatch(/if \(\$phillymesh_chat_not_proxied\) \{\s*return 404;/);
+        const map = /^map "\$server_port \$request_uri" \$phillymesh_chat_not_proxied \{([^}]*)\}/m.exec(site)?.[1] ?? "";
+        const rules = [...map.matchAll(/^\s*"~(.*)" 0;$/gm)].map((m) => new RegExp(m[1]));
+        expect(map).toMatch(/^\s*default 1;$/m);
+        expect(rules).toHaveLength(2);
+        const proxied = (port: number, uri: string) => rules.some((r) => r.test(`${port} ${uri}`));
+        for (const uri of ["/_matrix/client/versions", "/_matrix", "/_matrix?x=1", "/_synapse/client/oidc"])
+            expect([uri, proxied(443, uri)]).toEqual([uri, true]);
+        for (const uri of ["/_matrix/federation/v1/version", "/_matrix/key/v2/server", "/_matrix/media/v3/download/a.b/c"]) {
+            expect([uri, proxied(8448, uri)]).toEqual([uri, true]);
+        }
+        for (const [port, uri] of [
+            [443, "/_synapse/admin/v1/server_version"],
+            [443, "/_synapse/admin/v2/users/..%2F..%2F..%2F..%2F_matrix"],
+            [443, "/_matrixx/client"],
+            [443, "/%5Fmatrix/client/versions"],
+            [8448, "/_matrix/client/versions"],
+            [8448, "/_matrix/client/v3/login"],
+            [8448, "/_synapse/client/oidc"],
+            [8448, "/_synapse/admin/v2/users/..%2F..%2F..%2F..%2F_matrix/federation/"],
+        ] as [number, string][]) {
+            expect([port, uri, proxied(port, uri)]).toEqual([port, uri, false]);
+        }
     });
 
     test("Element's site sends the headers Element asks for and never caches index.html or config.json", () => {

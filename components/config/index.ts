@@ -160,6 +160,9 @@ function readSynapse(r: Reader, postgres: PostgresSettings, dataDir: string): Sy
         registration,
         recaptcha,
         allowGuestAccess: r.bool("allowGuestAccess"),
+        sessionLifetime: r.optional("sessionLifetime", (v) =>
+            /^[1-9][0-9]{0,4}[hdwy]$/.test(v) ? undefined : "a duration such as 90d, 12w or 1y (h, d, w or y)",
+        ),
         urlPreviews: r.bool("urlPreviews"),
         maxUploadSizeMb: r.int("maxUploadSizeMb", 1, 2048),
         cacheFactor: r.decimal("cacheFactor", 0.01, 10),

@@ -76,6 +76,8 @@ export interface SynapseSettings {
     readonly registration: Registration;
     readonly recaptcha?: { readonly publicKey: string; readonly privateKey: pulumi.Output<string> };
     readonly allowGuestAccess: boolean;
+    /** Synapse's session_lifetime (e.g. "90d"); "" for logins that last until logout. */
+    readonly sessionLifetime: string;
     readonly urlPreviews: boolean;
     readonly maxUploadSizeMb: number;
     readonly cacheFactor: number;

@@ -100,6 +100,21 @@ refuse_symlink() {
     done
 }
 
+# set_oom_score UNIT SCORE: the unit's running processes get SCORE in the kernel's OOM choice now (its
+# OOMScoreAdjust= drop-in covers every later start). Lowering a score needs CAP_SYS_RESOURCE, which
+# root in a container may lack (systemd then ignores OOMScoreAdjust= too): say so, not fail.
+set_oom_score() {
+    local unit=$1 score=$2 cg pid
+    cg=$(systemctl show -p ControlGroup --value "$unit" 2>/dev/null) || return 0
+    [ -n "$cg" ] && [ -r "/sys/fs/cgroup$cg/cgroup.procs" ] || return 0
+    while read -r pid; do
+        if ! echo "$score" >"/proc/$pid/oom_score_adj" 2>/dev/null; then
+            log "note: $unit keeps its OOM score ($(cat "/proc/$pid/oom_score_adj" 2>/dev/null)): this host does not let root lower it"
+            return 0
+        fi
+    done <"/sys/fs/cgroup$cg/cgroup.procs"
+}
+
 CHANGED=0
 CHANGED_FILES=()
 # put_file DEST MODE OWNER:GROUP CONTENT — writes atomically (a temp file in the same directory,

@@ -2,7 +2,7 @@
 # Step "base": a fresh server made ready for the rest. Waits for cloud-init, turns on unattended
 # security upgrades, closes SSH password login, mounts the data volume and adds the swap file.
 # Files (install_files): unattended-upgrades' settings and the SSH server's.
-# Variables: DATA_DIR, DATA_DEVICE (empty: DATA_DIR is a plain directory), VOLUME_SIZE_GB (the
+# Variables: SSHD_DROP_IN (the sshd settings file, one of the files), DATA_DIR, DATA_DEVICE (empty: DATA_DIR is a plain directory), VOLUME_SIZE_GB (the
 # volume's size in stack config: a new value re-runs this step, which grows the filesystem), SWAP_MB.
 # shellcheck source=files/lib/lib.sh
 declare -F log >/dev/null || . "$(dirname "${BASH_SOURCE[0]}")/../lib/lib.sh"
@@ -19,8 +19,18 @@ apt_install ca-certificates curl gnupg unattended-upgrades apt-listchanges
 
 # Security updates every day, without asking; SSH keys only (hostBase.ts declares both files).
 install_files
-if file_changed /etc/ssh/sshd_config.d/50-phillymesh-chat.conf; then
-    sshd -t && { systemctl reload ssh 2>/dev/null || systemctl reload sshd 2>/dev/null || true; }
+# (Before 2026-12 the drop-in was 50-phillymesh-chat.conf, read after cloud-init's: it goes.)
+if [ -e /etc/ssh/sshd_config.d/50-phillymesh-chat.conf ]; then
+    rm -f /etc/ssh/sshd_config.d/50-phillymesh-chat.conf
+    CHANGED_FILES+=("$SSHD_DROP_IN")
+fi
+if file_changed "$SSHD_DROP_IN"; then
+    sshd -t || die "sshd refuses its configuration with $SSHD_DROP_IN (sshd -t above); ssh was not reloaded"
+    systemctl reload ssh 2>/dev/null || systemctl reload sshd 2>/dev/null || true
+fi
+if file_changed /etc/systemd/system/ssh.service.d/50-phillymesh-chat.conf; then
+    systemctl daemon-reload
+    set_oom_score ssh.service -900
 fi
 
 # release_foreign_mounts DEVICE UUID DATA_DIR: DigitalOcean's image mounts a pre-formatted volume

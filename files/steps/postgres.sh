@@ -1,11 +1,12 @@
 #!/bin/bash
 # Step "postgres": PostgreSQL from the distribution, its cluster kept on the data volume, tuned for a
 # small server, listening on localhost only, with the synapse role and a C-collated UTF8 database.
-# Variables: DATA_DIR, PG_PASSWORD (secret), PG_TUNING (the path of our settings file, copied to conf.d).
-# Files (install_files): PG_TUNING (postgres.ts: postgresTuning).
+# Variables: DATA_DIR, PG_PASSWORD (secret), PG_TUNING (the path of our settings file, copied to conf.d),
+# PG_OOM_DROP_IN (the cluster units' drop-in).
+# Files (install_files): PG_TUNING (postgres.ts: postgresTuning), PG_OOM_DROP_IN.
 # shellcheck source=files/lib/lib.sh
 declare -F log >/dev/null || . "$(dirname "${BASH_SOURCE[0]}")/../lib/lib.sh"
-: "${DATA_DIR:?}" "${PG_PASSWORD:?}" "${PG_TUNING:?}"
+: "${DATA_DIR:?}" "${PG_PASSWORD:?}" "${PG_TUNING:?}" "${PG_OOM_DROP_IN:?}"
 
 # The cluster (configuration and data) lives on the volume; Debian's paths point there. On a new
 # server with an old volume the package finds the existing cluster and starts it: nothing is lost.
@@ -47,6 +48,10 @@ for d in "$PG_HOME/etc" "$PG_HOME/etc/$PG_MAJOR" "$PG_CONF" "$PG_CONF/conf.d"; d
 done
 
 install_files
+if file_changed "$PG_OOM_DROP_IN"; then
+    systemctl daemon-reload
+    set_oom_score "postgresql@$PG_MAJOR-main" -500
+fi
 # PostgreSQL reads its copy in conf.d (the same file, owner and mode as before the typed map, so an
 # upgrade changes nothing there); it is written, and PostgreSQL reloaded, only when it differs.
 CHANGED=0

@@ -156,6 +156,21 @@ export function portsAndTls({ drill, check }: DrillSet): void {
                 }
             }
         });
+        await check(t, "3g port 8448 serves what other servers use (federation, keys, media) and not the client API", async () => {
+            for (const [path, expected] of [
+                ["/_matrix/federation/v1/version", 200],
+                ["/_matrix/key/v2/server", 200],
+                ["/_matrix/client/versions", 404],
+                ["/_matrix/client/v3/login", 404],
+                ["/_synapse/client/password_reset/email/submit_token", 404],
+            ] as [string, number][]) {
+                const r = await L.http(`${L.FED}${path}`);
+                t.diagnostic(`8448 ${path} -> ${r.status}`);
+                assert.equal(r.status, expected, `${L.FED}${path}: ${r.status} ${r.text.slice(0, 200)}`);
+            }
+            const client = await L.http(`${L.HS}/_matrix/client/versions`);
+            assert.equal(client.status, 200, `the client API on 443: ${client.status}`);
+        });
         await check(t, "3f an access token sent in the query string stays out of nginx's access log", async () => {
             const canary = `syt_drill_canary_${Date.now().toString(36)}`;
             const r = await L.http(`${L.HS}/_matrix/client/v3/account/whoami?access_token=${canary}`);
@@ -169,13 +184,33 @@ export function portsAndTls({ drill, check }: DrillSet): void {
             const found = await L.tssh(`grep -rlF ${L.shQuote(canary)} /var/log/nginx/`);
             assert.notEqual(found.code, 0, `the token is in ${found.out.trim()}`);
         });
-        await check(t, "3d sshd: password and keyboard-interactive login off (sshd -T, the program's drop-in)", async () => {
+        await check(t, "3d sshd: keys only, no forwarding, 3 tries (sshd -T), even with a later drop-in saying otherwise", async () => {
+            const expected = [
+                /^passwordauthentication no$/m,
+                /^kbdinteractiveauthentication no$/m,
+                /^permitrootlogin (without-password|prohibit-password)$/m,
+                /^maxauthtries 3$/m,
+                /^x11forwarding no$/m,
+                /^allowagentforwarding no$/m,
+                /^allowtcpforwarding no$/m,
+                /^allowstreamlocalforwarding no$/m,
+                /^permittunnel no$/m,
+            ];
             const effective = await L.tsshOk("sshd -T");
-            assert.match(effective, /^passwordauthentication no$/m);
-            assert.match(effective, /^kbdinteractiveauthentication no$/m);
-            assert.match(effective, /^permitrootlogin (without-password|prohibit-password)$/m);
-            const dropIn = await L.tsshOk("cat /etc/ssh/sshd_config.d/50-phillymesh-chat.conf");
-            assert.match(dropIn, /^PasswordAuthentication no$/m);
+            for (const re of expected) assert.match(effective, re);
+            // What a cloud image's own drop-in may say (50-cloud-init.conf): sshd keeps the first value
+            // it reads, and the program's drop-in is read first. (Written beside, checked, removed.)
+            const planted = "/etc/ssh/sshd_config.d/50-cloud-init.conf";
+            const had = (await L.tssh(`test -e ${planted}`)).code === 0;
+            assert.ok(!had, `${planted} exists on the guest; the drill would overwrite it`);
+            try {
+                await L.tsshOk(`printf 'PasswordAuthentication yes\\nX11Forwarding yes\\nMaxAuthTries 10\\n' > ${planted}`);
+                const withPlant = await L.tsshOk("sshd -T");
+                for (const re of expected) assert.match(withPlant, re, `with ${planted} saying otherwise`);
+            } finally {
+                await L.tssh(`rm -f ${planted}`);
+            }
+            assert.equal((await L.tssh("test -e /etc/ssh/sshd_config.d/50-phillymesh-chat.conf")).code, 1, "the old drop-in name is still there");
         });
         await check(t, "3e an ssh login with a password is refused (the server offers publickey only)", async () => {
             const askpass = `${L.WORK}/askpass.sh`;
