@@ -6,7 +6,7 @@
 // the program (driver/program.ts) and the CLI drives it.
 //
 //   PATH=$PWD/node_modules/.bin:$PATH
-//   ts-node --transpile-only testbed/deploy/deploy.ts up       --stack NAME --config FILE.json [--events OUT.json] [--dns-hook CMD]
+//   ts-node --transpile-only testbed/deploy/deploy.ts up       --stack NAME --config FILE.json [--events OUT.json] [--dns-hook CMD] [--rerun-steps]
 //   ts-node --transpile-only testbed/deploy/deploy.ts preview  --stack NAME [--config FILE.json] [--expect-no-changes] [--forbid-replace] [--events OUT.json]
 //   ts-node --transpile-only testbed/deploy/deploy.ts outputs  --stack NAME [--show-secrets]
 //   ts-node --transpile-only testbed/deploy/deploy.ts destroy  --stack NAME
@@ -22,6 +22,8 @@
 // `dnsRecords` output is known, `bash -c CMD` gets it as JSON on stdin (e.g. testbed/dns-load.sh -
 // NAME), and no provisioning step starts before it has succeeded (certificates need the records).
 // --events OUT.json: when each resource's step started and ended, as seen in the engine's events.
+// --rerun-steps (up only): every provisioning step (the `*-run` commands) runs again, as
+// `pulumi up --replace <urn>` of each would do, whether or not its inputs changed.
 //
 // Environment: PHILLYMESH_TESTBED_STATE (default /var/tmp/phillymesh-testbed/state: the file
 // backend in backend/, PULUMI_HOME in home/, and per stack a workspace work/<stack>/ holding a copy
@@ -44,7 +46,7 @@ import { makeProgram } from "./driver/program";
 import { Guard, previewVerdict, summary, Timeline } from "./driver/progress";
 import { applyConfig, readConfigFile } from "./driver/stackConfig";
 
-const USAGE = `usage: deploy.ts up --stack NAME --config FILE.json [--events OUT.json] [--dns-hook CMD]
+const USAGE = `usage: deploy.ts up --stack NAME --config FILE.json [--events OUT.json] [--dns-hook CMD] [--rerun-steps]
        deploy.ts preview --stack NAME [--config FILE.json] [--expect-no-changes] [--forbid-replace] [--events OUT.json]
        (up and preview also take --program DIR: run the program of another checkout, e.g. the last landed one)
        deploy.ts outputs --stack NAME [--show-secrets]
@@ -62,6 +64,7 @@ interface Args {
     forbidReplace: boolean;
     program?: string;
     showSecrets: boolean;
+    rerunSteps: boolean;
 }
 
 class UsageError extends Error {}
@@ -69,7 +72,7 @@ class UsageError extends Error {}
 function parseArgs(argv: string[]): Args {
     const [op, ...rest] = argv;
     if (!["up", "preview", "outputs", "destroy", "export", "forget"].includes(op)) throw new UsageError(`unknown operation '${op ?? ""}'`);
-    const a: Args = { op: op as Args["op"], stack: "", expectNoChanges: false, forbidReplace: false, showSecrets: false };
+    const a: Args = { op: op as Args["op"], stack: "", expectNoChanges: false, forbidReplace: false, showSecrets: false, rerunSteps: false };
     for (let i = 0; i < rest.length; i++) {
         const value = () => {
             const v = rest[++i];
@@ -101,6 +104,9 @@ function parseArgs(argv: string[]): Args {
             case "--show-secrets":
                 a.showSecrets = true;
                 break;
+            case "--rerun-steps":
+                a.rerunSteps = true;
+                break;
             default:
                 throw new UsageError(`unknown argument '${rest[i]}'`);
         }
@@ -109,6 +115,7 @@ function parseArgs(argv: string[]): Args {
     if (a.op === "up" && !a.config) throw new UsageError("up needs --config FILE.json");
     if (a.config && !["up", "preview"].includes(a.op)) throw new UsageError("--config is for up and preview");
     if (a.dnsHook && a.op !== "up") throw new UsageError("--dns-hook is for up");
+    if (a.rerunSteps && a.op !== "up") throw new UsageError("--rerun-steps is for up");
     if (a.program && !["up", "preview"].includes(a.op)) throw new UsageError("--program is for up and preview");
     if (a.program && !fs.existsSync(path.join(a.program, "index.ts"))) throw new UsageError(`--program ${a.program}: no index.ts there`);
     return a;
@@ -145,7 +152,11 @@ async function main(): Promise<number> {
     switch (args.op) {
         case "up": {
             try {
-                const r = await stack.up(streams);
+                // The provisioning steps are the commands named <component>-<step>-run (remoteStep.ts).
+                const resources: { urn: string; type: string }[] = args.rerunSteps ? ((await stack.exportStack()).deployment.resources ?? []) : [];
+                const replace = resources.filter((r) => /:Command$/.test(r.type) && /-run$/.test(r.urn)).map((r) => r.urn);
+                if (args.rerunSteps) log(`--rerun-steps: ${replace.length} steps run again`);
+                const r = await stack.up({ ...streams, replace });
                 guard.flush();
                 timeline.print("changed:");
                 log(`up: ${r.summary.result} in ${since(t0)}; changes ${summary(r.summary.resourceChanges)}`);

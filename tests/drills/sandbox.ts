@@ -2,10 +2,12 @@
 // parses JSON from any server) be taken over, or a backup go wrong, the units the program installs
 // hold it in: `systemd-analyze security` scores at most 3.0, Synapse's own process cannot write
 // outside its data, has no capabilities and a system-call filter, and when memory runs out the
-// kernel picks Synapse before PostgreSQL and sshd. Registered by drills.test.ts.
+// kernel picks Synapse before PostgreSQL and sshd (drill 15). And root, running the steps again,
+// never follows a link a service user planted (drill 16). Registered by drills.test.ts.
 import assert from "node:assert/strict";
 import * as L from "./lib.ts";
 import type { DrillSet } from "./harness.ts";
+import { mustConverge } from "./converge.ts";
 
 /** Every unit the program installs that runs a program, with the exposure it may have at most. */
 const UNITS = ["matrix-synapse.service", "phillymesh-chat-backup.service", "phillymesh-chat-cert-check.service"];
@@ -87,6 +89,68 @@ export function sandboxDrill({ drill, check }: DrillSet): void {
                 const cap = await L.tssh("grep CapBnd /proc/self/status");
                 skip(`PostgreSQL runs at oom_score_adj ${applied}: this host's root cannot lower it (${cap.out.trim()}); the drop-in is in place`);
             }
+        });
+    });
+}
+
+/** What root's re-run must not have touched: owner, group and mode of everything outside the data. */
+const SNAPSHOT = "find /etc /usr /opt /var/www /var/lib /root /boot -xdev -printf '%p %U %G %m\\n' 2>/dev/null | sort";
+
+export function plantedLinksDrill({ drill, check }: DrillSet): void {
+    drill("16 planted links: with links planted by the synapse user, every step run again changes no file outside the data", 15, async (t) => {
+        const syn = "/mnt/matrix_data/synapse";
+        const asUser = (user: string, cmd: string) => L.tssh(`runuser -u ${user} -- sh -c ${L.shQuote(cmd)}`);
+        await check(t, "16a the service users cannot put anything where root writes: the data root, secrets/, the PostgreSQL config", async () => {
+            for (const [user, dir] of [
+                ["synapse", syn],
+                ["synapse", `${syn}/secrets`],
+                ["synapse", "/etc/matrix-synapse"],
+                ["postgres", "/mnt/matrix_data/postgresql/etc"],
+                ["postgres", "$(ls -d /mnt/matrix_data/postgresql/etc/*/main/conf.d)"],
+            ]) {
+                const r = await asUser(user, `ln -s /etc/systemd/system ${dir}/drill16-link`);
+                t.diagnostic(`${user} ln -s into ${dir}: ${r.out.trim()}`);
+                assert.notEqual(r.code, 0, `${user} could plant a link in ${dir}`);
+            }
+        });
+        // What synapse can plant: in its own directories (keys/, media/), links to root's files.
+        const plant = [
+            `mv ${syn}/keys/signing.key ${syn}/keys/signing.key.drill16`,
+            `ln -s /etc/shadow ${syn}/keys/signing.key`,
+            `ln -s /etc/systemd/system ${syn}/media/drill16-units`,
+            `ln -s /etc/passwd ${syn}/media/drill16-passwd`,
+        ].join(" && ");
+        const unplant = `rm -f ${syn}/keys/signing.key ${syn}/media/drill16-units ${syn}/media/drill16-passwd && mv ${syn}/keys/signing.key.drill16 ${syn}/keys/signing.key`;
+        await L.tsshOk(`${SNAPSHOT} > /root/drill16.before`, { timeoutMs: 120_000 });
+        const planted = await asUser("synapse", plant);
+        assert.equal(planted.code, 0, `planting as synapse: ${planted.out}`);
+        try {
+            const up = await L.deployUp(L.currentConfigFile(), "drill16-rerun", ["--rerun-steps"]);
+            await check(t, "16b every step ran again and root refused the planted link (or never touched it)", () => {
+                assert.match(up.out, /--rerun-steps: [1-9]\d* steps run again/);
+                if (up.code !== 0) assert.match(up.out, /refusing to use \S+: it is a symlink/, L.tail(up.out));
+                t.diagnostic(`up exit ${up.code}: ${/refusing to use [^\n]*/.exec(up.out)?.[0] ?? "no refusal"}`);
+            });
+            await check(t, "16c no file outside the data changed owner, group or mode; /etc/shadow is still root's 640", async () => {
+                const diff = await L.tssh(
+                    `${SNAPSHOT} > /root/drill16.after; join -j1 <(awk '{print $1, $2":"$3":"$4}' /root/drill16.before) <(awk '{print $1, $2":"$3":"$4}' /root/drill16.after) | awk '$2 != $3'`,
+                    {
+                        timeoutMs: 120_000,
+                    },
+                );
+                assert.equal(diff.out.trim(), "", `changed owner/mode:\n${diff.out}`);
+                assert.equal(
+                    (await L.tsshOk("stat -c '%U:%G %a' /etc/shadow /etc/passwd /etc/systemd/system")).trim().split("\n").join(" | "),
+                    "root:shadow 640 | root:root 644 | root:root 755",
+                );
+            });
+        } finally {
+            await L.tssh(unplant);
+            await L.tssh("rm -f /root/drill16.before /root/drill16.after");
+        }
+        await check(t, "16d with the links gone, the server converges and keeps its signing key", async () => {
+            await mustConverge(L.currentConfigFile(), "drill16-converge", "Synapse after drill 16");
+            assert.equal((await L.tssh(`test -f ${syn}/keys/signing.key && ! test -L ${syn}/keys/signing.key`)).code, 0);
         });
     });
 }
