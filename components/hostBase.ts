@@ -38,6 +38,14 @@ export const BASE_FILES: readonly ServerFile[] = [
         mode: "0644",
         owner: "root:root",
     },
+    // After apt upgrades a library (unattended-upgrades, daily), the services still running the old
+    // code are restarted, not left so until the next reboot: needrestart's automatic mode.
+    {
+        path: "/etc/needrestart/conf.d/50-phillymesh-chat.conf",
+        content: "# Managed by phillymesh-chat.\n$nrconf{restart} = 'a';\n$nrconf{kernelhints} = 0;",
+        mode: "0644",
+        owner: "root:root",
+    },
     // When memory runs out, the kernel kills Synapse first (its unit) and sshd last: the admin can
     // still get in.
     { path: "/etc/systemd/system/ssh.service.d/50-phillymesh-chat.conf", content: "[Service]\nOOMScoreAdjust=-900", mode: "0644", owner: "root:root" },

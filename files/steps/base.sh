@@ -1,7 +1,7 @@
 #!/bin/bash
 # Step "base": a fresh server made ready for the rest. Waits for cloud-init, turns on unattended
 # security upgrades, closes SSH password login, mounts the data volume and adds the swap file.
-# Files (install_files): unattended-upgrades' settings and the SSH server's.
+# Files (install_files): unattended-upgrades' settings, the SSH server's, needrestart's, and sshd's OOM priority.
 # Variables: SSHD_DROP_IN (the sshd settings file, one of the files), DATA_DIR, DATA_DEVICE (empty: DATA_DIR is a plain directory), VOLUME_SIZE_GB (the
 # volume's size in stack config: a new value re-runs this step, which grows the filesystem), SWAP_MB.
 # shellcheck source=files/lib/lib.sh
@@ -15,7 +15,9 @@ if command -v cloud-init >/dev/null 2>&1; then
     cloud-init status --wait >/dev/null || log "cloud-init reported an error; continuing"
 fi
 
-apt_install ca-certificates curl gnupg unattended-upgrades apt-listchanges
+# (apt-listchanges, which earlier versions installed, mails changelogs to no one and runs a 70 MB
+# Python job on a fresh server; needrestart restarts what upgraded libraries leave running.)
+apt_install ca-certificates curl gnupg unattended-upgrades needrestart
 
 # Security updates every day, without asking; SSH keys only (hostBase.ts declares both files).
 install_files
