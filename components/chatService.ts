@@ -5,7 +5,7 @@ import { ChatConfig, loadConfig } from "./config";
 import { ChatDns, DnsRecordSpec } from "./dns";
 import { existingHost, Host } from "./host";
 import { HostBase } from "./hostBase";
-import { hostnames, urls } from "./layout";
+import { hostnames, PORTS, urls } from "./layout";
 import { Postgres } from "./postgres";
 import { DropletServer } from "./server";
 import { Synapse, SynapseBuild } from "./synapse";
@@ -72,7 +72,14 @@ export function buildChat(cfg: ChatConfig, facts: CloudFacts, name = "chat"): Ch
     });
 
     // The provisioning steps, in order, over one SSH connection.
-    const base = new HostBase(name, { target: host, dataDir: cfg.dataDir, volume: host.volume, swapSizeMb: cfg.swapSizeMb }, { dependsOn: host.ready });
+    const firewall = cfg.hostFirewall
+        ? { sshPort: cfg.hosting.kind === "existing" ? cfg.hosting.port : PORTS.ssh, sshAllowedCidrs: cfg.sshAllowedCidrs }
+        : undefined;
+    const base = new HostBase(
+        name,
+        { target: host, dataDir: cfg.dataDir, volume: host.volume, swapSizeMb: cfg.swapSizeMb, firewall },
+        { dependsOn: host.ready },
+    );
     const postgres = new Postgres(name, { target: host, dataDir: cfg.dataDir, settings: cfg.postgres }, { dependsOn: [base.ready] });
     const synapse = new Synapse(name, { target: host, build: synapseBuild(cfg), postgresPassword: cfg.postgres.password }, { dependsOn: [postgres.ready] });
     const element = new Element(name, { target: host, build: elementBuild(cfg) }, { dependsOn: [base.ready] });

@@ -2,6 +2,7 @@
 // only, the data volume mounted (once) at dataDir and grown to its size, the swap file.
 import * as pulumi from "@pulumi/pulumi";
 import type { DataVolume, Target } from "./host";
+import { FIREWALL_RULES_PATH, FIREWALL_UNIT, hostFirewallFiles, HostFirewallSettings } from "./hostFirewall";
 import { RemoteStep, ServerFile } from "./remoteStep";
 
 /** The program's sshd settings (sorting before any other drop-in). */
@@ -59,6 +60,8 @@ export interface HostBaseArgs {
     readonly volume?: DataVolume;
     /** Swap file size in MB; 0 for none. */
     readonly swapSizeMb: number;
+    /** The server's own firewall; undefined: none (hostFirewall false). */
+    readonly firewall?: HostFirewallSettings;
 }
 
 export class HostBase extends pulumi.ComponentResource {
@@ -72,12 +75,14 @@ export class HostBase extends pulumi.ComponentResource {
             {
                 target: args.target,
                 script: "base.sh",
-                files: BASE_FILES,
+                files: [...BASE_FILES, ...(args.firewall ? hostFirewallFiles(args.firewall) : [])],
                 env: {
                     DATA_DIR: args.dataDir,
                     DATA_DEVICE: args.volume?.device ?? "",
                     SWAP_MB: String(args.swapSizeMb),
                     SSHD_DROP_IN,
+                    FIREWALL_RULES: FIREWALL_RULES_PATH,
+                    FIREWALL_UNIT,
                     // The size in config: growing it re-runs this step, which grows the filesystem.
                     ...(args.volume ? { VOLUME_SIZE_GB: String(args.volume.sizeGb) } : {}),
                 },

@@ -17,6 +17,9 @@ const BAD: Case[] = [
     ["a 'v'-prefixed Element version", "elementVersion", "v1.12.5", false],
     ["a CIDR with a bad prefix", "sshAllowedCidrs", '["10.0.0.0/33"]', false],
     ["a CIDR that is not an address", "sshAllowedCidrs", '["my-office"]', false],
+    ["no address at all for SSH (it would shut out every later deploy)", "sshAllowedCidrs", "[]", false],
+    ["a session lifetime without a unit", "sessionLifetime", "90", false],
+    ["a host firewall setting that is not true/false", "hostFirewall", "on", false],
     ["a list given as a plain string", "federationIpAllowlist", "10.0.0.0/8", false],
     ["an e-mail without a domain", "adminEmail", "hello@", false],
     ["an e-mail with a quote", "adminEmail", "a'b@phillymesh.net", false],
@@ -33,6 +36,8 @@ const BAD: Case[] = [
     ["a short fingerprint", "elementSigningKeyFingerprint", "A179B100", false],
     ["a download URL with a backtick", "elementDownloadUrl", "https://example.org/`id`/element-v{version}.tar.gz", false],
     ["an ACME URL that is not a URL", "acmeServer", "letsencrypt", false],
+    ["a package index over plain HTTP", "pipIndexUrl", "http://pypi.example.org/simple/", false],
+    ["a package index that is not a URL", "pipIndexUrl", "pypi.org/simple", false],
     ["a relative data directory", "dataDir", "data", false],
     ["a data directory with '..'", "dataDir", "/mnt/../etc", false],
     ["a public key that is not one", "sshPublicKey", "AAAA-not-a-key", false],
@@ -90,6 +95,15 @@ describe("every kind of wrong value is rejected at preview, naming the key", () 
         const err = await runProgram(config, SECRETS, { preview: true }).catch((e: Error) => e);
         expect(String(err)).toMatch(/3 problems/);
         for (const key of ["domain", "swapSizeMb", "synapseVersion"]) expect(String(err)).toContain(`phillymesh-chat:${key}`);
+    });
+
+    test("a plain-HTTP package index is refused, saying why; an https one (a mirror on its own port) passes", async () => {
+        for (const url of ["http://pypi.example.org/simple/", "HTTP://10.0.0.1:3141/simple/"]) {
+            const err = await runProgram({ ...BASE_CONFIG, pipIndexUrl: url }, SECRETS, { preview: true }).catch((e: Error) => e);
+            expect(String(err)).toContain("phillymesh-chat:pipIndexUrl must be an https:// URL");
+            expect(String(err)).toContain("over plain HTTP lets anyone on the path between the server and the index swap Synapse's code");
+        }
+        await expect(runProgram({ ...BASE_CONFIG, pipIndexUrl: "https://pypi.test:3143/simple/" }, SECRETS, { preview: true })).resolves.toBeDefined();
     });
 
     test("HTTP-01 without the apex on this server is refused: the certificate must cover the server name", async () => {

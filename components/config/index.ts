@@ -11,7 +11,7 @@ export { PROJECT, declaredKeys } from "./reader";
 export type { ConfigSource } from "./reader";
 export { mapSource, stackConfigSource } from "./source";
 
-function readHosting(r: Reader): Hosting {
+function readHosting(r: Reader, sshAllowedCidrs: readonly string[]): Hosting {
     const kind = r.oneOf("hosting", ["digitalocean", "existing"] as const);
     if (kind === "existing") {
         return {
@@ -44,7 +44,7 @@ function readHosting(r: Reader): Hosting {
         volumeSizeGb: r.int("volumeSizeGb", 1, 16384),
         ipv6: r.bool("ipv6"),
         sshKey: accountKey ? { kind: "account", fingerprintOrId: accountKey } : { kind: "new", publicKey },
-        sshAllowedCidrs: r.list("sshAllowedCidrs", c.checkCidr),
+        sshAllowedCidrs,
     };
 }
 
@@ -151,7 +151,7 @@ function readSynapse(r: Reader, postgres: PostgresSettings, dataDir: string): Sy
     }
     return {
         version: r.required("synapseVersion", c.checkVersion),
-        pipIndexUrl: r.required("pipIndexUrl", (v) => c.checkUrl(v)),
+        pipIndexUrl: r.required("pipIndexUrl", c.checkPipIndexUrl),
         adminUser: r.required("adminUser", c.checkLocalpart),
         adminPassword: r.secret("adminPassword", strongPassword),
         registrationSharedSecret: r.secret("registrationSharedSecret", atLeast32),
@@ -220,13 +220,21 @@ export function readConfig(source: ConfigSource): ChatConfig {
     const dataDir = r.required("dataDir", c.checkAbsolutePath);
     const dns = readDns(r);
     const postgres = readPostgres(r);
+    const sshAllowedCidrs = r.list("sshAllowedCidrs", c.checkCidr);
+    if (sshAllowedCidrs.length === 0) {
+        r.fail(
+            `${PROJECT}:sshAllowedCidrs is empty: the firewalls would shut out SSH, and with it every later pulumi up; list where you deploy from (["0.0.0.0/0", "::/0"] for anywhere)`,
+        );
+    }
     return r.done({
         domain,
         adminEmail: r.required("adminEmail", c.checkEmail),
-        hosting: readHosting(r),
+        hosting: readHosting(r, sshAllowedCidrs),
         sshPrivateKey: r.secret("sshPrivateKey", c.checkSshPrivateKey),
         dataDir,
         swapSizeMb: r.int("swapSizeMb", 0, 65536),
+        hostFirewall: r.bool("hostFirewall"),
+        sshAllowedCidrs,
         dns,
         tls: readTls(r, domain, dns),
         postgres,

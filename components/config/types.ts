@@ -113,6 +113,10 @@ export interface ChatConfig {
     readonly sshPrivateKey: pulumi.Output<string>;
     readonly dataDir: string;
     readonly swapSizeMb: number;
+    /** The server's own nftables firewall (hostFirewall): the ports the service needs, SSH from sshAllowedCidrs. */
+    readonly hostFirewall: boolean;
+    /** Where SSH is allowed from (the cloud firewall's and the server's own). */
+    readonly sshAllowedCidrs: readonly string[];
     readonly dns: Dns;
     readonly tls: TlsSettings;
     readonly postgres: PostgresSettings;

@@ -2,7 +2,8 @@
 # Step "base": a fresh server made ready for the rest. Waits for cloud-init, turns on unattended
 # security upgrades, closes SSH password login, mounts the data volume and adds the swap file.
 # Files (install_files): unattended-upgrades' settings, the SSH server's, needrestart's, and sshd's OOM priority.
-# Variables: SSHD_DROP_IN (the sshd settings file, one of the files), DATA_DIR, DATA_DEVICE (empty: DATA_DIR is a plain directory), VOLUME_SIZE_GB (the
+# Variables: SSHD_DROP_IN (the sshd settings file, one of the files), FIREWALL_RULES and FIREWALL_UNIT
+# (the host firewall's rules and unit, declared when hostFirewall is on), DATA_DIR, DATA_DEVICE (empty: DATA_DIR is a plain directory), VOLUME_SIZE_GB (the
 # volume's size in stack config: a new value re-runs this step, which grows the filesystem), SWAP_MB.
 # shellcheck source=files/lib/lib.sh
 declare -F log >/dev/null || . "$(dirname "${BASH_SOURCE[0]}")/../lib/lib.sh"
@@ -33,6 +34,23 @@ fi
 if file_changed /etc/systemd/system/ssh.service.d/50-phillymesh-chat.conf; then
     systemctl daemon-reload
     set_oom_score ssh.service -900
+fi
+
+# The server's own firewall (hostFirewall): loaded now and at every boot. This ssh connection is an
+# established one, so it survives the load even when it came from outside sshAllowedCidrs.
+if file_declared "$FIREWALL_RULES"; then
+    apt_install nftables
+    if file_changed "$FIREWALL_RULES" "/etc/systemd/system/$FIREWALL_UNIT" || ! systemctl is-active --quiet "$FIREWALL_UNIT"; then
+        systemctl daemon-reload
+        systemctl enable --quiet "$FIREWALL_UNIT"
+        systemctl restart "$FIREWALL_UNIT" || die "the firewall rules did not load: $(journalctl -u "$FIREWALL_UNIT" -n 5 -o cat --no-pager)"
+        log "firewall: only ssh, 80, 443 and 8448 reachable ($FIREWALL_RULES)"
+    fi
+elif [ -e "/etc/systemd/system/$FIREWALL_UNIT" ]; then
+    systemctl disable --now --quiet "$FIREWALL_UNIT" || true
+    rm -f "/etc/systemd/system/$FIREWALL_UNIT" "$FIREWALL_RULES"
+    systemctl daemon-reload
+    log "firewall: removed (hostFirewall is false)"
 fi
 
 # release_foreign_mounts DEVICE UUID DATA_DIR: DigitalOcean's image mounts a pre-formatted volume

@@ -10,7 +10,7 @@ import type { DrillSet } from "./harness.ts";
 import { mustConverge } from "./converge.ts";
 
 /** Every unit the program installs that runs a program, with the exposure it may have at most. */
-const UNITS = ["matrix-synapse.service", "phillymesh-chat-backup.service", "phillymesh-chat-cert-check.service"];
+const UNITS = ["matrix-synapse.service", "phillymesh-chat-backup.service", "phillymesh-chat-cert-check.service", "phillymesh-chat-firewall.service"];
 const MAX_EXPOSURE = 3.0;
 
 /** Paths a taken-over Synapse would write to stay in: units, its own code, config, root's programs. */
@@ -18,7 +18,7 @@ const OUTSIDE = ["/etc/systemd/system", "/opt/synapse/current", "/etc/matrix-syn
 
 export function sandboxDrill({ drill, check }: DrillSet): void {
     drill(
-        "15 sandbox: every unit scores at most 3.0; a taken-over Synapse writes only its data; OOM kills Synapse first; upgraded libraries restart what uses them",
+        "15 sandbox: every unit scores at most 3.0; a taken-over Synapse writes only its data; OOM kills Synapse first; upgraded libraries restart what uses them; stray ports closed",
         10,
         async (t) => {
             await check(t, `15a systemd-analyze security: ${UNITS.join(", ")} at most ${MAX_EXPOSURE}`, async () => {
@@ -110,6 +110,25 @@ export function sandboxDrill({ drill, check }: DrillSet): void {
                 const after = (await L.tsshOk("systemctl show -p MainPID --value nginx")).trim();
                 assert.notEqual(after, before, `nginx was not restarted (pid ${before}):\n${hook.out}`);
                 await L.waitFor("nginx answering after needrestart", 30_000, L.healthy);
+            });
+
+            await check(t, "15f a program started on another port by mistake is not reachable from outside (the server's own firewall)", async () => {
+                const table = await L.tsshOk("nft list table inet phillymesh_chat");
+                assert.match(table, /policy drop;/);
+                await L.tsshOk("systemd-run --unit drill-15f --quiet python3 -m http.server 9999 --bind 0.0.0.0 --directory /var/empty");
+                try {
+                    await L.waitFor(
+                        "the stray server on the guest's loopback",
+                        15_000,
+                        async () => (await L.tssh("curl -fsS -o /dev/null http://127.0.0.1:9999/")).code === 0,
+                    );
+                    const outside = await L.run("curl", ["-sS", "--max-time", "5", "-o", "/dev/null", `http://${L.IP}:9999/`], { timeoutMs: 15_000 });
+                    t.diagnostic(`from the host: ${outside.out.trim()}`);
+                    assert.notEqual(outside.code, 0, "port 9999 answers from outside");
+                    assert.match(outside.out, /refused|reset/i, `not refused: ${outside.out}`);
+                } finally {
+                    await L.tssh("systemctl stop drill-15f");
+                }
             });
         },
     );
