@@ -318,3 +318,68 @@ describe("templates", () => {
         ).toThrow(/never used: extra/);
     });
 });
+
+describe("the Synapse pip install (synapse.sh)", () => {
+    const script = readFile("steps/synapse.sh");
+    const fn = (name: string) => {
+        const m = new RegExp(`^${name}\\(\\) \\{\\n[\\s\\S]*?\\n\\}$`, "m").exec(script);
+        if (!m) throw new Error(`synapse.sh has no ${name}()`);
+        return m[0];
+    };
+
+    test("wheels only, from the index alone, with no plain-HTTP branch and no compiler installed", () => {
+        const pip = /"\$VENV\/bin\/pip" install [^\n]*\\\n[^\n]*/.exec(script)?.[0] ?? "";
+        expect(pip).toContain("--only-binary :all:");
+        expect(pip).toContain("--isolated");
+        expect(pip).toContain('--index-url "$PIP_INDEX_URL"');
+        expect(script).toContain('as_builder "$VENV/bin/pip" install');
+        expect(script).not.toMatch(/--trusted-host|build-essential|python3-dev|libpq-dev/);
+        expect(script).toMatch(/^apt_install [^\n]*python3-psycopg2/m);
+        // The script refuses a plain-HTTP index itself too (the config check is the first line of defence).
+        const r = spawnSync(
+            "bash",
+            ["-c", `die() { echo "$*"; exit 1; }\nPIP_INDEX_URL=http://10.0.0.1:3141/simple/\n${/^case \$PIP_INDEX_URL in[\s\S]*?^esac$/m.exec(script)?.[0]}`],
+            {
+                encoding: "utf8",
+            },
+        );
+        expect(r.status).toBe(1);
+        expect(r.stdout).toContain("is not https://");
+    });
+
+    test("the new venv is root's before it is marked complete; the build user owns it only while pip runs", () => {
+        const build = script.slice(script.indexOf('if [ ! -f "$VENV/.complete" ]'), script.indexOf('touch "$VENV/.complete"') + 30);
+        const at = (s: string) => build.indexOf(s);
+        expect(at('install -d -m 755 -o "$BUILD_USER" -g "$BUILD_USER" "$VENV"')).toBeGreaterThan(0);
+        expect(at("check_requirements()")).toBeGreaterThan(at('"$VENV/bin/pip" install'));
+        expect(at('chown -hR root:root "$VENV"')).toBeGreaterThan(at("check_requirements()"));
+        expect(at('touch "$VENV/.complete"')).toBeGreaterThan(at('chown -hR root:root "$VENV"'));
+        expect(script).toMatch(/useradd --system --user-group --no-create-home --home-dir \/nonexistent --shell \/usr\/sbin\/nologin "\$BUILD_USER"/);
+        expect(script).toMatch(/^BUILD_USER=synapse-build$/m);
+    });
+
+    test("pip's environment holds PATH, HOME, LANG and a CA file or proxy of the host's, never a step variable", () => {
+        const dir = fs.mkdtempSync(path.join(os.tmpdir(), "asbuilder-"));
+        try {
+            // runuser stand-in: drops "-u USER --" and runs the rest (the real one changes user).
+            fs.writeFileSync(path.join(dir, "runuser"), '#!/bin/sh\n[ "$1" = -u ] && [ "$3" = -- ] || exit 9\necho "user=$2" >&2\nshift 3\nexec "$@"\n', {
+                mode: 0o755,
+            });
+            const run = (extra: Record<string, string>) =>
+                spawnSync("bash", ["-c", `BUILD_USER=synapse-build\nBUILD_HOME=/var/cache/synapse-build\n${fn("as_builder")}\nas_builder env`], {
+                    encoding: "utf8",
+                    stdio: ["ignore", "pipe", "pipe"],
+                    env: { PATH: `${dir}:/usr/bin:/bin`, ADMIN_PASSWORD: "hunter2-secret", MACAROON_SECRET_KEY: "m", DOMAIN: "phillymesh.net", ...extra },
+                });
+            const plain = run({});
+            expect(plain.stderr).toBe("user=synapse-build\n");
+            expect(plain.stdout.trim().split("\n").sort()).toEqual(["HOME=/var/cache/synapse-build", "LANG=C.UTF-8", "PATH=/usr/sbin:/usr/bin:/sbin:/bin"]);
+            const withCa = run({ SSL_CERT_FILE: "/etc/ssl/certs/ca-certificates.crt", https_proxy: "http://proxy:3128" });
+            expect(withCa.stdout).toContain("SSL_CERT_FILE=/etc/ssl/certs/ca-certificates.crt\n");
+            expect(withCa.stdout).toContain("https_proxy=http://proxy:3128\n");
+            expect(withCa.stdout).not.toMatch(/hunter2|MACAROON|DOMAIN/);
+        } finally {
+            fs.rmSync(dir, { recursive: true, force: true });
+        }
+    });
+});

@@ -53,6 +53,18 @@ export function checkUrl(v: string, allowPlaceholder = false): string | undefine
     return undefined;
 }
 
+/**
+ * The package index Synapse is installed from: https only. What pip downloads becomes the code the
+ * homeserver runs, so an index over plain HTTP (which pip would take only with --trusted-host) lets
+ * anyone on the path between the server and the index swap it.
+ */
+export function checkPipIndexUrl(v: string): string | undefined {
+    if (!/^https:\/\//.test(v)) {
+        return "an https:// URL such as https://pypi.org/simple/: a package index over plain HTTP lets anyone on the path between the server and the index swap Synapse's code";
+    }
+    return checkUrl(v);
+}
+
 export function checkLocalpart(v: string): string | undefined {
     return /^[a-z0-9._=-]{1,64}$/.test(v) ? undefined : "a Matrix user name: lower-case letters, digits and . _ = - only";
 }

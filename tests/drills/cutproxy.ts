@@ -1,19 +1,25 @@
 // A TCP forwarder that can be cut: the "package proxy goes away mid-install" of drill 8.
 //
 // It listens on the host side of the testbed bridge (10.250.0.1, a free port) and forwards every
-// connection to the real PyPI proxy there (plain HTTP, 10.250.0.1:3141, so that a guest's pip
-// reaches it as `http://10.250.0.1:PORT/simple/` with --trusted-host, as synapse.sh passes for an
-// http:// index). It counts the bytes each way and, because the traffic is plain HTTP, notes the
-// request lines the guest sends, so the bytes toward the guest can be put down to the file being
-// fetched. `cut()` resets every open connection and stops listening: the download in flight breaks
+// connection to the real PyPI proxy there. Toward the guest it speaks TLS with the PyPI proxy's own
+// certificate for pypi.test (testbed/host.sh, from the testbed CA the guests trust), so a guest's
+// pip reaches it as `https://pypi.test:PORT/simple/`, as any index (pipIndexUrl is https only);
+// toward the proxy, on the host itself, plain HTTP (10.250.0.1:3141). It counts the bytes each way
+// and, because it sees the decrypted traffic, notes the request lines the guest sends, so the bytes
+// toward the guest can be put down to the file being fetched. `cut()` resets every open connection and stops listening: the download in flight breaks
 // and every later connection is refused, as when the proxy's host drops off the network.
 // `cutWhen` decides when, after each chunk toward the guest; the state at the cut is kept in
 // `cutAt` (how many requests and bytes went through, and the file being fetched then), so a drill
 // can prove the cut came mid-install and not before anything was fetched.
+import { readFileSync } from "node:fs";
 import { createServer, connect, type Server, type Socket } from "node:net";
+import { TLSSocket } from "node:tls";
+import { B } from "../../testbed/lib/paths.ts";
 
 /** The testbed's plain-HTTP PyPI proxy (testbed/host.sh, testbed/pypi-proxy.py). */
 export const PYPI_PROXY = { host: "10.250.0.1", port: 3141 };
+/** The name and certificate the guests know the PyPI proxy by (testbed/host.sh: ensure_pypi). */
+export const PYPI_TLS = { name: "pypi.test", cert: `${B}/pypi/tls/cert.pem`, key: `${B}/pypi/tls/key.pem` };
 
 export interface ProxiedRequest {
     conn: number;
@@ -48,10 +54,14 @@ export interface CutProxyOptions {
     target?: { host: string; port: number };
     /** Checked after each chunk forwarded toward the guest; true cuts. `req` is that chunk's request. */
     cutWhen?: (s: CutState, req: ProxiedRequest | undefined) => string | false;
+    /** The name in the index URL and the certificate and key served for it (default PYPI_TLS). */
+    tls?: { name: string; cert: string; key: string };
 }
 
 interface Conn {
     id: number;
+    /** The guest's TCP connection (reset at a cut) and the TLS session on it (the plain bytes). */
+    raw: Socket;
     guest: Socket;
     upstream: Socket;
     current?: ProxiedRequest;
@@ -68,12 +78,15 @@ export class CutProxy {
     private readonly server: Server;
     private readonly conns = new Set<Conn>();
     private readonly opts: CutProxyOptions;
+    private readonly tls: { name: string; cert: Buffer; key: Buffer };
     private closed?: Promise<void>;
     private cutListeners: ((c: CutAt) => void)[] = [];
 
     private constructor(opts: CutProxyOptions) {
         this.opts = opts;
         this.host = opts.host ?? "10.250.0.1";
+        const t = opts.tls ?? PYPI_TLS;
+        this.tls = { name: t.name, cert: readFileSync(t.cert), key: readFileSync(t.key) };
         this.server = createServer((guest) => this.accept(guest));
     }
 
@@ -95,7 +108,7 @@ export class CutProxy {
 
     /** The index URL for pip on a guest. */
     get indexUrl(): string {
-        return `http://${this.host}:${this.port}/simple/`;
+        return `https://${this.tls.name}:${this.port}/simple/`;
     }
 
     /** Resolves at the cut (never, if there is none). */
@@ -103,16 +116,17 @@ export class CutProxy {
         return this.cutAt ? Promise.resolve(this.cutAt) : new Promise((resolve) => this.cutListeners.push(resolve));
     }
 
-    private accept(guest: Socket): void {
+    private accept(raw: Socket): void {
         if (this.cutAt) {
-            guest.resetAndDestroy();
+            raw.resetAndDestroy();
             return;
         }
         const target = this.opts.target ?? PYPI_PROXY;
-        const c: Conn = { id: ++this.state.connections, guest, upstream: connect(target), carry: "" };
+        const guest = new TLSSocket(raw, { isServer: true, cert: this.tls.cert, key: this.tls.key });
+        const c: Conn = { id: ++this.state.connections, raw, guest, upstream: connect(target), carry: "" };
         this.conns.add(c);
         const { upstream } = c;
-        guest.setNoDelay(true);
+        raw.setNoDelay(true);
         upstream.setNoDelay(true);
         guest.on("data", (d: Buffer) => {
             this.state.bytesFromGuest += d.length;
@@ -132,8 +146,10 @@ export class CutProxy {
         const done = () => {
             this.conns.delete(c);
             if (!guest.destroyed) guest.destroy();
+            if (!raw.destroyed) raw.destroy();
             if (!upstream.destroyed) upstream.destroy();
         };
+        raw.on("error", done);
         guest.on("error", done);
         upstream.on("error", done);
         guest.on("end", () => upstream.end());
@@ -170,7 +186,8 @@ export class CutProxy {
         this.closed = new Promise((resolve) => this.server.close(() => resolve()));
         for (const c of this.conns) {
             // A reset, not a clean close: pip sees the connection break in the middle of the body.
-            c.guest.resetAndDestroy();
+            c.raw.resetAndDestroy();
+            c.guest.destroy();
             c.upstream.destroy();
         }
         this.conns.clear();
@@ -184,6 +201,7 @@ export class CutProxy {
         if (!this.closed) this.closed = new Promise((resolve) => this.server.close(() => resolve()));
         for (const c of this.conns) {
             c.guest.destroy();
+            c.raw.destroy();
             c.upstream.destroy();
         }
         this.conns.clear();

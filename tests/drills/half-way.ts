@@ -23,7 +23,7 @@ export function halfWayDrill({ drill, check }: DrillSet): void {
             const pidBefore = await mainPid();
             // pip's own cache on the server may already hold the new release (an earlier run of this drill):
             // emptied, so that the new release's files really come through the proxy that is cut.
-            await L.tsshOk("rm -rf /root/.cache/pip");
+            await L.tsshOk("rm -rf /root/.cache/pip /var/cache/synapse-build/pip");
 
             // The PyPI proxy, through a forwarder that is cut when the install is well under way: pip has
             // fetched the new release's own wheel (matrix_synapse-<to>-*.whl, ~8.7 MiB) and CUT_FROM bytes
