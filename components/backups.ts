@@ -7,10 +7,21 @@ import { RemoteStep, ServerFile } from "./remoteStep";
 import { readFile, renderTemplate } from "./templates";
 
 /** The backup and restore programs, the settings they read, and the daily timer. */
+/** The off-site target's pinned host key (ssh's known_hosts format). */
+export const BACKUP_KNOWN_HOSTS = "/etc/phillymesh-chat/backup_known_hosts";
+
+/** The known_hosts line for user@host:/path and its host key. */
+export function knownHostsLine(rsyncTarget: string, hostKey: string): string {
+    const host = rsyncTarget.slice(rsyncTarget.indexOf("@") + 1, rsyncTarget.indexOf(":"));
+    return `${host} ${hostKey}`;
+}
+
 export function backupFiles(dataDir: string, b: BackupSettings): ServerFile[] {
     const root = (path: string, content: string, mode: "0600" | "0644" | "0755"): ServerFile => ({ path, content, mode, owner: "root:root" });
     return [
         root("/etc/phillymesh-chat/backup.env", [`DATA_DIR=${dataDir}`, `BACKUP_KEEP=${b.keep}`, `BACKUP_RSYNC_TARGET=${b.rsyncTarget}`].join("\n"), "0600"),
+        // The off-site target's host key, pinned: ssh checks the target against this file alone.
+        ...(b.rsyncTarget ? [root(BACKUP_KNOWN_HOSTS, knownHostsLine(b.rsyncTarget, b.rsyncHostKey), "0644")] : []),
         root("/usr/local/sbin/phillymesh-chat-backup", readFile("server/sbin/phillymesh-chat-backup.sh"), "0755"),
         root("/usr/local/sbin/phillymesh-chat-restore", readFile("server/sbin/phillymesh-chat-restore.sh"), "0755"),
         root("/etc/systemd/system/phillymesh-chat-backup.service", renderTemplate("server/systemd/backup.service", { data_dir: dataDir }), "0644"),

@@ -4,6 +4,8 @@ import * as fs from "fs";
 import * as path from "path";
 import * as yaml from "js-yaml";
 import { BASE_CONFIG, ENCRYPTED_SSH_KEY, SECRETS, runProgram, lastRegistered } from "./harness";
+import { mapSource, readConfig } from "../components/config";
+import { BACKUP_KNOWN_HOSTS, backupFiles } from "../components/backups";
 
 type Case = [what: string, key: string, value: string | undefined, secret: boolean];
 
@@ -50,6 +52,8 @@ const BAD: Case[] = [
     ["an adopt path inside where the adopted data goes", "adoptMediaStore", "/mnt/matrix_data/synapse/media", false],
     ["a backup target with a shell command", "backupRsyncTarget", "u@h:/x;reboot", false],
     ["a backup count of zero", "backupKeep", "0", false],
+    ["a backup host key that is a fingerprint", "backupRsyncHostKey", "SHA256:uNiVztksCsDhcc0u9e8BujQXVUpKZIDTMczCvj3tD2s", false],
+    ["a backup host key without a target", "backupRsyncHostKey", "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIJdd3M6kZ0cD5y7cYt5Jz2Qk0hXxQ4y8b4pR0m3cL9aF", false],
     ["a missing Synapse version", "synapseVersion", undefined, false],
     ["a missing domain", "domain", undefined, false],
     ["a missing admin password", "adminPassword", undefined, true],
@@ -73,6 +77,19 @@ describe("every kind of wrong value is rejected at preview, naming the key", () 
         await expect(runProgram(config, secrets, { preview: true })).rejects.toThrow(new RegExp(`phillymesh-chat:${key}\\b`));
         // Nothing was declared: no droplet, no record, no command carrying the bad value.
         expect(lastRegistered.filter((r) => r.type !== "pulumi:pulumi:Stack")).toEqual([]);
+    });
+
+    test("an off-site backup target needs the target's host key, pinned for the copy", async () => {
+        const config = { ...BASE_CONFIG, backupRsyncTarget: "backup@nas.example.org:/srv/backups/chat" };
+        await expect(runProgram(config, SECRETS, { preview: true })).rejects.toThrow(/phillymesh-chat:backupRsyncHostKey is required with backupRsyncTarget/);
+        const key = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIJdd3M6kZ0cD5y7cYt5Jz2Qk0hXxQ4y8b4pR0m3cL9aF";
+        const files = backupFiles("/mnt/matrix_data", readConfig(mapSource({ ...config, backupRsyncHostKey: key }, SECRETS)).backups);
+        expect(files.find((f) => f.path === BACKUP_KNOWN_HOSTS)).toMatchObject({ content: `nas.example.org ${key}`, mode: "0644", owner: "root:root" });
+        const script = files.find((f) => f.path === "/usr/local/sbin/phillymesh-chat-backup")!.content as string;
+        expect(script).toContain("StrictHostKeyChecking=yes -o UserKnownHostsFile=/etc/phillymesh-chat/backup_known_hosts");
+        expect(script).not.toMatch(/accept-new/);
+        expect(script).toMatch(/rsync -a --ignore-existing /);
+        expect(backupFiles("/mnt/matrix_data", readConfig(mapSource(BASE_CONFIG, SECRETS)).backups).map((f) => f.path)).not.toContain(BACKUP_KNOWN_HOSTS);
     });
 
     test("a secret's value is never echoed in the error", async () => {

@@ -191,14 +191,23 @@ function readElement(r: Reader, domain: string): ElementSettings {
 }
 
 function readBackups(r: Reader): BackupSettings {
-    return {
-        keep: r.int("backupKeep", 1, 365),
-        rsyncTarget: r.optional("backupRsyncTarget", (v) =>
-            /^[a-z_][a-z0-9_-]{0,31}@[A-Za-z0-9.-]{1,200}:\/?[A-Za-z0-9._/-]{1,200}$/.test(v)
-                ? undefined
-                : "an rsync target such as backup@nas.example.org:/srv/backups/chat",
-        ),
-    };
+    const rsyncTarget = r.optional("backupRsyncTarget", (v) =>
+        /^[a-z_][a-z0-9_-]{0,31}@[A-Za-z0-9.-]{1,200}:\/?[A-Za-z0-9._/-]{1,200}$/.test(v)
+            ? undefined
+            : "an rsync target such as backup@nas.example.org:/srv/backups/chat",
+    );
+    const rsyncHostKey = r.optional("backupRsyncHostKey", (v) =>
+        /^(ssh-ed25519|ecdsa-sha2-nistp(256|384|521)|ssh-rsa) [A-Za-z0-9+/]{40,2000}={0,2}$/.test(v)
+            ? undefined
+            : "the target's SSH host key as one line of its ssh_host_*_key.pub, without the comment (ssh-ed25519 AAAA...)",
+    );
+    if (rsyncTarget && !rsyncHostKey) {
+        r.fail(
+            `${PROJECT}:backupRsyncHostKey is required with backupRsyncTarget: the target's host key, so the backups go to that host only (on the target: cat /etc/ssh/ssh_host_ed25519_key.pub, without the comment)`,
+        );
+    }
+    if (rsyncHostKey && !rsyncTarget) r.fail(`${PROJECT}:backupRsyncHostKey is set but backupRsyncTarget is empty: set both or neither`);
+    return { keep: r.int("backupKeep", 1, 365), rsyncTarget, rsyncHostKey };
 }
 
 function recaptchaSiteKey(v: string): string | undefined {

@@ -95,6 +95,8 @@ export interface SynapseSettings {
 export interface BackupSettings {
     readonly keep: number;
     readonly rsyncTarget: string;
+    /** The target's SSH host key ("<type> <base64>"); set exactly when rsyncTarget is. */
+    readonly rsyncHostKey: string;
 }
 
 export interface ElementSettings {

@@ -9,6 +9,8 @@ BACKUP_RSYNC_TARGET=${BACKUP_RSYNC_TARGET:-}
 
 apt_install rsync
 install_files
+# No off-site target any more: its pinned key goes too.
+file_declared /etc/phillymesh-chat/backup_known_hosts || rm -f /etc/phillymesh-chat/backup_known_hosts
 # The unit's sandbox lets the backup write here only; it must exist before the unit starts.
 refuse_symlink "$DATA_DIR/backups"
 install -d -m 700 -o root -g root "$DATA_DIR/backups"

@@ -7,7 +7,7 @@
 import assert from "node:assert/strict";
 import * as L from "./lib.ts";
 import type { DrillSet } from "./harness.ts";
-import { mustConverge } from "./converge.ts";
+import { mustConverge, upAndWait, writeConfig } from "./converge.ts";
 
 /** Every unit the program installs that runs a program, with the exposure it may have at most. */
 const UNITS = ["matrix-synapse.service", "phillymesh-chat-backup.service", "phillymesh-chat-cert-check.service", "phillymesh-chat-firewall.service"];
@@ -193,5 +193,78 @@ export function plantedLinksDrill({ drill, check }: DrillSet): void {
             await mustConverge(L.currentConfigFile(), "drill16-converge", "Synapse after drill 16");
             assert.equal((await L.tssh(`test -f ${syn}/keys/signing.key && ! test -L ${syn}/keys/signing.key`)).code, 0);
         });
+    });
+}
+
+export function offsiteCopyDrill({ drill, check }: DrillSet): void {
+    drill("17 off-site copy: the backup goes only to the host whose key is pinned, and adds without replacing", 10, async (t) => {
+        // The "off-site" target is the guest's own sshd on 127.0.0.1, reached by root's own key: what
+        // counts is which host key ssh accepts, and that is the pinned one or none.
+        const target = "root@127.0.0.1:/srv/drill17-offsite";
+        const base = L.readJson(L.currentConfigFile());
+        const goodKey = (await L.tsshOk("cut -d' ' -f1,2 /etc/ssh/ssh_host_ed25519_key.pub")).trim();
+        const wrongKey = (await L.tsshOk("d=$(mktemp -d) && ssh-keygen -q -t ed25519 -N '' -f $d/k && cut -d' ' -f1,2 $d/k.pub && rm -rf $d")).trim();
+        assert.notEqual((await L.tssh("test -e /root/.ssh/id_ed25519")).code, 0, "root on the guest has a key of its own; the drill would replace it");
+        await L.tsshOk(
+            "install -d -m 700 /root/.ssh && ssh-keygen -q -t ed25519 -N '' -C drill17 -f /root/.ssh/id_ed25519 && " +
+                "cat /root/.ssh/id_ed25519.pub >> /root/.ssh/authorized_keys && install -d -m 700 /srv/drill17-offsite",
+        );
+        const backupOnce = async () => {
+            await L.tssh("systemctl start phillymesh-chat-backup.service", { timeoutMs: 300_000 });
+            return {
+                result: (await L.tsshOk("systemctl show -p Result --value phillymesh-chat-backup.service")).trim(),
+                log: (await L.tsshOk("journalctl -u phillymesh-chat-backup.service -n 8 -o cat --no-pager")).trim(),
+                copies: (await L.tsshOk("ls /srv/drill17-offsite")).trim(),
+            };
+        };
+        try {
+            await check(t, "17a with another host's key pinned, the copy is refused by ssh and nothing reaches the target", async () => {
+                const file = writeConfig(`${L.WORK}/${L.NAME}.offsite-wrong.json`, {
+                    ...base,
+                    config: { ...base.config, backupRsyncTarget: target, backupRsyncHostKey: wrongKey },
+                });
+                const up = await upAndWait(file, "drill17-wrong-key", { what: "Synapse (drill 17)" });
+                assert.equal(up.code, 0, L.tail(up.out));
+                const b = await backupOnce();
+                t.diagnostic(b.log.split("\n").slice(-2).join(" | "));
+                assert.notEqual(b.result, "success", `the backup with a wrong host key succeeded:\n${b.log}`);
+                assert.match(b.log, /Host key verification failed|REMOTE HOST IDENTIFICATION HAS CHANGED/);
+                assert.equal(b.copies, "", "something reached the target");
+            });
+            await check(
+                t,
+                "17b with the target's own key pinned, each backup adds a dated directory there; a file already there is never replaced",
+                async () => {
+                    const file = writeConfig(`${L.WORK}/${L.NAME}.offsite-good.json`, {
+                        ...base,
+                        config: { ...base.config, backupRsyncTarget: target, backupRsyncHostKey: goodKey },
+                    });
+                    const up = await upAndWait(file, "drill17-good-key", { what: "Synapse (drill 17)" });
+                    assert.equal(up.code, 0, L.tail(up.out));
+                    const first = await backupOnce();
+                    assert.equal(first.result, "success", first.log);
+                    const dirs = first.copies.split("\n").filter(Boolean);
+                    assert.equal(dirs.length, 1, `copies: ${first.copies}`);
+                    // An older copy on the target, changed there (as an attacker with the key would want to
+                    // undo): the next copy leaves it as it is.
+                    await L.tsshOk(`echo kept > /srv/drill17-offsite/${dirs[0]}/marker && sleep 1`);
+                    const second = await backupOnce();
+                    assert.equal(second.result, "success", second.log);
+                    assert.equal(second.copies.split("\n").filter(Boolean).length, 2, `copies: ${second.copies}`);
+                    assert.equal((await L.tsshOk(`cat /srv/drill17-offsite/${dirs[0]}/marker`)).trim(), "kept");
+                    assert.equal(
+                        (await L.tssh("test -s /root/.ssh/known_hosts && grep -c 127.0.0.1 /root/.ssh/known_hosts")).out.trim() || "0",
+                        "0",
+                        "ssh wrote root's known_hosts",
+                    );
+                },
+            );
+        } finally {
+            const back = await upAndWait(L.currentConfigFile(), "drill17-restore-config", { what: "Synapse after drill 17" });
+            t.diagnostic(`config restored: exit ${back.code}`);
+            await L.tssh(
+                "rm -rf /srv/drill17-offsite; sed -i '/ drill17$/d' /root/.ssh/authorized_keys; rm -f /root/.ssh/id_ed25519 /root/.ssh/id_ed25519.pub",
+            );
+        }
     });
 }

@@ -37,6 +37,10 @@ find "$root" -mindepth 1 -maxdepth 1 -type d -name '20*' | sort -r | tail -n +$(
     rm -rf "$old"
 done
 if [ -n "$BACKUP_RSYNC_TARGET" ]; then
-    rsync -a -e "ssh -o BatchMode=yes -o StrictHostKeyChecking=accept-new" "$dest" "$BACKUP_RSYNC_TARGET/"
+    # The target is the host whose key is pinned in stack config (backupRsyncHostKey), never one that
+    # merely answers at its address; and a copy only adds a new dated directory: it never replaces a
+    # file already there (--ignore-existing), nor deletes one.
+    rsync -a --ignore-existing -e "ssh -o BatchMode=yes -o StrictHostKeyChecking=yes -o UserKnownHostsFile=/etc/phillymesh-chat/backup_known_hosts -o GlobalKnownHostsFile=/dev/null" \
+        "$dest" "$BACKUP_RSYNC_TARGET/"
     echo "copied to $BACKUP_RSYNC_TARGET"
 fi
