@@ -77,7 +77,7 @@ export function buildChat(cfg: ChatConfig, facts: CloudFacts, name = "chat"): Ch
         : undefined;
     const base = new HostBase(
         name,
-        { target: host, dataDir: cfg.dataDir, volume: host.volume, swapSizeMb: cfg.swapSizeMb, firewall },
+        { target: host, dataDir: cfg.dataDir, volume: host.volume, swapSizeMb: cfg.swapSizeMb, journalMaxMb: cfg.journalMaxMb, firewall },
         { dependsOn: host.ready },
     );
     const postgres = new Postgres(name, { target: host, dataDir: cfg.dataDir, settings: cfg.postgres }, { dependsOn: [base.ready] });

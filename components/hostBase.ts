@@ -52,6 +52,13 @@ export const BASE_FILES: readonly ServerFile[] = [
     { path: "/etc/systemd/system/ssh.service.d/50-phillymesh-chat.conf", content: "[Service]\nOOMScoreAdjust=-900", mode: "0644", owner: "root:root" },
 ];
 
+export const JOURNALD_DROP_IN = "/etc/systemd/journald.conf.d/50-phillymesh-chat.conf";
+
+/** journald's cap: years of logs must not fill a small disk. */
+function journalFile(maxMb: number): ServerFile {
+    return { path: JOURNALD_DROP_IN, content: `# Managed by phillymesh-chat.\n[Journal]\nSystemMaxUse=${maxMb}M`, mode: "0644", owner: "root:root" };
+}
+
 export interface HostBaseArgs {
     readonly target: Target;
     /** Where data lives. */
@@ -60,6 +67,8 @@ export interface HostBaseArgs {
     readonly volume?: DataVolume;
     /** Swap file size in MB; 0 for none. */
     readonly swapSizeMb: number;
+    /** The most disk the journal may take, in MB. */
+    readonly journalMaxMb: number;
     /** The server's own firewall; undefined: none (hostFirewall false). */
     readonly firewall?: HostFirewallSettings;
 }
@@ -75,12 +84,13 @@ export class HostBase extends pulumi.ComponentResource {
             {
                 target: args.target,
                 script: "base.sh",
-                files: [...BASE_FILES, ...(args.firewall ? hostFirewallFiles(args.firewall) : [])],
+                files: [...BASE_FILES, journalFile(args.journalMaxMb), ...(args.firewall ? hostFirewallFiles(args.firewall) : [])],
                 env: {
                     DATA_DIR: args.dataDir,
                     DATA_DEVICE: args.volume?.device ?? "",
                     SWAP_MB: String(args.swapSizeMb),
                     SSHD_DROP_IN,
+                    JOURNALD_DROP_IN,
                     FIREWALL_RULES: FIREWALL_RULES_PATH,
                     FIREWALL_UNIT,
                     // The size in config: growing it re-runs this step, which grows the filesystem.

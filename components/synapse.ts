@@ -112,6 +112,22 @@ export function homeserverConfig(b: SynapseBuild): Record<string, unknown> {
                 : {}),
         },
         presence: { enabled: s.presence },
+        // Years on a small disk (issue 12): other servers' media is a cache, fetched again when
+        // needed; our own uploads are kept. Rooms everyone here has forgotten are purged.
+        ...(s.remoteMediaRetention ? { media_retention: { remote_media_lifetime: s.remoteMediaRetention } } : {}),
+        ...(s.forgottenRoomRetention ? { forgotten_room_retention_period: s.forgottenRoomRetention } : {}),
+        // A room with a huge state (thousands of members, years of history) can take a 1 GB server
+        // down on join; users are told so, the admin can still join.
+        ...(s.remoteRoomComplexityLimit > 0
+            ? {
+                  limit_remote_rooms: {
+                      enabled: true,
+                      complexity: s.remoteRoomComplexityLimit,
+                      complexity_error: "This room is too large for this small server to join. Ask the server's admin if you need it.",
+                      admins_can_join: true,
+                  },
+              }
+            : {}),
         trusted_key_servers: s.trustedKeyServers.map((server_name) => ({ server_name })),
         suppress_key_server_warning: true,
     };

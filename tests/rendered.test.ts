@@ -240,6 +240,29 @@ describe("homeserver.yaml", () => {
         expect(hs.database.args.password).toBeUndefined();
     });
 
+    test("profiles for room-mates only; remote media, forgotten rooms and big remote rooms bounded; each bound can be turned off", () => {
+        expect(hs.require_auth_for_profile_requests).toBe(true);
+        expect(hs.limit_profile_requests_to_users_who_share_rooms).toBe(true);
+        expect(hs.session_lifetime).toBeUndefined();
+        expect(hs.media_retention).toEqual({ remote_media_lifetime: "90d" });
+        expect(hs.forgotten_room_retention_period).toBe("28d");
+        expect(hs.limit_remote_rooms).toMatchObject({
+            enabled: true,
+            complexity: 1,
+            admins_can_join: true,
+            complexity_error: expect.stringMatching(/too large/),
+        });
+        const off = homeserverConfig(
+            synapseBuild(loadTestConfig({ remoteMediaRetention: "", forgottenRoomRetention: "", remoteRoomComplexityLimit: "0", sessionLifetime: "12w" })),
+        );
+        expect([off.media_retention, off.forgotten_room_retention_period, off.limit_remote_rooms, off.session_lifetime]).toEqual([
+            undefined,
+            undefined,
+            undefined,
+            "12w",
+        ]);
+    });
+
     test("registration by token, guests, previews with the full blocklist, caches, presence, upload size", () => {
         expect(hs.enable_registration).toBe(true);
         expect(hs.registration_requires_token).toBe(true);

@@ -11,6 +11,9 @@ export { PROJECT, declaredKeys } from "./reader";
 export type { ConfigSource } from "./reader";
 export { mapSource, stackConfigSource } from "./source";
 
+/** A Synapse duration in hours, days, weeks or years. */
+const checkDuration = (v: string) => (/^[1-9][0-9]{0,4}[hdwy]$/.test(v) ? undefined : "a duration such as 90d, 12w or 1y (h, d, w or y)");
+
 function readHosting(r: Reader, sshAllowedCidrs: readonly string[]): Hosting {
     const kind = r.oneOf("hosting", ["digitalocean", "existing"] as const);
     if (kind === "existing") {
@@ -160,13 +163,14 @@ function readSynapse(r: Reader, postgres: PostgresSettings, dataDir: string): Sy
         registration,
         recaptcha,
         allowGuestAccess: r.bool("allowGuestAccess"),
-        sessionLifetime: r.optional("sessionLifetime", (v) =>
-            /^[1-9][0-9]{0,4}[hdwy]$/.test(v) ? undefined : "a duration such as 90d, 12w or 1y (h, d, w or y)",
-        ),
+        sessionLifetime: r.optional("sessionLifetime", checkDuration),
         urlPreviews: r.bool("urlPreviews"),
         maxUploadSizeMb: r.int("maxUploadSizeMb", 1, 2048),
         cacheFactor: r.decimal("cacheFactor", 0.01, 10),
         presence: r.bool("presence"),
+        remoteMediaRetention: r.optional("remoteMediaRetention", checkDuration),
+        forgottenRoomRetention: r.optional("forgottenRoomRetention", checkDuration),
+        remoteRoomComplexityLimit: r.decimal("remoteRoomComplexityLimit", 0, 1000),
         jemalloc: r.bool("synapseJemalloc"),
         cacheMemoryMb,
         databasePoolMax,
@@ -242,6 +246,7 @@ export function readConfig(source: ConfigSource): ChatConfig {
         sshPrivateKey: r.secret("sshPrivateKey", c.checkSshPrivateKey),
         dataDir,
         swapSizeMb: r.int("swapSizeMb", 0, 65536),
+        journalMaxMb: r.int("journalMaxMb", 16, 65536),
         hostFirewall: r.bool("hostFirewall"),
         sshAllowedCidrs,
         dns,

@@ -82,6 +82,11 @@ export interface SynapseSettings {
     readonly maxUploadSizeMb: number;
     readonly cacheFactor: number;
     readonly presence: boolean;
+    /** Synapse durations ("90d"); "" for none. */
+    readonly remoteMediaRetention: string;
+    readonly forgottenRoomRetention: string;
+    /** limit_remote_rooms' complexity; 0: no limit. */
+    readonly remoteRoomComplexityLimit: number;
     readonly jemalloc: boolean;
     /** 0: no cache autotuning. */
     readonly cacheMemoryMb: number;
@@ -115,6 +120,8 @@ export interface ChatConfig {
     readonly sshPrivateKey: pulumi.Output<string>;
     readonly dataDir: string;
     readonly swapSizeMb: number;
+    /** journald's SystemMaxUse, in MB. */
+    readonly journalMaxMb: number;
     /** The server's own nftables firewall (hostFirewall): the ports the service needs, SSH from sshAllowedCidrs. */
     readonly hostFirewall: boolean;
     /** Where SSH is allowed from (the cloud firewall's and the server's own). */

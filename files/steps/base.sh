@@ -2,7 +2,7 @@
 # Step "base": a fresh server made ready for the rest. Waits for cloud-init, turns on unattended
 # security upgrades, closes SSH password login, mounts the data volume and adds the swap file.
 # Files (install_files): unattended-upgrades' settings, the SSH server's, needrestart's, and sshd's OOM priority.
-# Variables: SSHD_DROP_IN (the sshd settings file, one of the files), FIREWALL_RULES and FIREWALL_UNIT
+# Variables: SSHD_DROP_IN and JOURNALD_DROP_IN (sshd's and journald's settings files), FIREWALL_RULES and FIREWALL_UNIT
 # (the host firewall's rules and unit, declared when hostFirewall is on), DATA_DIR, DATA_DEVICE (empty: DATA_DIR is a plain directory), VOLUME_SIZE_GB (the
 # volume's size in stack config: a new value re-runs this step, which grows the filesystem), SWAP_MB.
 # shellcheck source=files/lib/lib.sh
@@ -30,6 +30,10 @@ fi
 if file_changed "$SSHD_DROP_IN"; then
     sshd -t || die "sshd refuses its configuration with $SSHD_DROP_IN (sshd -t above); ssh was not reloaded"
     systemctl reload ssh 2>/dev/null || systemctl reload sshd 2>/dev/null || true
+fi
+# The journal's cap takes effect when journald restarts (a second; nothing is lost).
+if file_changed "$JOURNALD_DROP_IN"; then
+    systemctl restart systemd-journald
 fi
 if file_changed /etc/systemd/system/ssh.service.d/50-phillymesh-chat.conf; then
     systemctl daemon-reload
