@@ -22,7 +22,10 @@ previous=$(find "$root" -mindepth 1 -maxdepth 1 -type d -name '20*' | sort | tai
 mkdir "$dest.partial"
 trap 'rm -rf "$dest.partial"' EXIT
 
-runuser -u postgres -- pg_dump -Fc --exclude-table-data e2e_one_time_keys_json synapse >"$dest.partial/synapse.dump"
+# As postgres (peer authentication), by setpriv: runuser would open a PAM session, which the unit's
+# sandbox refuses (and a dump needs none).
+setpriv --reuid=postgres --regid=postgres --init-groups env HOME=/var/lib/postgresql \
+    pg_dump -Fc --exclude-table-data e2e_one_time_keys_json synapse >"$dest.partial/synapse.dump"
 tar -C "$DATA_DIR/synapse" -cf "$dest.partial/keys.tar" keys secrets
 if [ -n "$previous" ] && [ -d "$previous/media" ]; then
     rsync -a --link-dest="$previous/media" "$DATA_DIR/synapse/media/" "$dest.partial/media/"
