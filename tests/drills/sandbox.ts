@@ -57,9 +57,7 @@ export function sandboxDrill({ drill, check }: DrillSet): void {
                     // exploit in Synapse would see), to where a unit or a program run by root could be planted.
                     const asSynapse = (cmd: string) =>
                         L.tssh(`nsenter -t ${pid} -m -- setpriv --reuid synapse --regid synapse --clear-groups -- sh -c ${L.shQuote(cmd)}`);
-                    const own = await asSynapse(
-                        `touch "$(readlink -f /proc/${pid}/cwd)/media/.drill-15c" && rm "$(readlink -f /proc/${pid}/cwd)/media/.drill-15c"`,
-                    );
+                    const own = await asSynapse("touch /mnt/matrix_data/synapse/media/.drill-15c && rm /mnt/matrix_data/synapse/media/.drill-15c");
                     assert.equal(own.code, 0, `Synapse cannot write its own media store: ${own.out}`);
                     for (const dir of OUTSIDE) {
                         const r = await asSynapse(`touch ${dir}/drill-15c-planted`);
@@ -80,7 +78,7 @@ export function sandboxDrill({ drill, check }: DrillSet): void {
                 assert.equal((await L.tsshOk(`cat /proc/${pid}/oom_score_adj`)).trim(), "500");
                 const pg = (await L.tsshOk("systemctl list-units --plain --no-legend 'postgresql@*' | awk '{print $1; exit}'")).trim();
                 const set = await L.tsshOk(`systemctl show -p OOMScoreAdjust --value ${pg} ssh.service matrix-synapse.service`);
-                assert.deepEqual(set.trim().split("\n"), ["-500", "-900", "500"], `OOMScoreAdjust of ${pg}, ssh, synapse`);
+                assert.deepEqual(set.split("\n").filter(Boolean), ["-500", "-900", "500"], `OOMScoreAdjust of ${pg}, ssh, synapse`);
                 const limits = await L.tsshOk("systemctl show -p MemoryHigh -p MemoryMax matrix-synapse.service");
                 t.diagnostic(limits.trim().replace(/\n/g, " "));
                 assert.doesNotMatch(limits, /=infinity/, `Synapse has no memory ceiling: ${limits}`);
@@ -115,7 +113,7 @@ export function sandboxDrill({ drill, check }: DrillSet): void {
             await check(t, "15f a program started on another port by mistake is not reachable from outside (the server's own firewall)", async () => {
                 const table = await L.tsshOk("nft list table inet phillymesh_chat");
                 assert.match(table, /policy drop;/);
-                await L.tsshOk("systemd-run --unit drill-15f --quiet python3 -m http.server 9999 --bind 0.0.0.0 --directory /var/empty");
+                await L.tsshOk("systemd-run --unit drill-15f --quiet python3 -m http.server 9999 --bind 0.0.0.0 --directory /srv");
                 try {
                     await L.waitFor(
                         "the stray server on the guest's loopback",
