@@ -56,7 +56,12 @@ if ! [[ $IP =~ ^10\.250\.0\.([0-9]{1,3})$ ]] || [ "${BASH_REMATCH[1]}" -lt 2 ] |
     exit 2
 fi
 [ -f "$T/.testbed-template" ] || { echo "no template: run testbed/template.sh" >&2; exit 1; }
-pid_alive dnsmasq dnsmasq || { echo "host services are not up: run testbed/host.sh up" >&2; exit 1; }
+# dnsmasq restarts (for a moment) whenever DNS records change, which the Cloudflare stand-in does
+# while the DigitalOcean one boots a droplet: look at it while no record load is under way (under
+# dns-load.sh's lock), or a restart in flight reads as "not up" (CI failed so once).
+mkdir -p "$B/dns"
+dns_up() { (flock -w 60 9 && pid_alive dnsmasq dnsmasq) 9>"$B/dns/.lock"; }
+dns_up || { echo "host services are not up: run testbed/host.sh up" >&2; exit 1; }
 
 ssh_ready() {
     local state
