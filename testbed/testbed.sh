@@ -70,14 +70,13 @@ up_stacks() {
             sed -u "s/^/[$name] /" | tee "$LOG/up-$name.log" &
         pids+=($!)
     done
-    local failed=0 i names=("${SERVERS[@]%%:*}")
-    for i in "${!pids[@]}"; do
-        wait "${pids[$i]}" && continue
-        failed=1
-        say "pulumi up of ${names[$i]} failed; its last lines (all of it: $LOG/up-${names[$i]}.log):"
-        grep -v '@ updating' "$LOG/up-${names[$i]}.log" | tail -n 40 >&2
+    local i names=("${SERVERS[@]%%:*}") failed=()
+    for i in "${!pids[@]}"; do wait "${pids[$i]}" || failed+=("${names[$i]}"); done
+    for name in "${failed[@]}"; do
+        say "pulumi up of $name failed; its last lines (all of it: $LOG/up-$name.log):"
+        grep -v '@ updating' "$LOG/up-$name.log" | tail -n 40 >&2
     done
-    return "$failed"
+    [ "${#failed[@]}" = 0 ]
 }
 
 # upgrade_from REF: what an operator's existing stacks meet. Deploy every stack with the program
