@@ -70,13 +70,13 @@ up_stacks() {
             sed -u "s/^/[$name] /" | tee "$LOG/up-$name.log" &
         pids+=($!)
     done
-    local i names=("${SERVERS[@]%%:*}") failed=()
-    for i in "${!pids[@]}"; do wait "${pids[$i]}" || failed+=("${names[$i]}"); done
-    for name in "${failed[@]}"; do
+    local i names=("${SERVERS[@]%%:*}") failed_stacks=()
+    for i in "${!pids[@]}"; do wait "${pids[$i]}" || failed_stacks+=("${names[$i]}"); done
+    for name in "${failed_stacks[@]}"; do
         say "pulumi up of $name failed; its last lines (all of it: $LOG/up-$name.log):"
         grep -v '@ updating' "$LOG/up-$name.log" | tail -n 40 >&2
     done
-    [ "${#failed[@]}" = 0 ]
+    [ "${#failed_stacks[@]}" = 0 ]
 }
 
 # upgrade_from REF: what an operator's existing stacks meet. Deploy every stack with the program
