@@ -6,7 +6,7 @@ import type { SynapseSettings } from "./config";
 import { Target } from "./host";
 import { dataPaths, Hostnames, PORTS, SERVER_PATHS, urls } from "./layout";
 import { RemoteStep, ServerFile } from "./remoteStep";
-import { renderTemplate } from "./templates";
+import { readFile, renderTemplate, shellQuote } from "./templates";
 
 /** What Synapse is built from. */
 export interface SynapseBuild {
@@ -221,6 +221,23 @@ export function synapseFiles(
               ]
             : []),
         { path: "/etc/systemd/system/matrix-synapse.service", content: synapseUnit(b.dataDir, b.synapse), mode: "0644", owner: "root:root" },
+        ...refreshFiles(b.synapse.pipIndexUrl),
+    ];
+}
+
+/**
+ * The weekly refresh of Synapse's Python dependencies (phillymesh-chat-synapse-refresh): the program,
+ * the step's own lib.sh and venv.sh that it sources, the index it builds from, its unit and timer.
+ */
+export function refreshFiles(pipIndexUrl: string): ServerFile[] {
+    const root = (path: string, content: string, mode: "0644" | "0755"): ServerFile => ({ path, content, mode, owner: "root:root" });
+    return [
+        root("/usr/local/lib/phillymesh-chat/lib.sh", readFile("lib/lib.sh"), "0644"),
+        root("/usr/local/lib/phillymesh-chat/venv.sh", readFile("lib/venv.sh"), "0644"),
+        root("/etc/phillymesh-chat/synapse-refresh.env", `PIP_INDEX_URL=${shellQuote(pipIndexUrl)}`, "0644"),
+        root("/usr/local/sbin/phillymesh-chat-synapse-refresh", readFile("server/sbin/phillymesh-chat-synapse-refresh.sh"), "0755"),
+        root("/etc/systemd/system/phillymesh-chat-synapse-refresh.service", readFile("server/systemd/synapse-refresh.service"), "0644"),
+        root("/etc/systemd/system/phillymesh-chat-synapse-refresh.timer", readFile("server/systemd/synapse-refresh.timer"), "0644"),
     ];
 }
 
@@ -245,7 +262,7 @@ export class Synapse extends pulumi.ComponentResource {
             {
                 target: args.target,
                 script: "synapse.sh",
-                libraries: ["adopt.sh"],
+                libraries: ["adopt.sh", "venv.sh"],
                 handlesSecrets: true,
                 env: {
                     DOMAIN: b.names.server,

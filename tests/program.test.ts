@@ -199,8 +199,9 @@ describe.each([
         expect(stdin).toContain("'/etc/matrix-synapse/homeserver.yaml' '0640' 'root:synapse'");
         expect(stdin).not.toContain("export PG_PASSWORD=");
         const script = stdin.slice(stdin.indexOf('# Step "synapse"'));
-        expect(script.indexOf('touch "$VENV/.complete"')).toBeGreaterThan(0);
-        expect(script.indexOf("\ninstall_files\n")).toBeGreaterThan(script.indexOf('touch "$VENV/.complete"'));
+        // (build_synapse_venv, in venv.sh, marks the new venv complete: files/lib/venv.sh.)
+        expect(script.indexOf('build_synapse_venv "$VENV"')).toBeGreaterThan(0);
+        expect(script.indexOf("\ninstall_files\n")).toBeGreaterThan(script.indexOf('build_synapse_venv "$VENV"'));
         // The step's scripts no longer write a file of their own from a variable.
         for (const s of steps(run)) expect(s.inputs.stdin.slice(s.inputs.stdin.indexOf("# Step "))).not.toMatch(/put_file \S+ \d+ \S+ "\$[A-Z_]+"$/m);
     });

@@ -44,7 +44,7 @@ describe("scripts pass shellcheck", () => {
                 "release-volume.sh",
             ]),
         );
-        expect(shellFiles("lib").sort()).toEqual(["adopt.sh", "lib.sh"]);
+        expect(shellFiles("lib").sort()).toEqual(["adopt.sh", "lib.sh", "venv.sh"]);
     });
 
     test.each(SHELL_FILES)("files/%s", (script) => {
@@ -342,21 +342,23 @@ describe("templates", () => {
     });
 });
 
-describe("the Synapse pip install (synapse.sh)", () => {
+describe("the Synapse pip install (synapse.sh and lib/venv.sh)", () => {
     const script = readFile("steps/synapse.sh");
+    const lib = readFile("lib/venv.sh");
     const fn = (name: string) => {
-        const m = new RegExp(`^${name}\\(\\) \\{\\n[\\s\\S]*?\\n\\}$`, "m").exec(script);
-        if (!m) throw new Error(`synapse.sh has no ${name}()`);
+        const m = new RegExp(`^${name}\\(\\) \\{\\n[\\s\\S]*?\\n\\}$`, "m").exec(lib);
+        if (!m) throw new Error(`venv.sh has no ${name}()`);
         return m[0];
     };
 
     test("wheels only, from the index alone, with no plain-HTTP branch and no compiler installed", () => {
-        const pip = /"\$VENV\/bin\/pip" install [^\n]*\\\n[^\n]*/.exec(script)?.[0] ?? "";
+        const pip = /"\$venv\/bin\/pip" install [^\n]*\\\n[^\n]*/.exec(lib)?.[0] ?? "";
         expect(pip).toContain("--only-binary :all:");
         expect(pip).toContain("--isolated");
-        expect(pip).toContain('--index-url "$PIP_INDEX_URL"');
-        expect(script).toContain('as_builder "$VENV/bin/pip" install');
-        expect(script).not.toMatch(/--trusted-host|build-essential|python3-dev|libpq-dev/);
+        expect(pip).toContain('--index-url "$index"');
+        expect(lib).toContain('as_builder "$venv/bin/pip" install');
+        expect(script).toContain('build_synapse_venv "$VENV" "$SYNAPSE_VERSION" "$PIP_INDEX_URL"');
+        for (const text of [script, lib]) expect(text).not.toMatch(/--trusted-host|build-essential|python3-dev|libpq-dev/);
         expect(script).toMatch(/^apt_install [^\n]*python3-psycopg2/m);
         // The script refuses a plain-HTTP index itself too (the config check is the first line of defence).
         const r = spawnSync(
@@ -371,23 +373,28 @@ describe("the Synapse pip install (synapse.sh)", () => {
     });
 
     test("the new venv is root's before it is marked complete; the build user owns it only while pip runs", () => {
-        const build = script.slice(script.indexOf('if [ ! -f "$VENV/.complete" ]'), script.indexOf('touch "$VENV/.complete"') + 30);
+        const build = fn("build_synapse_venv");
         const at = (s: string) => build.indexOf(s);
-        expect(at('install -d -m 755 -o "$BUILD_USER" -g "$BUILD_USER" "$VENV"')).toBeGreaterThan(0);
-        expect(at("check_requirements()")).toBeGreaterThan(at('"$VENV/bin/pip" install'));
-        expect(at('chown -hR root:root "$VENV"')).toBeGreaterThan(at("check_requirements()"));
-        expect(at('touch "$VENV/.complete"')).toBeGreaterThan(at('chown -hR root:root "$VENV"'));
-        expect(script).toMatch(/useradd --system --user-group --no-create-home --home-dir \/nonexistent --shell \/usr\/sbin\/nologin "\$BUILD_USER"/);
-        expect(script).toMatch(/^BUILD_USER=synapse-build$/m);
+        expect(at('install -d -m 755 -o "$BUILD_USER" -g "$BUILD_USER" "$venv"')).toBeGreaterThan(0);
+        expect(at("check_requirements()")).toBeGreaterThan(at('"$venv/bin/pip" install'));
+        expect(at('chown -hR root:root "$venv"')).toBeGreaterThan(at("check_requirements()"));
+        expect(at('touch "$venv/.complete"')).toBeGreaterThan(at('chown -hR root:root "$venv"'));
+        expect(build).toMatch(/useradd --system --user-group --no-create-home --home-dir \/nonexistent --shell \/usr\/sbin\/nologin "\$BUILD_USER"/);
+        expect(lib).toMatch(/^BUILD_USER=synapse-build$/m);
     });
 
     test("pip's environment holds PATH, HOME, LANG and a CA file or proxy of the host's, never a step variable", () => {
         const dir = fs.mkdtempSync(path.join(os.tmpdir(), "asbuilder-"));
         try {
-            // runuser stand-in: drops "-u USER --" and runs the rest (the real one changes user).
-            fs.writeFileSync(path.join(dir, "runuser"), '#!/bin/sh\n[ "$1" = -u ] && [ "$3" = -- ] || exit 9\necho "user=$2" >&2\nshift 3\nexec "$@"\n', {
-                mode: 0o755,
-            });
+            // setpriv stand-in: checks and drops "--reuid=U --regid=U --init-groups --" and runs the rest.
+            fs.writeFileSync(
+                path.join(dir, "setpriv"),
+                '#!/bin/sh\n[ "$1" = "--reuid=$BUILDER" ] && [ "$2" = "--regid=$BUILDER" ] && [ "$3" = --init-groups ] && [ "$4" = -- ] || exit 9\necho "user=${1#--reuid=}" >&2\nshift 4\nexec "$@"\n'.replace(
+                    /\$BUILDER/g,
+                    "synapse-build",
+                ),
+                { mode: 0o755 },
+            );
             const run = (extra: Record<string, string>) =>
                 spawnSync("bash", ["-c", `BUILD_USER=synapse-build\nBUILD_HOME=/var/cache/synapse-build\n${fn("as_builder")}\nas_builder env`], {
                     encoding: "utf8",

@@ -40,70 +40,24 @@ install -d -m 755 /opt/synapse/venvs
 
 # The new release is installed first, beside the running one: if that fails (the package index
 # is down, say), nothing the running Synapse reads has been touched.
-# The exact release, in a virtualenv of its own that sees none of Debian's Python packages (certbot
-# brings many): pip resolves every dependency from the index alone, except psycopg2. That one has
-# no wheel on the index (only sources, which need a compiler and libpq's headers on the server), so
-# the virtualenv sees Debian's python3-psycopg2, patched by Debian's security updates, and nothing
-# else of Debian's: VENV/debian-psycopg2 holds links to it and its metadata, put on the path by a
-# .pth file, so that pip's resolver and Synapse's own dependency check (importlib.metadata) find it.
-# pip installs wheels only (no package's build code runs), from an https index only, as the user
-# synapse-build (no login, no home, in no group that reads a secret) with a clean environment: no
-# step variable, secret or not, reaches it. The virtualenv is synapse-build's while it is built,
-# root's before it is marked complete; the synapse user never can write it.
+# The exact release, in a virtualenv of its own (venv.sh: wheels only, as synapse-build, root's
+# once complete). A virtualenv refreshed on this server since (phillymesh-chat-synapse-refresh: the
+# same release, newer dependencies) is the one kept running.
 VENV=/opt/synapse/venvs/$SYNAPSE_VERSION
-BUILD_USER=synapse-build
-BUILD_HOME=/var/cache/synapse-build
-# as_builder CMD...: CMD as the build user, in /, with PATH, HOME (its cache), LANG and only what pip
-# may need from this host (a CA file, a proxy) in its environment.
-as_builder() {
-    local keep=() v
-    for v in SSL_CERT_FILE SSL_CERT_DIR https_proxy HTTPS_PROXY no_proxy NO_PROXY; do
-        [ -z "${!v:-}" ] || keep+=("$v=${!v}")
-    done
-    (cd / && runuser -u "$BUILD_USER" -- env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin HOME="$BUILD_HOME" LANG=C.UTF-8 "${keep[@]}" "$@")
-}
-# psycopg2_links OWNER VENV: VENV/debian-psycopg2 links to Debian's psycopg2 and its metadata, as
-# OWNER (builder while the venv is built, root once it is root's). Run each time: a Debian update
-# that renames the metadata directory is followed; links already right are left alone.
-psycopg2_links() {
-    local owner=$1 dir=$2/debian-psycopg2 src=/usr/lib/python3/dist-packages run=() target link
-    [ "$owner" = root ] || run=(as_builder)
-    [ -d "$src/psycopg2" ] || die "Debian's python3-psycopg2 is not installed ($src/psycopg2 is missing)"
-    [ -d "$dir" ] || "${run[@]}" mkdir "$dir"
-    for link in "$dir"/*; do
-        if [ -L "$link" ] && [ ! -e "$link" ]; then "${run[@]}" rm -f "$link"; fi
-    done
-    for target in "$src"/psycopg2 "$src"/psycopg2-*.egg-info "$src"/psycopg2-*.dist-info; do
-        [ -e "$target" ] || continue
-        link=$dir/${target##*/}
-        [ "$(readlink "$link" || true)" = "$target" ] || "${run[@]}" ln -sfn "$target" "$link"
-    done
-}
+refreshed=$(readlink /opt/synapse/current 2>/dev/null || true)
+case ${refreshed##*/} in
+    "$SYNAPSE_VERSION"+*) [ ! -f "$refreshed/.complete" ] || VENV=$refreshed ;;
+esac
 case $PIP_INDEX_URL in
     https://*) ;;
     *) die "pipIndexUrl $PIP_INDEX_URL is not https://: over plain HTTP anyone on the path could swap Synapse's code" ;;
 esac
 if [ ! -f "$VENV/.complete" ]; then
     log "installing Synapse $SYNAPSE_VERSION from $PIP_INDEX_URL (wheels only, as $BUILD_USER)"
-    id "$BUILD_USER" >/dev/null 2>&1 ||
-        useradd --system --user-group --no-create-home --home-dir /nonexistent --shell /usr/sbin/nologin "$BUILD_USER"
-    refuse_symlink "$BUILD_HOME"
-    install -d -m 700 -o "$BUILD_USER" -g "$BUILD_USER" "$BUILD_HOME"
-    rm -rf "$VENV"
-    install -d -m 755 -o "$BUILD_USER" -g "$BUILD_USER" "$VENV"
-    as_builder python3 -m venv "$VENV"
-    psycopg2_links "$BUILD_USER" "$VENV"
-    site=$(as_builder "$VENV/bin/python" -c 'import sysconfig; print(sysconfig.get_path("purelib"))')
-    as_builder tee "$site/debian-psycopg2.pth" >/dev/null <<<"$VENV/debian-psycopg2"
-    as_builder "$VENV/bin/pip" install --isolated --quiet --disable-pip-version-check --no-input --only-binary :all: \
-        --cache-dir "$BUILD_HOME/pip" --index-url "$PIP_INDEX_URL" "matrix-synapse[postgres,url-preview]==$SYNAPSE_VERSION" ||
-        die "pip could not install Synapse $SYNAPSE_VERSION from $PIP_INDEX_URL, wheels only (its error is above); the running Synapse was not touched, run pulumi up again when the index answers"
-    # Synapse's own dependency check (as at its start) and Debian's psycopg2, before the venv is used.
-    as_builder "$VENV/bin/python" -c 'import psycopg2; from synapse.util.check_dependencies import check_requirements; check_requirements()' ||
-        die "the new virtualenv of Synapse $SYNAPSE_VERSION fails Synapse's dependency check (above); the running Synapse was not touched"
-    chown -hR root:root "$VENV"
-    chmod -R go-w "$VENV"
-    touch "$VENV/.complete"
+    rc=0
+    build_synapse_venv "$VENV" "$SYNAPSE_VERSION" "$PIP_INDEX_URL" || rc=$?
+    [ "$rc" != 1 ] || die "pip could not install Synapse $SYNAPSE_VERSION from $PIP_INDEX_URL, wheels only (its error is above); the running Synapse was not touched, run pulumi up again when the index answers"
+    [ "$rc" = 0 ] || die "the new virtualenv of Synapse $SYNAPSE_VERSION fails Synapse's dependency check (above); the running Synapse was not touched"
 elif [ -d "$VENV/debian-psycopg2" ]; then
     psycopg2_links root "$VENV"
 fi
@@ -166,6 +120,8 @@ fi
 switch_symlink "$VENV" /opt/synapse/current
 systemctl daemon-reload
 systemctl enable --quiet matrix-synapse
+# Synapse's dependencies get their security releases weekly (phillymesh-chat-synapse-refresh).
+systemctl enable --quiet --now phillymesh-chat-synapse-refresh.timer
 if [ "$running_venv" != "$VENV" ] || [ -e "$PENDING" ] || ! systemctl is-active --quiet matrix-synapse; then
     log "restarting Synapse ${running_venv:+(was ${running_venv##*/}) }as $SYNAPSE_VERSION"
     systemctl restart matrix-synapse

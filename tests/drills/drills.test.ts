@@ -1,4 +1,4 @@
-// Drills 1-10 and 15-17: "nothing lost, no one in", proved on the local testbed with the real program, on a
+// Drills 1-10 and 15-18: "nothing lost, no one in", proved on the local testbed with the real program, on a
 // guest of their own (drill1) from nothing to cleaned up. One process for them all: the guest is
 // brought up by the first drill that needs it and removed once at the end, and drill 7 reads the
 // deploy logs of every drill before it. The drills themselves are in one file per theme.
@@ -16,7 +16,7 @@ import { previewsAndSignup } from "./previews-signup.ts";
 import { halfWayDrill } from "./half-way.ts";
 import { adoptionDrills } from "./adopt.ts";
 import { secretsDrill } from "./secrets.ts";
-import { offsiteCopyDrill, plantedLinksDrill, sandboxDrill } from "./sandbox.ts";
+import { dependencyRefreshDrill, offsiteCopyDrill, plantedLinksDrill, sandboxDrill } from "./sandbox.ts";
 
 const drills = drillSet("drills", L.ensureUp);
 
@@ -70,6 +70,7 @@ portsAndTls(drills); //        3 ports, 4 TLS
 sandboxDrill(drills); //       15 the units' sandboxes
 plantedLinksDrill(drills); //  16 links planted by service users
 offsiteCopyDrill(drills); //   17 the off-site copy's pinned host key
+dependencyRefreshDrill(drills); // 18 Synapse's dependencies refreshed
 previewsAndSignup(drills); //  5 URL previews, 6 registration
 halfWayDrill(drills); //       8 a step that fails half way
 adoptionDrills(drills); //     9 adopting SQLite, 10 adopting a PostgreSQL dump
