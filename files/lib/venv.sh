@@ -79,5 +79,5 @@ build_synapse_venv() {
 
 # venv_packages VENV: its distributions as name==version lines, sorted (Debian's psycopg2 included).
 venv_packages() {
-    as_builder "$1/bin/python" -c 'import importlib.metadata as m; print("\n".join(sorted({f"{d.metadata[\"Name\"].lower()}=={d.version}" for d in m.distributions()})))'
+    as_builder "$1/bin/python" -c 'import importlib.metadata as m; print("\n".join(sorted({f"{d.name.lower().replace(chr(95), chr(45))}=={d.version}" for d in m.distributions()})))'
 }
