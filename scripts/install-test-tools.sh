@@ -1,6 +1,6 @@
 #!/bin/bash
 # Installs the system tools the unit tests and the lint drive for real: shellcheck (every script),
-# nginx (`nginx -t` on the rendered sites), nftables (`nft -c` on the host firewall), openssl (throwaway certificates) and actionlint (the
+# nginx (`nginx -t` on the rendered sites), nftables (`nft` on the host firewall), systemd-analyze (the units' sandboxes), openssl (throwaway certificates) and actionlint (the
 # GitHub workflows; built from Go modules). Debian/Ubuntu, as root or with sudo.
 # With --e2e also what the end-to-end checks and the drills drive: Chromium and NSS's certutil (to
 # trust the testbed's CA in a throwaway browser profile), testssl.sh (drill 4).
@@ -23,6 +23,7 @@ fi
 command -v shellcheck >/dev/null || need+=(shellcheck)
 [ -x /usr/sbin/nginx ] || need+=(nginx)
 [ -x /usr/sbin/nft ] || need+=(nftables)
+command -v systemd-analyze >/dev/null || need+=(systemd)
 command -v openssl >/dev/null || need+=(openssl)
 
 actionlint_ok() { [ -x "$ACTIONLINT" ] && [ "$("$ACTIONLINT" -version 2>/dev/null | head -n 1)" = "$ACTIONLINT_VERSION" ]; }

@@ -1,0 +1,53 @@
+// Every systemd service the program installs, as rendered, scored by the real `systemd-analyze
+// security --offline` (this machine's systemd; drill 15a scores them again on a Debian 13 server):
+// none may expose more than 3.0, the bar of issue 15.
+import { spawnSync } from "child_process";
+import * as fs from "fs";
+import * as os from "os";
+import * as path from "path";
+import { backupFiles } from "../components/backups";
+import { hostFirewallFiles } from "../components/hostFirewall";
+import { ServerFile } from "../components/remoteStep";
+import { refreshFiles, synapseUnit } from "../components/synapse";
+import { certCheckFiles } from "../components/webServer";
+
+const MAX_EXPOSURE = 3.0;
+
+const units: ServerFile[] = [
+    {
+        path: "/etc/systemd/system/matrix-synapse.service",
+        content: synapseUnit("/mnt/matrix_data", { jemalloc: true }),
+        mode: "0644",
+        owner: "root:root",
+    } as ServerFile,
+    ...backupFiles("/mnt/matrix_data", { keep: 7, rsyncTarget: "", rsyncHostKey: "" }),
+    ...certCheckFiles(),
+    ...hostFirewallFiles({ sshPort: 22, sshAllowedCidrs: ["0.0.0.0/0", "::/0"] }),
+    ...refreshFiles("https://pypi.org/simple/"),
+].filter((f) => f.path.startsWith("/etc/systemd/system/") && f.path.endsWith(".service"));
+
+describe("the services' sandboxes (systemd-analyze security --offline)", () => {
+    test("every service the program installs is here", () => {
+        expect(units.map((u) => path.basename(u.path)).sort()).toEqual([
+            "matrix-synapse.service",
+            "phillymesh-chat-backup.service",
+            "phillymesh-chat-cert-check.service",
+            "phillymesh-chat-firewall.service",
+            "phillymesh-chat-synapse-refresh.service",
+        ]);
+    });
+
+    test.each(units.map((u) => [path.basename(u.path), u.content as string]))(`%s exposes at most ${MAX_EXPOSURE}`, (name, content) => {
+        const dir = fs.mkdtempSync(path.join(os.tmpdir(), "units-"));
+        try {
+            const file = path.join(dir, name);
+            fs.writeFileSync(file, content + "\n");
+            const r = spawnSync("systemd-analyze", ["security", "--offline=true", "--no-pager", file], { encoding: "utf8" });
+            const score = /Overall exposure level for \S+: ([\d.]+)/.exec(r.stdout)?.[1];
+            expect({ name, score, stderr: r.stderr.trim() }).toEqual({ name, score: expect.stringMatching(/^\d+\.\d$/), stderr: "" });
+            expect(Number(score)).toBeLessThanOrEqual(MAX_EXPOSURE);
+        } finally {
+            fs.rmSync(dir, { recursive: true, force: true });
+        }
+    });
+});
