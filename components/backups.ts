@@ -6,7 +6,6 @@ import { Target } from "./host";
 import { RemoteStep, ServerFile } from "./remoteStep";
 import { readFile, renderTemplate } from "./templates";
 
-/** The backup and restore programs, the settings they read, and the daily timer. */
 /** The off-site target's pinned host key (ssh's known_hosts format). */
 export const BACKUP_KNOWN_HOSTS = "/etc/phillymesh-chat/backup_known_hosts";
 
@@ -16,10 +15,19 @@ export function knownHostsLine(rsyncTarget: string, hostKey: string): string {
     return `${host} ${hostKey}`;
 }
 
+/** The passphrase the dumps and keys are encrypted with (backupPassphrase); root's, 0600. */
+export const BACKUP_PASSPHRASE = "/etc/phillymesh-chat/backup.passphrase";
+
+/** The backup and restore programs, the settings they read, and the daily timer. */
 export function backupFiles(dataDir: string, b: BackupSettings): ServerFile[] {
     const root = (path: string, content: string, mode: "0600" | "0644" | "0755"): ServerFile => ({ path, content, mode, owner: "root:root" });
     return [
-        root("/etc/phillymesh-chat/backup.env", [`DATA_DIR=${dataDir}`, `BACKUP_KEEP=${b.keep}`, `BACKUP_RSYNC_TARGET=${b.rsyncTarget}`].join("\n"), "0600"),
+        root(
+            "/etc/phillymesh-chat/backup.env",
+            [`DATA_DIR=${dataDir}`, `BACKUP_KEEP=${b.keep}`, `BACKUP_RSYNC_TARGET=${b.rsyncTarget}`, `BACKUP_ENCRYPT=${b.passphrase ? 1 : 0}`].join("\n"),
+            "0600",
+        ),
+        ...(b.passphrase ? [{ path: BACKUP_PASSPHRASE, content: b.passphrase, mode: "0600", owner: "root:root" } as ServerFile] : []),
         // The off-site target's host key, pinned: ssh checks the target against this file alone.
         ...(b.rsyncTarget ? [root(BACKUP_KNOWN_HOSTS, knownHostsLine(b.rsyncTarget, b.rsyncHostKey), "0644")] : []),
         root("/usr/local/sbin/phillymesh-chat-backup", readFile("server/sbin/phillymesh-chat-backup.sh"), "0755"),
@@ -49,6 +57,7 @@ export class Backups extends pulumi.ComponentResource {
                     BACKUP_RSYNC_TARGET: args.backups.rsyncTarget,
                 },
                 files: backupFiles(args.dataDir, args.backups),
+                handlesSecrets: args.backups.passphrase !== undefined,
             },
             { parent: this, dependsOn: opts?.dependsOn },
         );

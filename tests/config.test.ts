@@ -5,7 +5,7 @@ import * as path from "path";
 import * as yaml from "js-yaml";
 import { BASE_CONFIG, ENCRYPTED_SSH_KEY, SECRETS, runProgram, lastRegistered } from "./harness";
 import { mapSource, readConfig } from "../components/config";
-import { BACKUP_KNOWN_HOSTS, backupFiles } from "../components/backups";
+import { BACKUP_KNOWN_HOSTS, BACKUP_PASSPHRASE, backupFiles } from "../components/backups";
 
 type Case = [what: string, key: string, value: string | undefined, secret: boolean];
 
@@ -56,6 +56,7 @@ const BAD: Case[] = [
     ["an adopt path inside where the adopted data goes", "adoptMediaStore", "/mnt/matrix_data/synapse/media", false],
     ["a backup target with a shell command", "backupRsyncTarget", "u@h:/x;reboot", false],
     ["a backup count of zero", "backupKeep", "0", false],
+    ["a short backup passphrase", "backupPassphrase", "short", true],
     ["a backup host key that is a fingerprint", "backupRsyncHostKey", "SHA256:uNiVztksCsDhcc0u9e8BujQXVUpKZIDTMczCvj3tD2s", false],
     ["a backup host key without a target", "backupRsyncHostKey", "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIJdd3M6kZ0cD5y7cYt5Jz2Qk0hXxQ4y8b4pR0m3cL9aF", false],
     ["a missing Synapse version", "synapseVersion", undefined, false],
@@ -94,6 +95,16 @@ describe("every kind of wrong value is rejected at preview, naming the key", () 
         expect(script).not.toMatch(/accept-new/);
         expect(script).toMatch(/rsync -a --ignore-existing /);
         expect(backupFiles("/mnt/matrix_data", readConfig(mapSource(BASE_CONFIG, SECRETS)).backups).map((f) => f.path)).not.toContain(BACKUP_KNOWN_HOSTS);
+    });
+
+    test("a backup passphrase: encrypted backups, the passphrase root's and 0600; none: plain backups, no passphrase file", () => {
+        const pass = "correct horse battery staple";
+        const withPass = backupFiles("/mnt/matrix_data", readConfig(mapSource(BASE_CONFIG, { ...SECRETS, backupPassphrase: pass })).backups);
+        expect(withPass.find((f) => f.path === BACKUP_PASSPHRASE)).toMatchObject({ mode: "0600", owner: "root:root" });
+        expect(withPass.find((f) => f.path === "/etc/phillymesh-chat/backup.env")!.content).toMatch(/^BACKUP_ENCRYPT=1$/m);
+        const plain = backupFiles("/mnt/matrix_data", readConfig(mapSource(BASE_CONFIG, SECRETS)).backups);
+        expect(plain.map((f) => f.path)).not.toContain(BACKUP_PASSPHRASE);
+        expect(plain.find((f) => f.path === "/etc/phillymesh-chat/backup.env")!.content).toMatch(/^BACKUP_ENCRYPT=0$/m);
     });
 
     test("a secret's value is never echoed in the error", async () => {
@@ -145,7 +156,9 @@ describe("the config schema", () => {
     const source = fs.readFileSync(path.join(__dirname, "..", "components", "config", "index.ts"), "utf8");
 
     test("every key the program reads is declared, with a type and a description", () => {
-        const read = [...source.matchAll(/r\.(?:required|optional|secret|int|decimal|bool|list|oneOf)(?:<[^>]*>)?\(\s*"([A-Za-z0-9]+)"/g)].map((m) => m[1]);
+        const read = [...source.matchAll(/r\.(?:required|optional|secret|optionalSecret|int|decimal|bool|list|oneOf)(?:<[^>]*>)?\(\s*"([A-Za-z0-9]+)"/g)].map(
+            (m) => m[1],
+        );
         expect(read.length).toBeGreaterThan(40);
         for (const key of read) {
             expect(project.config[key]).toBeDefined();

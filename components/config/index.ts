@@ -211,7 +211,8 @@ function readBackups(r: Reader): BackupSettings {
         );
     }
     if (rsyncHostKey && !rsyncTarget) r.fail(`${PROJECT}:backupRsyncHostKey is set but backupRsyncTarget is empty: set both or neither`);
-    return { keep: r.int("backupKeep", 1, 365), rsyncTarget, rsyncHostKey };
+    const passphrase = r.optionalSecret("backupPassphrase", (v) => (v.length >= 16 ? undefined : "at least 16 characters"));
+    return { keep: r.int("backupKeep", 1, 365), rsyncTarget, rsyncHostKey, passphrase };
 }
 
 function recaptchaSiteKey(v: string): string | undefined {

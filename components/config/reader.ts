@@ -155,6 +155,12 @@ export class Reader {
         return pulumi.secret(v);
     }
 
+    /** A secret that may be left empty: undefined then; else as `secret`. */
+    optionalSecret(key: string, check?: Check): pulumi.Output<string> | undefined {
+        const v = this.source.get(key);
+        return v === undefined || v === "" ? undefined : this.secret(key, check);
+    }
+
     /** Throws one error listing every problem, or returns `value`. */
     done<T>(value: T): T {
         if (this.problems.length > 0) {

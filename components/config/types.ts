@@ -102,6 +102,8 @@ export interface BackupSettings {
     readonly rsyncTarget: string;
     /** The target's SSH host key ("<type> <base64>"); set exactly when rsyncTarget is. */
     readonly rsyncHostKey: string;
+    /** Encrypts the dump and keys.tar of each backup; undefined: not encrypted. */
+    readonly passphrase?: pulumi.Output<string>;
 }
 
 export interface ElementSettings {

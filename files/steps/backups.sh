@@ -11,6 +11,9 @@ apt_install rsync
 install_files
 # No off-site target any more: its pinned key goes too.
 file_declared /etc/phillymesh-chat/backup_known_hosts || rm -f /etc/phillymesh-chat/backup_known_hosts
+# backupPassphrase emptied: later backups are plain; the passphrase goes (older encrypted backups
+# then need it back in config to be restored).
+file_declared /etc/phillymesh-chat/backup.passphrase || rm -f /etc/phillymesh-chat/backup.passphrase
 # The unit's sandbox lets the backup write here only; it must exist before the unit starts.
 refuse_symlink "$DATA_DIR/backups"
 install -d -m 700 -o root -g root "$DATA_DIR/backups"

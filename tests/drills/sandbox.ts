@@ -201,76 +201,103 @@ export function plantedLinksDrill({ drill, check }: DrillSet): void {
 }
 
 export function offsiteCopyDrill({ drill, check }: DrillSet): void {
-    drill("17 off-site copy: the backup goes only to the host whose key is pinned, and adds without replacing", 10, async (t) => {
-        // The "off-site" target is the guest's own sshd on 127.0.0.1, reached by root's own key: what
-        // counts is which host key ssh accepts, and that is the pinned one or none.
-        const target = "root@127.0.0.1:/srv/drill17-offsite";
-        const base = L.readJson(L.currentConfigFile());
-        const goodKey = (await L.tsshOk("cut -d' ' -f1,2 /etc/ssh/ssh_host_ed25519_key.pub")).trim();
-        const wrongKey = (await L.tsshOk("d=$(mktemp -d) && ssh-keygen -q -t ed25519 -N '' -f $d/k && cut -d' ' -f1,2 $d/k.pub && rm -rf $d")).trim();
-        assert.notEqual((await L.tssh("test -e /root/.ssh/id_ed25519")).code, 0, "root on the guest has a key of its own; the drill would replace it");
-        await L.tsshOk(
-            "install -d -m 700 /root/.ssh && ssh-keygen -q -t ed25519 -N '' -C drill17 -f /root/.ssh/id_ed25519 && " +
-                "cat /root/.ssh/id_ed25519.pub >> /root/.ssh/authorized_keys && install -d -m 700 /srv/drill17-offsite",
-        );
-        const backupOnce = async () => {
-            await L.tssh("systemctl start phillymesh-chat-backup.service", { timeoutMs: 300_000 });
-            return {
-                result: (await L.tsshOk("systemctl show -p Result --value phillymesh-chat-backup.service")).trim(),
-                log: (await L.tsshOk("journalctl -u phillymesh-chat-backup.service -n 8 -o cat --no-pager")).trim(),
-                copies: (await L.tsshOk("ls /srv/drill17-offsite")).trim(),
+    drill(
+        "17 off-site copy: the backup goes only to the host whose key is pinned, and adds without replacing; with a passphrase it is encrypted",
+        10,
+        async (t) => {
+            // The "off-site" target is the guest's own sshd on 127.0.0.1, reached by root's own key: what
+            // counts is which host key ssh accepts, and that is the pinned one or none.
+            const target = "root@127.0.0.1:/srv/drill17-offsite";
+            const base = L.readJson(L.currentConfigFile());
+            const goodKey = (await L.tsshOk("cut -d' ' -f1,2 /etc/ssh/ssh_host_ed25519_key.pub")).trim();
+            const wrongKey = (await L.tsshOk("d=$(mktemp -d) && ssh-keygen -q -t ed25519 -N '' -f $d/k && cut -d' ' -f1,2 $d/k.pub && rm -rf $d")).trim();
+            assert.notEqual((await L.tssh("test -e /root/.ssh/id_ed25519")).code, 0, "root on the guest has a key of its own; the drill would replace it");
+            await L.tsshOk(
+                "install -d -m 700 /root/.ssh && ssh-keygen -q -t ed25519 -N '' -C drill17 -f /root/.ssh/id_ed25519 && " +
+                    "cat /root/.ssh/id_ed25519.pub >> /root/.ssh/authorized_keys && install -d -m 700 /srv/drill17-offsite",
+            );
+            const backupOnce = async () => {
+                await L.tssh("systemctl start phillymesh-chat-backup.service", { timeoutMs: 300_000 });
+                return {
+                    result: (await L.tsshOk("systemctl show -p Result --value phillymesh-chat-backup.service")).trim(),
+                    log: (await L.tsshOk("journalctl -u phillymesh-chat-backup.service -n 8 -o cat --no-pager")).trim(),
+                    copies: (await L.tsshOk("ls /srv/drill17-offsite")).trim(),
+                };
             };
-        };
-        try {
-            await check(t, "17a with another host's key pinned, the copy is refused by ssh and nothing reaches the target", async () => {
-                const file = writeConfig(`${L.WORK}/${L.NAME}.offsite-wrong.json`, {
-                    ...base,
-                    config: { ...base.config, backupRsyncTarget: target, backupRsyncHostKey: wrongKey },
-                });
-                const up = await upAndWait(file, "drill17-wrong-key", { what: "Synapse (drill 17)" });
-                assert.equal(up.code, 0, L.tail(up.out));
-                const b = await backupOnce();
-                t.diagnostic(b.log.split("\n").slice(-2).join(" | "));
-                assert.notEqual(b.result, "success", `the backup with a wrong host key succeeded:\n${b.log}`);
-                assert.match(b.log, /Host key verification failed|REMOTE HOST IDENTIFICATION HAS CHANGED/);
-                assert.equal(b.copies, "", "something reached the target");
-            });
-            await check(
-                t,
-                "17b with the target's own key pinned, each backup adds a dated directory there; a file already there is never replaced",
-                async () => {
-                    const file = writeConfig(`${L.WORK}/${L.NAME}.offsite-good.json`, {
+            try {
+                await check(t, "17a with another host's key pinned, the copy is refused by ssh and nothing reaches the target", async () => {
+                    const file = writeConfig(`${L.WORK}/${L.NAME}.offsite-wrong.json`, {
                         ...base,
-                        config: { ...base.config, backupRsyncTarget: target, backupRsyncHostKey: goodKey },
+                        config: { ...base.config, backupRsyncTarget: target, backupRsyncHostKey: wrongKey },
                     });
-                    const up = await upAndWait(file, "drill17-good-key", { what: "Synapse (drill 17)" });
+                    const up = await upAndWait(file, "drill17-wrong-key", { what: "Synapse (drill 17)" });
                     assert.equal(up.code, 0, L.tail(up.out));
-                    const first = await backupOnce();
-                    assert.equal(first.result, "success", first.log);
-                    const dirs = first.copies.split("\n").filter(Boolean);
-                    assert.equal(dirs.length, 1, `copies: ${first.copies}`);
-                    // An older copy on the target, changed there (as an attacker with the key would want to
-                    // undo): the next copy leaves it as it is.
-                    await L.tsshOk(`echo kept > /srv/drill17-offsite/${dirs[0]}/marker && sleep 1`);
-                    const second = await backupOnce();
-                    assert.equal(second.result, "success", second.log);
-                    assert.equal(second.copies.split("\n").filter(Boolean).length, 2, `copies: ${second.copies}`);
-                    assert.equal((await L.tsshOk(`cat /srv/drill17-offsite/${dirs[0]}/marker`)).trim(), "kept");
-                    assert.equal(
-                        (await L.tssh("test -s /root/.ssh/known_hosts && grep -c 127.0.0.1 /root/.ssh/known_hosts")).out.trim() || "0",
-                        "0",
-                        "ssh wrote root's known_hosts",
-                    );
-                },
-            );
-        } finally {
-            const back = await upAndWait(L.currentConfigFile(), "drill17-restore-config", { what: "Synapse after drill 17" });
-            t.diagnostic(`config restored: exit ${back.code}`);
-            await L.tssh(
-                "rm -rf /srv/drill17-offsite; sed -i '/ drill17$/d' /root/.ssh/authorized_keys; rm -f /root/.ssh/id_ed25519 /root/.ssh/id_ed25519.pub",
-            );
-        }
-    });
+                    const b = await backupOnce();
+                    t.diagnostic(b.log.split("\n").slice(-2).join(" | "));
+                    assert.notEqual(b.result, "success", `the backup with a wrong host key succeeded:\n${b.log}`);
+                    assert.match(b.log, /Host key verification failed|REMOTE HOST IDENTIFICATION HAS CHANGED/);
+                    assert.equal(b.copies, "", "something reached the target");
+                });
+                await check(
+                    t,
+                    "17b with the target's own key pinned, each backup adds a dated directory there; a file already there is never replaced",
+                    async () => {
+                        const file = writeConfig(`${L.WORK}/${L.NAME}.offsite-good.json`, {
+                            ...base,
+                            config: { ...base.config, backupRsyncTarget: target, backupRsyncHostKey: goodKey },
+                        });
+                        const up = await upAndWait(file, "drill17-good-key", { what: "Synapse (drill 17)" });
+                        assert.equal(up.code, 0, L.tail(up.out));
+                        const first = await backupOnce();
+                        assert.equal(first.result, "success", first.log);
+                        const dirs = first.copies.split("\n").filter(Boolean);
+                        assert.equal(dirs.length, 1, `copies: ${first.copies}`);
+                        // An older copy on the target, changed there (as an attacker with the key would want to
+                        // undo): the next copy leaves it as it is.
+                        await L.tsshOk(`echo kept > /srv/drill17-offsite/${dirs[0]}/marker && sleep 1`);
+                        const second = await backupOnce();
+                        assert.equal(second.result, "success", second.log);
+                        assert.equal(second.copies.split("\n").filter(Boolean).length, 2, `copies: ${second.copies}`);
+                        assert.equal((await L.tsshOk(`cat /srv/drill17-offsite/${dirs[0]}/marker`)).trim(), "kept");
+                        assert.equal(
+                            (await L.tssh("test -s /root/.ssh/known_hosts && grep -c 127.0.0.1 /root/.ssh/known_hosts")).out.trim() || "0",
+                            "0",
+                            "ssh wrote root's known_hosts",
+                        );
+                    },
+                );
+                await check(
+                    t,
+                    "17c with backupPassphrase, the dump and keys.tar are written encrypted (no user id readable in them), and the restore decrypts them",
+                    async () => {
+                        const file = writeConfig(`${L.WORK}/${L.NAME}.encrypted.json`, {
+                            ...base,
+                            secrets: { ...(base.secrets ?? {}), backupPassphrase: "drill17-correct-horse-battery-staple" },
+                        });
+                        const up = await upAndWait(file, "drill17-encrypted", { what: "Synapse (drill 17)" });
+                        assert.equal(up.code, 0, L.tail(up.out));
+                        await L.tsshOk("systemctl start phillymesh-chat-backup.service", { timeoutMs: 300_000 });
+                        const dir = (await L.tsshOk("ls -d /mnt/matrix_data/backups/20* | sort | tail -n 1")).trim();
+                        const files = (await L.tsshOk(`ls ${dir}`)).trim().split("\n");
+                        t.diagnostic(`${dir}: ${files.join(" ")}`);
+                        assert.deepEqual(files.filter((f) => f !== "media").sort(), ["keys.tar.gpg", "synapse.dump.gpg"]);
+                        const readable = await L.tssh(`grep -c -a '@admin:' ${dir}/synapse.dump.gpg ${dir}/keys.tar.gpg`);
+                        assert.doesNotMatch(readable.out, /:[1-9]/, `readable in the encrypted files: ${readable.out}`);
+                        const restore = await L.tssh(`phillymesh-chat-restore ${dir}`, { timeoutMs: 300_000 });
+                        assert.equal(restore.code, 0, restore.out);
+                        assert.match(restore.out, /^restored /m);
+                        await L.waitFor("Synapse after the encrypted restore", 120_000, L.healthy);
+                    },
+                );
+            } finally {
+                const back = await upAndWait(L.currentConfigFile(), "drill17-restore-config", { what: "Synapse after drill 17" });
+                t.diagnostic(`config restored: exit ${back.code}`);
+                await L.tssh(
+                    "rm -rf /srv/drill17-offsite; sed -i '/ drill17$/d' /root/.ssh/authorized_keys; rm -f /root/.ssh/id_ed25519 /root/.ssh/id_ed25519.pub",
+                );
+            }
+        },
+    );
 }
 
 /** A dependency the first install could have got at an older release (pure Python, allowed by Synapse). */

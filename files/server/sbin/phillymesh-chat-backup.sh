@@ -24,9 +24,27 @@ trap 'rm -rf "$dest.partial"' EXIT
 
 # As postgres (peer authentication), by setpriv: runuser would open a PAM session, which the unit's
 # sandbox refuses (and a dump needs none).
-setpriv --reuid=postgres --regid=postgres --init-groups env HOME=/var/lib/postgresql \
-    pg_dump -Fc --exclude-table-data e2e_one_time_keys_json synapse >"$dest.partial/synapse.dump"
-tar -C "$DATA_DIR/synapse" -cf "$dest.partial/keys.tar" keys secrets
+dump() {
+    setpriv --reuid=postgres --regid=postgres --init-groups env HOME=/var/lib/postgresql \
+        pg_dump -Fc --exclude-table-data e2e_one_time_keys_json synapse
+}
+gnupg=""
+if [ "${BACKUP_ENCRYPT:-0}" = 1 ]; then
+    # backupPassphrase: the dump (every message) and keys.tar (signing key, secrets) are written
+    # encrypted as they are made, never in plain on the disk. Media is copied as it is (rsync's
+    # --link-dest sharing between days needs that).
+    gnupg=$(mktemp -d)
+    trap 'rm -rf "$dest.partial" "$gnupg"' EXIT
+    encrypt() {
+        gpg --batch --quiet --no-secmem-warning --homedir "$gnupg" --pinentry-mode loopback \
+            --passphrase-file /etc/phillymesh-chat/backup.passphrase --symmetric --cipher-algo AES256 --output - -
+    }
+    dump | encrypt >"$dest.partial/synapse.dump.gpg"
+    tar -C "$DATA_DIR/synapse" -cf - keys secrets | encrypt >"$dest.partial/keys.tar.gpg"
+else
+    dump >"$dest.partial/synapse.dump"
+    tar -C "$DATA_DIR/synapse" -cf "$dest.partial/keys.tar" keys secrets
+fi
 if [ -n "$previous" ] && [ -d "$previous/media" ]; then
     rsync -a --link-dest="$previous/media" "$DATA_DIR/synapse/media/" "$dest.partial/media/"
 else
@@ -34,7 +52,8 @@ else
 fi
 mv "$dest.partial" "$dest"
 trap - EXIT
-echo "backup $dest: database $(du -h "$dest/synapse.dump" | cut -f1), media $(find "$dest/media" -type f | wc -l) files"
+[ -z "$gnupg" ] || rm -rf "$gnupg"
+echo "backup $dest: database $(du -h "$dest"/synapse.dump* | cut -f1)${gnupg:+ (encrypted)}, media $(find "$dest/media" -type f | wc -l) files"
 
 find "$root" -mindepth 1 -maxdepth 1 -type d -name '20*' | sort -r | tail -n +$((BACKUP_KEEP + 1)) | while read -r old; do
     rm -rf "$old"
