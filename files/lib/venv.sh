@@ -77,6 +77,17 @@ build_synapse_venv() {
     touch "$venv/.complete"
 }
 
+# prune_venvs: keeps the virtualenvs /opt/synapse/current and /opt/synapse/previous point at; the
+# older ones go.
+prune_venvs() {
+    local current previous old
+    current=$(readlink /opt/synapse/current 2>/dev/null || true)
+    previous=$(readlink /opt/synapse/previous 2>/dev/null || true)
+    for old in /opt/synapse/venvs/*; do
+        [ "$old" = "$current" ] || [ "$old" = "$previous" ] || { log "removing old virtualenv ${old##*/}"; rm -rf "$old"; }
+    done
+}
+
 # venv_packages VENV: its distributions as name==version lines, sorted (Debian's psycopg2 included).
 venv_packages() {
     as_builder "$1/bin/python" -c 'import importlib.metadata as m; print("\n".join(sorted({f"{d.name.lower().replace(chr(95), chr(45))}=={d.version}" for d in m.distributions()})))'

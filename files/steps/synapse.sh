@@ -135,7 +135,4 @@ running=$(curl -fsS http://127.0.0.1:8008/_matrix/federation/v1/version)
 log "Synapse healthy: $running"
 
 # Keep the running and the previous release; drop older ones.
-previous=$(readlink /opt/synapse/previous 2>/dev/null || true)
-for old in /opt/synapse/venvs/*; do
-    [ "$old" = "$VENV" ] || [ "$old" = "$previous" ] || { log "removing old virtualenv ${old##*/}"; rm -rf "$old"; }
-done
+prune_venvs

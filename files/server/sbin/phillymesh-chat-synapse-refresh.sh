@@ -53,6 +53,4 @@ if ! wait_http http://127.0.0.1:8008/health 180; then
 fi
 log "Synapse $version healthy on ${new##*/} (the previous virtualenv, ${running##*/}, is kept for a rollback)"
 # The running and the previous virtualenv stay; older ones go (as the step does).
-for old in /opt/synapse/venvs/*; do
-    [ "$old" = "$new" ] || [ "$old" = "$running" ] || { log "removing old virtualenv ${old##*/}"; rm -rf "$old"; }
-done
+prune_venvs
