@@ -34,7 +34,7 @@ export function adoptionDrills({ drill, check }: DrillSet): void {
                 const name = `${tag}-${who}`;
                 const password = randomBytes(12).toString("base64url");
                 await L.tsshOk(
-                    `/opt/old-synapse/bin/register_new_matrix_user -c /etc/matrix-synapse/homeserver.yaml --no-admin -u ${L.shQuote(name)} -p ${L.shQuote(password)} http://127.0.0.1:8008`,
+                    `/opt/old-synapse/bin/register_new_matrix_user -c /etc/matrix-synapse/homeserver.yaml --no-admin -u ${L.shQuote(name)} ${L.shQuote(`--password=${password}`)} http://127.0.0.1:8008`,
                 );
                 const j = await L.mxOk("POST", "/_matrix/client/v3/login", {
                     base: OLD,
