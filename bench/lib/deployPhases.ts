@@ -11,15 +11,20 @@ import { configFor, FROM_VERSION, homeserver, PARTNER, saveToken, TO_VERSION, TU
 import { B, REPO, boot, deploy, deployUp, destroy, isRunning, say, type Server } from "./testbed.ts";
 import type { Homeserver } from "./workload.ts";
 
-/** A server that is up, deployed and federating with the partner (bench3 can read its profile). */
+/** A server that is up, deployed and federating with the partner (bench3 can query its users' keys). */
 async function waitFederating(partner: Homeserver, target: Homeserver, timeoutMs = 180_000): Promise<number> {
     const t0 = performance.now();
     let last = "";
     while (performance.now() - t0 < timeoutMs) {
         try {
-            // The partner's admin asks for a profile on the new server: a federation query.
-            const [[st, body]] = await adminBatch(partner.admin, [["GET", `/_matrix/client/v3/profile/${encodeURIComponent(`@admin:${target.domain}`)}`]]);
-            if (st === 200) return (performance.now() - t0) / 1000;
+            // The partner's admin asks for the device keys of the new server's admin: a federation
+            // query (user/keys/query) that Synapse answers with "failures" naming a server it could
+            // not reach. (Not a profile: the program shows profiles only to users who share a room.)
+            const user = `@admin:${target.domain}`;
+            const [[st, body]] = await adminBatch(partner.admin, [["POST", "/_matrix/client/v3/keys/query", { device_keys: { [user]: [] } }]]);
+            const failures = (body.failures ?? {}) as Record<string, unknown>;
+            const keys = (body.device_keys ?? {}) as Record<string, unknown>;
+            if (st === 200 && Object.keys(failures).length === 0 && user in keys) return (performance.now() - t0) / 1000;
             last = `${st} ${JSON.stringify(body)}`;
         } catch (e) {
             last = String(e);
