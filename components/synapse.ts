@@ -221,23 +221,50 @@ export function synapseFiles(
               ]
             : []),
         { path: "/etc/systemd/system/matrix-synapse.service", content: synapseUnit(b.dataDir, b.synapse), mode: "0644", owner: "root:root" },
-        ...refreshFiles(b.synapse.pipIndexUrl),
+        ...refreshFiles(b.synapse.pipIndexUrl, b.synapse.advisoryFeedUrl),
     ];
 }
 
+/** The units of phillymesh-chat-synapse-refresh: one template, run weekly in full and daily if advised. */
+export const REFRESH_UNITS = {
+    refresh: "phillymesh-chat-synapse-refresh",
+    audit: "phillymesh-chat-advisory-audit",
+} as const;
+
 /**
- * The weekly refresh of Synapse's Python dependencies (phillymesh-chat-synapse-refresh): the program,
- * the step's own lib.sh and venv.sh that it sources, the index it builds from, its unit and timer.
+ * Synapse's Python dependencies kept up to date within its release (phillymesh-chat-synapse-refresh):
+ * the program, the step's own lib.sh and venv.sh that it sources, the advisory check, the index it
+ * builds from and the advisory feed, and two units from one template with their timers: the weekly
+ * refresh, and the daily audit that refreshes only when an advisory is in force.
  */
-export function refreshFiles(pipIndexUrl: string): ServerFile[] {
+export function refreshFiles(pipIndexUrl: string, advisoryFeedUrl: string): ServerFile[] {
     const root = (path: string, content: string, mode: "0644" | "0755"): ServerFile => ({ path, content, mode, owner: "root:root" });
+    const unit = (description: string, args: string) => renderTemplate("server/systemd/synapse-refresh.service", { description, arguments: args });
+    const env = { PIP_INDEX_URL: pipIndexUrl, ADVISORY_FEED_URL: advisoryFeedUrl };
     return [
         root("/usr/local/lib/phillymesh-chat/lib.sh", readFile("lib/lib.sh"), "0644"),
         root("/usr/local/lib/phillymesh-chat/venv.sh", readFile("lib/venv.sh"), "0644"),
-        root("/etc/phillymesh-chat/synapse-refresh.env", `PIP_INDEX_URL=${shellQuote(pipIndexUrl)}`, "0644"),
+        root("/usr/local/lib/phillymesh-chat/advisories.py", readFile("lib/advisories.py"), "0644"),
+        root(
+            "/etc/phillymesh-chat/synapse-refresh.env",
+            Object.entries(env)
+                .map(([k, v]) => `${k}=${shellQuote(v)}`)
+                .join("\n"),
+            "0644",
+        ),
         root("/usr/local/sbin/phillymesh-chat-synapse-refresh", readFile("server/sbin/phillymesh-chat-synapse-refresh.sh"), "0755"),
-        root("/etc/systemd/system/phillymesh-chat-synapse-refresh.service", readFile("server/systemd/synapse-refresh.service"), "0644"),
-        root("/etc/systemd/system/phillymesh-chat-synapse-refresh.timer", readFile("server/systemd/synapse-refresh.timer"), "0644"),
+        root(
+            `/etc/systemd/system/${REFRESH_UNITS.refresh}.service`,
+            unit("Rebuild Synapse's virtualenv with the newest dependencies its release allows", ""),
+            "0644",
+        ),
+        root(`/etc/systemd/system/${REFRESH_UNITS.refresh}.timer`, readFile("server/systemd/synapse-refresh.timer"), "0644"),
+        root(
+            `/etc/systemd/system/${REFRESH_UNITS.audit}.service`,
+            unit("Check Synapse's Python packages against published advisories; rebuild its virtualenv when one is in force", " --if-advised"),
+            "0644",
+        ),
+        root(`/etc/systemd/system/${REFRESH_UNITS.audit}.timer`, readFile("server/systemd/advisory-audit.timer"), "0644"),
     ];
 }
 
@@ -269,6 +296,7 @@ export class Synapse extends pulumi.ComponentResource {
                     DATA_DIR: b.dataDir,
                     SYNAPSE_VERSION: s.version,
                     PIP_INDEX_URL: s.pipIndexUrl,
+                    ADVISORY_AUDIT: s.advisoryFeedUrl === "" ? "off" : "on",
                     ADOPT_SIGNING_KEY: s.adopt.signingKey,
                     ADOPT_SQLITE_DATABASE: s.adopt.sqliteDatabase,
                     ADOPT_POSTGRES_DUMP: s.adopt.postgresDump,

@@ -3,6 +3,8 @@
 #   apt proxy   http://10.250.0.1:3142         apt-cacher-ng, cache in $B/acng
 #   PyPI        http://10.250.0.1:3141/simple/ proxpi (caching proxy of pypi.org), cache in $B/pypi;
 #               https://pypi.test:3143/simple/ the same over TLS (cert from the testbed CA)
+#               https://pypi.test:3143/pypi/NAME/VERSION/json  PyPI's JSON API stand-in: the
+#               advisories planted in $B/pypi/advisories.json (the drills'), none otherwise
 #   DNS         10.250.0.1:53                  dnsmasq, only the records in $B/dns/*.json
 #   ACME        https://acme.test:14000/dir    pebble (validates against our DNS); roots in
 #                                              $B/pebble/roots.pem, management :15000
@@ -164,7 +166,7 @@ ensure_pypi() {
     # cert from the testbed CA that the guests trust; pip then needs no --trusted-host, as pypi.org.
     start_bg pypi env PROXPI_INDEX_URL="${PYPI_UPSTREAM:-https://pypi.org/simple/}" \
         PROXPI_CACHE_DIR="$d/cache" PROXPI_DOWNLOAD_TIMEOUT=900 PROXPI_INDEX_TTL=3600 \
-        REQUESTS_CA_BUNDLE=/etc/ssl/certs/ca-certificates.crt \
+        REQUESTS_CA_BUNDLE=/etc/ssl/certs/ca-certificates.crt PYPI_ADVISORIES="$d/advisories.json" \
         "$d/venv/bin/python" "$HERE/pypi-proxy.py" "$HOST_IP" "$PYPI_PORT" \
         "$PYPI_TLS_PORT" "$d/tls/cert.pem" "$d/tls/key.pem"
     { wait_for 20 curl -fsS -o /dev/null "http://$HOST_IP:$PYPI_PORT/health" \

@@ -44,6 +44,7 @@ const BAD: Case[] = [
     ["an ACME URL that is not a URL", "acmeServer", "letsencrypt", false],
     ["a package index over plain HTTP", "pipIndexUrl", "http://pypi.example.org/simple/", false],
     ["a package index that is not a URL", "pipIndexUrl", "pypi.org/simple", false],
+    ["an advisory feed over plain HTTP", "advisoryFeedUrl", "http://pypi.org/pypi", false],
     ["a relative data directory", "dataDir", "data", false],
     ["a data directory with '..'", "dataDir", "/mnt/../etc", false],
     ["a public key that is not one", "sshPublicKey", "AAAA-not-a-key", false],
@@ -136,6 +137,13 @@ describe("every kind of wrong value is rejected at preview, naming the key", () 
             expect(String(err)).toContain("over plain HTTP lets anyone on the path between the server and the index swap Synapse's code");
         }
         await expect(runProgram({ ...BASE_CONFIG, pipIndexUrl: "https://pypi.test:3143/simple/" }, SECRETS, { preview: true })).resolves.toBeDefined();
+    });
+
+    test("a plain-HTTP advisory feed is refused, saying why; an empty one turns the audit off", async () => {
+        const err = await runProgram({ ...BASE_CONFIG, advisoryFeedUrl: "http://pypi.org/pypi" }, SECRETS, { preview: true }).catch((e: Error) => e);
+        expect(String(err)).toContain("phillymesh-chat:advisoryFeedUrl must be an https:// PyPI JSON API");
+        expect(String(err)).toContain("or empty to turn the daily advisory audit off");
+        await expect(runProgram({ ...BASE_CONFIG, advisoryFeedUrl: "" }, SECRETS, { preview: true })).resolves.toBeDefined();
     });
 
     test("HTTP-01 without the apex on this server is refused: the certificate must cover the server name", async () => {

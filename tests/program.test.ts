@@ -2,6 +2,8 @@
 // operator would notice: the server, the open ports, the DNS records, the order of the steps, that
 // secrets stay secret, and what a version bump touches.
 import { BASE_CONFIG, SECRETS, runProgram, ProgramRun, Recorded } from "./harness";
+import { spawnSync } from "child_process";
+import { refreshFiles } from "../components/synapse";
 
 const COMMAND = "command:remote:Command";
 const RECORD = "cloudflare:index/dnsRecord:DnsRecord";
@@ -340,5 +342,24 @@ describe("a version bump is an edit of stack config that touches only its own st
         expect([...before.keys()].filter((k) => before.get(k) !== cache.get(k))).toEqual(["command:remote:Command::chat-synapse-run"]);
         const pg = await inputsByName({ ...BASE_CONFIG, postgresSharedBuffersMb: "96" });
         expect([...before.keys()].filter((k) => before.get(k) !== pg.get(k))).toEqual(["command:remote:Command::chat-postgres-run"]);
+    });
+
+    test("an advisory feed edit re-runs Synapse's step only; empty turns the daily audit's timer off", async () => {
+        const synapseStdin = (m: Map<string, string>) => JSON.parse(m.get("command:remote:Command::chat-synapse-run")!).stdin as string;
+        const before = await inputsByName(BASE_CONFIG);
+        expect(synapseStdin(before)).toContain("ADVISORY_AUDIT='on'");
+        const mirror = await inputsByName({ ...BASE_CONFIG, advisoryFeedUrl: "https://mirror.example/pypi" });
+        expect([...before.keys()].filter((k) => before.get(k) !== mirror.get(k))).toEqual(["command:remote:Command::chat-synapse-run"]);
+        expect(synapseStdin(mirror)).toContain("https://mirror.example/pypi");
+        const off = await inputsByName({ ...BASE_CONFIG, advisoryFeedUrl: "" });
+        expect(synapseStdin(off)).toContain("ADVISORY_AUDIT='off'");
+    });
+
+    test("the refresh's settings file reads back in bash exactly as configured, whatever the URLs hold", () => {
+        const index = "https://mirror.example/simple/$(id)/";
+        const feed = "https://mirror.example/pypi/it's";
+        const env = refreshFiles(index, feed).find((f) => f.path === "/etc/phillymesh-chat/synapse-refresh.env")!;
+        const r = spawnSync("bash", ["-c", `${env.content as string}\nprintf '%s\\n' "$PIP_INDEX_URL" "$ADVISORY_FEED_URL"`], { encoding: "utf8" });
+        expect(r.stdout).toBe(`${index}\n${feed}\n`);
     });
 });

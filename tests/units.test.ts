@@ -23,13 +23,14 @@ const units: ServerFile[] = [
     ...backupFiles("/mnt/matrix_data", { keep: 7, rsyncTarget: "", rsyncHostKey: "" }),
     ...certCheckFiles(),
     ...hostFirewallFiles({ sshPort: 22, sshAllowedCidrs: ["0.0.0.0/0", "::/0"] }),
-    ...refreshFiles("https://pypi.org/simple/"),
+    ...refreshFiles("https://pypi.org/simple/", "https://pypi.org/pypi"),
 ].filter((f) => f.path.startsWith("/etc/systemd/system/") && f.path.endsWith(".service"));
 
 describe("the services' sandboxes (systemd-analyze security --offline)", () => {
     test("every service the program installs is here", () => {
         expect(units.map((u) => path.basename(u.path)).sort()).toEqual([
             "matrix-synapse.service",
+            "phillymesh-chat-advisory-audit.service",
             "phillymesh-chat-backup.service",
             "phillymesh-chat-cert-check.service",
             "phillymesh-chat-firewall.service",

@@ -65,6 +65,13 @@ export function checkPipIndexUrl(v: string): string | undefined {
     return checkUrl(v);
 }
 
+export function checkAdvisoryFeedUrl(v: string): string | undefined {
+    if (!/^https:\/\//.test(v)) {
+        return "an https:// PyPI JSON API such as https://pypi.org/pypi, or empty to turn the daily advisory audit off: over plain HTTP anyone on the path could hide an advisory";
+    }
+    return checkUrl(v);
+}
+
 export function checkLocalpart(v: string): string | undefined {
     return /^[a-z0-9._=-]{1,64}$/.test(v) ? undefined : "a Matrix user name: lower-case letters, digits and . _ = - only";
 }

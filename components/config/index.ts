@@ -155,6 +155,7 @@ function readSynapse(r: Reader, postgres: PostgresSettings, dataDir: string): Sy
     return {
         version: r.required("synapseVersion", c.checkVersion),
         pipIndexUrl: r.required("pipIndexUrl", c.checkPipIndexUrl),
+        advisoryFeedUrl: r.optional("advisoryFeedUrl", c.checkAdvisoryFeedUrl),
         adminUser: r.required("adminUser", c.checkLocalpart),
         adminPassword: r.secret("adminPassword", strongPassword),
         registrationSharedSecret: r.secret("registrationSharedSecret", atLeast32),

@@ -68,6 +68,8 @@ export interface AdoptSettings {
 export interface SynapseSettings {
     readonly version: string;
     readonly pipIndexUrl: string;
+    /** The PyPI JSON API the daily advisory audit reads (e.g. https://pypi.org/pypi); "" for no audit. */
+    readonly advisoryFeedUrl: string;
     readonly adminUser: string;
     readonly adminPassword: pulumi.Output<string>;
     readonly registrationSharedSecret: pulumi.Output<string>;

@@ -10,7 +10,7 @@
 declare -F log >/dev/null || . "$(dirname "${BASH_SOURCE[0]}")/../lib/lib.sh"
 # shellcheck source=files/lib/adopt.sh
 declare -F adopt_run >/dev/null || . "$(dirname "${BASH_SOURCE[0]}")/../lib/adopt.sh"
-: "${DOMAIN:?}" "${DATA_DIR:?}" "${SYNAPSE_VERSION:?}" "${PIP_INDEX_URL:?}"
+: "${DOMAIN:?}" "${DATA_DIR:?}" "${SYNAPSE_VERSION:?}" "${PIP_INDEX_URL:?}" "${ADVISORY_AUDIT:?}"
 
 apt_install python3 python3-venv python3-psycopg2 libjemalloc2 libpq5 curl
 id synapse >/dev/null 2>&1 || useradd --system --home-dir "$DATA_DIR/synapse" --shell /usr/sbin/nologin synapse
@@ -120,8 +120,15 @@ fi
 switch_symlink "$VENV" /opt/synapse/current
 systemctl daemon-reload
 systemctl enable --quiet matrix-synapse
-# Synapse's dependencies get their security releases weekly (phillymesh-chat-synapse-refresh).
+# Synapse's dependencies get their security releases weekly (phillymesh-chat-synapse-refresh), and
+# within a day of an advisory against one of them (phillymesh-chat-advisory-audit, unless
+# advisoryFeedUrl is empty).
 systemctl enable --quiet --now phillymesh-chat-synapse-refresh.timer
+if [ "$ADVISORY_AUDIT" = on ]; then
+    systemctl enable --quiet --now phillymesh-chat-advisory-audit.timer
+else
+    systemctl disable --quiet --now phillymesh-chat-advisory-audit.timer
+fi
 if [ "$running_venv" != "$VENV" ] || [ -e "$PENDING" ] || ! systemctl is-active --quiet matrix-synapse; then
     log "restarting Synapse ${running_venv:+(was ${running_venv##*/}) }as $SYNAPSE_VERSION"
     systemctl restart matrix-synapse

@@ -84,6 +84,8 @@ export function stackConfig(s: StackInput): StackConfig {
             acmeChallenge: "http",
             apexOnServer: true,
             pipIndexUrl: "https://pypi.test:3143/simple/",
+            // The PyPI JSON API's stand-in (testbed/pypi-proxy.py): the advisories the drills plant.
+            advisoryFeedUrl: "https://pypi.test:3143/pypi",
             synapseVersion: s.synapseVersion,
             elementVersion: s.elementVersion,
             elementDownloadUrl: "http://10.250.0.1:8090/v{version}/element-v{version}.tar.gz",

@@ -16,7 +16,8 @@ import { previewsAndSignup } from "./previews-signup.ts";
 import { halfWayDrill } from "./half-way.ts";
 import { adoptionDrills } from "./adopt.ts";
 import { secretsDrill } from "./secrets.ts";
-import { dependencyRefreshDrill, offsiteCopyDrill, plantedLinksDrill, sandboxDrill } from "./sandbox.ts";
+import { offsiteCopyDrill, plantedLinksDrill, sandboxDrill } from "./sandbox.ts";
+import { dependencyRefreshDrill } from "./refresh.ts";
 
 const drills = drillSet("drills", L.ensureUp);
 

@@ -16,6 +16,7 @@ const UNITS = [
     "phillymesh-chat-cert-check.service",
     "phillymesh-chat-firewall.service",
     "phillymesh-chat-synapse-refresh.service",
+    "phillymesh-chat-advisory-audit.service",
 ];
 const MAX_EXPOSURE = 3.0;
 
@@ -296,79 +297,6 @@ export function offsiteCopyDrill({ drill, check }: DrillSet): void {
                     "rm -rf /srv/drill17-offsite; sed -i '/ drill17$/d' /root/.ssh/authorized_keys; rm -f /root/.ssh/id_ed25519 /root/.ssh/id_ed25519.pub",
                 );
             }
-        },
-    );
-}
-
-/** A dependency the first install could have got at an older release (pure Python, allowed by Synapse). */
-const PLANTED = { name: "attrs", version: "23.2.0" };
-
-export function dependencyRefreshDrill({ drill, check }: DrillSet): void {
-    drill(
-        "18 dependency refresh: an outdated Python dependency is replaced within Synapse's release, with a restart; the step keeps the refreshed venv",
-        15,
-        async (t) => {
-            const current = async () => (await L.tsshOk("readlink /opt/synapse/current")).trim();
-            const depVersion = async (venv: string) =>
-                (await L.tsshOk(`${venv}/bin/python -c 'import importlib.metadata as m; print(m.version("${PLANTED.name}"))'`)).trim();
-            const synapsePid = async () => (await L.tsshOk("systemctl show -p MainPID --value matrix-synapse")).trim();
-            const refresh = async () => {
-                const since = (await L.tsshOk("date '+%Y-%m-%d %H:%M:%S'")).trim();
-                await L.tssh("systemctl start phillymesh-chat-synapse-refresh.service", { timeoutMs: 600_000 });
-                return {
-                    result: (await L.tsshOk("systemctl show -p Result --value phillymesh-chat-synapse-refresh.service")).trim(),
-                    log: (await L.tsshOk(`journalctl -u phillymesh-chat-synapse-refresh.service --since '${since}' -o cat --no-pager`)).trim(),
-                };
-            };
-            const before = await current();
-            // The planted advisory's subject: the running venv holds an old release of a dependency, as a
-            // venv built months ago would (installed into it by hand, as root, for the drill).
-            await L.tsshOk(
-                `${before}/bin/python -m pip install --quiet --disable-pip-version-check --no-deps --only-binary :all: ` +
-                    `--index-url https://pypi.test:3143/simple/ '${PLANTED.name}==${PLANTED.version}'`,
-                { timeoutMs: 180_000 },
-            );
-            assert.equal(await depVersion(before), PLANTED.version);
-            const pidBefore = await synapsePid();
-            let refreshed = "";
-            await check(
-                t,
-                `18a the weekly job (run now through its unit) builds the same release with ${PLANTED.name} newer than ${PLANTED.version}, switches and restarts Synapse`,
-                async () => {
-                    const r = await refresh();
-                    t.diagnostic(
-                        r.log
-                            .split("\n")
-                            .filter((l) => /newer releases|healthy|nothing to do/.test(l))
-                            .join(" | "),
-                    );
-                    assert.equal(r.result, "success", r.log);
-                    assert.match(r.log, new RegExp(`newer releases: .*${PLANTED.name} ${PLANTED.version.replace(/\./g, "\\.")} -> `));
-                    refreshed = await current();
-                    assert.notEqual(refreshed, before);
-                    assert.match(refreshed, /^\/opt\/synapse\/venvs\/\d+\.\d+\.\d+\+\d{8}T\d{6}Z$/);
-                    assert.equal((await L.tsshOk("readlink /opt/synapse/previous")).trim(), before);
-                    assert.notEqual(await depVersion(refreshed), PLANTED.version);
-                    assert.notEqual(await synapsePid(), pidBefore, "Synapse was not restarted");
-                    await L.waitFor("Synapse on the refreshed venv", 60_000, L.healthy);
-                    assert.equal((await L.tsshOk(`stat -c '%U' ${refreshed} ${refreshed}/bin/python3 | sort -u`)).trim(), "root");
-                },
-            );
-            await check(t, "18b run again, nothing newer: the job says so and leaves no new venv behind", async () => {
-                const venvs = (await L.tsshOk("ls /opt/synapse/venvs")).trim();
-                const r = await refresh();
-                assert.equal(r.result, "success", r.log);
-                assert.match(r.log, /nothing to do/);
-                assert.equal((await L.tsshOk("ls /opt/synapse/venvs")).trim(), venvs);
-                assert.equal(await current(), refreshed);
-            });
-            await check(t, "18c every step run again keeps the refreshed venv and does not restart Synapse", async () => {
-                const pid = await synapsePid();
-                const up = await L.deployUp(L.currentConfigFile(), "drill18-rerun", ["--rerun-steps"]);
-                assert.equal(up.code, 0, L.tail(up.out));
-                assert.equal(await current(), refreshed);
-                assert.equal(await synapsePid(), pid, "the synapse step restarted Synapse");
-            });
         },
     );
 }
