@@ -13,6 +13,8 @@ import { Element, ElementBuild } from "./element";
 import { WebServer, WebSettings, wellKnownClient, wellKnownServer } from "./webServer";
 import { Backups } from "./backups";
 import { CloudFacts, preflight } from "./preflight";
+import { checkService, Expected, formatVerdicts } from "./health/checks";
+import { networkProbe, Probe } from "./health/probe";
 
 /** The stack outputs. */
 export interface ChatOutputs {
@@ -30,6 +32,7 @@ export interface ChatOutputs {
     sshCommand: pulumi.Output<string>;
     backups: string;
     federationTester: string;
+    health: pulumi.Output<string[]>;
 }
 
 // What each component is built from, taken from the config in one place (the tests use these too).
@@ -55,8 +58,49 @@ function makeHost(name: string, cfg: ChatConfig, facts: CloudFacts): Host {
     return new DropletServer(name, { ...h, privateKey: cfg.sshPrivateKey, dataDir: cfg.dataDir, accountKeyFingerprint: facts.accountKeyFingerprint }).host;
 }
 
+/** What the health checks expect of this stack's service. */
+export const healthExpected = (cfg: ChatConfig): Expected => {
+    const names = hostnames(cfg.domain);
+    const u = urls(names);
+    return {
+        serverName: names.server,
+        homeserverUrl: u.homeserver,
+        webClientUrl: u.webClient,
+        federationTarget: { host: names.matrix, port: PORTS.federation },
+        synapseVersion: cfg.synapse.version,
+        wellKnownOnServer: cfg.tls.apexOnServer,
+    };
+};
+
+/**
+ * The service checked as its users and other servers see it, from where `pulumi up` runs, once
+ * every step has finished: the `health` output. A failed check fails `up`, naming what is wrong and
+ * the likely fix. A preview checks nothing (the output is unknown there). Without a probe (the unit
+ * tests' default) nothing is checked.
+ */
+function healthOutput(after: pulumi.Output<unknown>[], expected: Expected, probe: Probe | undefined): pulumi.Output<string[]> {
+    if (!probe) return pulumi.output(["not checked (no probe)"]);
+    if (pulumi.runtime.isDryRun()) return pulumi.output(pulumi.unknown) as pulumi.Output<string[]>;
+    return pulumi.all(after).apply(async () => {
+        const verdicts = await checkService(probe, expected);
+        const lines = formatVerdicts(verdicts);
+        for (const line of lines) void pulumi.log.info(`health: ${line}`);
+        const failed = verdicts.filter((v) => v.level === "fail");
+        if (failed.length) {
+            // An error logged fails the update (the engine reports it, and `up` exits non-zero),
+            // while the output still records every verdict for `pulumi stack output health`.
+            void pulumi.log.error(
+                `the service is up but ${failed.length} health check${failed.length === 1 ? "" : "s"} failed, as its users and other servers see it:\n` +
+                    formatVerdicts(failed).join("\n") +
+                    `\n(run the checks again with: npm run check -- ${expected.serverName})`,
+            );
+        }
+        return lines;
+    });
+}
+
 /** Declares the whole service from a checked config and what preflight found. */
-export function buildChat(cfg: ChatConfig, facts: CloudFacts, name = "chat"): ChatOutputs {
+export function buildChat(cfg: ChatConfig, facts: CloudFacts, name = "chat", probe?: Probe): ChatOutputs {
     const names = hostnames(cfg.domain);
     const u = urls(names);
     const host = makeHost(name, cfg, facts);
@@ -83,7 +127,7 @@ export function buildChat(cfg: ChatConfig, facts: CloudFacts, name = "chat"): Ch
     const postgres = new Postgres(name, { target: host, dataDir: cfg.dataDir, settings: cfg.postgres }, { dependsOn: [base.ready] });
     const synapse = new Synapse(name, { target: host, build: synapseBuild(cfg), postgresPassword: cfg.postgres.password }, { dependsOn: [postgres.ready] });
     const element = new Element(name, { target: host, build: elementBuild(cfg) }, { dependsOn: [base.ready] });
-    new WebServer(
+    const web = new WebServer(
         name,
         {
             target: host,
@@ -93,6 +137,9 @@ export function buildChat(cfg: ChatConfig, facts: CloudFacts, name = "chat"): Ch
         { dependsOn: [base.ready, dns] },
     );
     new Backups(name, { target: host, dataDir: cfg.dataDir, backups: cfg.backups }, { dependsOn: [synapse.ready] });
+    // A resource's urn resolves once the engine has finished its step: the checks start after the
+    // sites, Synapse and Element are in place.
+    const health = healthOutput([web.ready.urn, synapse.ready.urn, element.ready.urn], healthExpected(cfg), probe);
 
     return {
         serverName: names.server,
@@ -113,11 +160,13 @@ export function buildChat(cfg: ChatConfig, facts: CloudFacts, name = "chat"): Ch
         sshCommand: host.sshCommand,
         backups: `Daily to ${cfg.dataDir}/backups (newest ${cfg.backups.keep} kept)${cfg.backups.rsyncTarget ? ` and to ${cfg.backups.rsyncTarget}` : ""}; restore: phillymesh-chat-restore <dir> on the server`,
         federationTester: u.federationTester,
+        health,
     };
 }
 
 /** The program: the stack's config read and checked, the clouds looked up, the service declared. */
 export async function chatProgram(): Promise<ChatOutputs> {
     const cfg = loadConfig();
-    return buildChat(cfg, await preflight(cfg));
+    // The checks see the service from this machine, through its resolver and its trusted roots.
+    return buildChat(cfg, await preflight(cfg), "chat", networkProbe());
 }

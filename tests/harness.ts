@@ -6,6 +6,7 @@ import type * as PulumiModule from "@pulumi/pulumi";
 import { mapSource, readConfig } from "../components/config";
 import { buildChat } from "../components/chatService";
 import { preflight } from "../components/preflight";
+import type { Probe } from "../components/health/probe";
 
 export interface Recorded {
     readonly type: string;
@@ -88,8 +89,13 @@ function unwrapSecrets(v: any): any {
     return v;
 }
 
+/** What an output that is unknown (in a preview) settles to here. */
+export const UNKNOWN = "<unknown in preview>";
+
 async function settle(pulumi: typeof PulumiModule, value: unknown): Promise<{ value: any; secret: boolean }> {
     const out = pulumi.output(value as any);
+    // An unknown (the health output in a preview) never reaches an apply.
+    if (!(await (out as unknown as { isKnown: Promise<boolean> }).isKnown)) return { value: UNKNOWN, secret: await pulumi.isSecret(out) };
     const [v, secret] = await Promise.all([new Promise((resolve) => out.apply((x: unknown) => resolve(x))), pulumi.isSecret(out)]);
     return { value: v, secret };
 }
@@ -110,7 +116,7 @@ export interface CloudState {
 export async function runProgram(
     config: Record<string, string> = BASE_CONFIG,
     secrets: Record<string, string> = SECRETS,
-    opts: { preview?: boolean; cloud?: CloudState } = {},
+    opts: { preview?: boolean; cloud?: CloudState; probe?: Probe } = {},
 ): Promise<ProgramRun> {
     const declared: { type: string; name: string; props: Record<string, unknown>; opts: PulumiModule.ResourceOptions; resource: PulumiModule.Resource }[] = [];
     const provided = new Map<string, any>();
@@ -163,7 +169,7 @@ export async function runProgram(
             declared.push({ type: args.type, name: args.name, props: args.props, opts: args.opts, resource: args.resource });
             return undefined;
         });
-        outputs = buildChat(cfg, facts) as unknown as Record<string, unknown>;
+        outputs = buildChat(cfg, facts, "chat", opts.probe) as unknown as Record<string, unknown>;
         return outputs;
     });
     lastRegistered = declared;

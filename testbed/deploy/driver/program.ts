@@ -6,7 +6,19 @@ import * as fs from "fs";
 import * as path from "path";
 import { installCloudShims } from "../cloudShims";
 import { installCommandShim, setCommandGate } from "../commandShim";
-import { log, REPO, since } from "./engine";
+import { networkProbe, Probe } from "../../../components/health/probe";
+import { log, REPO, since, STATE_DIR } from "./engine";
+
+/**
+ * The health checks' view of the testbed, as a client on its network has it: names from the
+ * testbed's DNS server (10.250.0.1), certificates from its ACME server trusted (every root pebble
+ * has had). The checks themselves are the program's, unchanged.
+ */
+function testbedProbe(): Probe {
+    const pebble = path.join(process.env.TESTBED_DIR || path.dirname(STATE_DIR), "pebble");
+    const roots = ["roots.pem", "roots-all.pem"].map((f) => path.join(pebble, f)).filter((f) => fs.existsSync(f));
+    return networkProbe({ dnsServers: ["10.250.0.1"], extraRoots: roots.map((f) => fs.readFileSync(f, "utf8")) });
+}
 
 /** ts-node in transpile-only mode (a type-checking instance, e.g. from the ts-node CLI, is swapped out). */
 export function registerTsNode(): void {
@@ -92,7 +104,7 @@ export function makeProgram(dnsHook?: string, programDir: string = REPO): () => 
         const facts = await preflight(cfg);
         gate();
         try {
-            const outputs = buildChat(cfg, facts);
+            const outputs = buildChat(cfg, facts, "chat", testbedProbe());
             hook(outputs.dnsRecords);
             return { ...outputs };
         } catch (e) {
