@@ -1,0 +1,53 @@
+// `up` checks its own work: on both servers, the `health` output the last `up` left lists every check
+// (well-known, client API, Element, federation route and TLS, signing keys, Synapse version,
+// certificate expiry) as passed; and `npm run check -- <server name>`, the same checks as a command,
+// passes from the host through the testbed's DNS and CA.
+// Run:  node --test --test-concurrency=1 --test-force-exit 'tests/e2e/*.test.ts'   (see README.md)
+import assert from "node:assert/strict";
+import { describe, test } from "node:test";
+import { stackOutputs } from "../../testbed/lib/deployClient.ts";
+import { childEnv, REPO } from "../../testbed/lib/paths.ts";
+import { runProcess } from "../../testbed/lib/run.ts";
+import { testbed } from "./testbed.ts";
+
+const CHECKS = [
+    "well-known client",
+    "well-known server",
+    "client API",
+    "Element",
+    "federation route",
+    "federation TLS",
+    "signing keys",
+    "Synapse version",
+    "certificate expiry",
+];
+
+void describe("up checks its own work", () => {
+    for (const server of testbed.servers) {
+        void test(`${server.domain}: the health output of the last up has every check, all passed`, async () => {
+            const health = (await stackOutputs(server.name)).health as string[];
+            assert.ok(Array.isArray(health), `health output: ${JSON.stringify(health)}`);
+            assert.deepEqual(
+                health.map((l) => /^\S+\s+([^:]+):/.exec(l)?.[1]),
+                CHECKS,
+                health.join("\n"),
+            );
+            assert.deepEqual(
+                health.filter((l) => !l.startsWith("ok ")),
+                [],
+            );
+            assert.ok(health.includes(`ok   Synapse version: Synapse ${server.synapseVersion}`), health.join("\n"));
+        });
+
+        void test(`${server.domain}: npm run check passes against it, through the testbed's DNS and CA`, async () => {
+            const r = await runProcess(
+                "npm",
+                ["run", "-s", "check", "--", server.domain, "--dns", testbed.dnsServer, "--ca", testbed.roots, "--synapse-version", server.synapseVersion],
+                { cwd: REPO, env: childEnv(), timeoutMs: 120_000 },
+            );
+            const out = r.stdout + r.stderr;
+            assert.equal(r.code, 0, out);
+            assert.match(out, new RegExp(`^${server.domain.replace(/\./g, "\\.")}: 9 checks, 0 failed, 0 warnings$`, "m"));
+        });
+    }
+});
