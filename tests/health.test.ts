@@ -106,6 +106,7 @@ describe("the health checks' verdicts", () => {
             "ok well-known server",
             "ok client API",
             "ok Element",
+            "ok SRV record",
             "ok federation route",
             "ok federation TLS",
             "ok signing keys",
@@ -143,6 +144,20 @@ describe("the health checks' verdicts", () => {
         expect(vs["federation route"].level).toBe("fail");
         expect(vs["federation route"].detail).toBe(
             `SRV _matrix-fed._tcp.${D} points at old-server.example:8448, expected ${M}:8448: fix the record (the stack output dnsRecords lists it)`,
+        );
+    });
+
+    test("with the well-known served, a wrong or missing SRV record still fails (the fallback of a server that cannot read the well-known)", async () => {
+        const s = goodServer();
+        s.srv.set(`_matrix-fed._tcp.${D}`, [{ target: `${M}.`, port: 443, priority: 10, weight: 5 }]);
+        const wrong = byCheck(await checkService(probeOf(s), EXPECTED, NOW));
+        expect(wrong["federation route"].level).toBe("ok");
+        expect(wrong["SRV record"].detail).toBe(
+            `the SRV record _matrix-fed._tcp.${D} points at ${M}:443, expected ${M}:8448: fix the record (the stack output dnsRecords lists it)`,
+        );
+        s.srv.delete(`_matrix-fed._tcp.${D}`);
+        expect(byCheck(await checkService(probeOf(s), EXPECTED, NOW))["SRV record"].detail).toBe(
+            `there is no SRV record _matrix-fed._tcp.${D}: create it (the stack output dnsRecords lists it)`,
         );
     });
 

@@ -178,6 +178,29 @@ export async function checkService(probe: Probe, e: Expected, now = new Date()):
         }
     }
 
+    // The SRV record the program publishes: what a remote server falls back on when the
+    // well-known cannot be read (and all it has when the apex is elsewhere and serves none).
+    if (e.federationTarget) {
+        const t = e.federationTarget;
+        const name = `_matrix-fed._tcp.${e.serverName}`;
+        try {
+            const found = (await probe.srv(name)).map((a) => ({ host: a.target.replace(/\.$/, ""), port: a.port }));
+            out.push(
+                found.length === 0
+                    ? { check: "SRV record", level: "fail", detail: `there is no SRV record ${name}: create it (the stack output dnsRecords lists it)` }
+                    : found.some((f) => f.host !== t.host || f.port !== t.port)
+                      ? {
+                            check: "SRV record",
+                            level: "fail",
+                            detail: `the SRV record ${name} points at ${found.map(hostPort).join(", ")}, expected ${hostPort(t)}: fix the record (the stack output dnsRecords lists it)`,
+                        }
+                      : { check: "SRV record", level: "ok", detail: `${name} -> ${hostPort(t)}` },
+            );
+        } catch (err) {
+            out.push({ check: "SRV record", level: "fail", detail: `${name}: ${errorText(err)}` });
+        }
+    }
+
     // Federation, resolved as a remote server does it.
     let route: FederationRoute | undefined;
     try {
