@@ -5,7 +5,8 @@ import type { TlsSettings } from "./config";
 import { Target } from "./host";
 import { CERT_NAME, Hostnames, PORTS, SERVER_PATHS, urls } from "./layout";
 import { RemoteStep, ServerFile } from "./remoteStep";
-import { readFile, renderTemplate } from "./templates";
+import { statusCheckFiles } from "./statusCheck";
+import { renderTemplate } from "./templates";
 
 /** What the web server is built from. */
 export interface WebSettings {
@@ -68,30 +69,6 @@ function nginxServerFiles(files: Record<string, string>, names: readonly string[
     return names.filter((n) => n in files).map((n) => ({ path: `/etc/nginx/${n}`, content: files[n], mode: "0644", owner: "root:root" }));
 }
 
-/** The certificate expiry check: the program, its service and its daily timer. */
-export function certCheckFiles(): ServerFile[] {
-    return [
-        {
-            path: "/usr/local/sbin/phillymesh-chat-cert-check",
-            content: renderTemplate("server/sbin/phillymesh-chat-cert-check.sh", { certificate_dir: SERVER_PATHS.certificateDir }),
-            mode: "0755",
-            owner: "root:root",
-        },
-        {
-            path: "/etc/systemd/system/phillymesh-chat-cert-check.service",
-            content: renderTemplate("server/systemd/cert-check.service", { certificate_dir: SERVER_PATHS.certificateDir }),
-            mode: "0644",
-            owner: "root:root",
-        },
-        {
-            path: "/etc/systemd/system/phillymesh-chat-cert-check.timer",
-            content: readFile("server/systemd/cert-check.timer"),
-            mode: "0644",
-            owner: "root:root",
-        },
-    ];
-}
-
 export interface WebServerArgs {
     readonly target: Target;
     readonly web: WebSettings;
@@ -123,7 +100,8 @@ export class WebServer extends pulumi.ComponentResource {
                 },
                 files: [
                     ...nginxServerFiles(files, ["sites-available/phillymesh-chat-acme.conf"]),
-                    ...certCheckFiles(),
+                    // The daily status check (certificate, backups, disk, Synapse): statusCheck.ts.
+                    ...statusCheckFiles(web.dataDir, web.tls.diskAlertPercent),
                     // certbot's Cloudflare plugin reads the token from this file (on the data volume).
                     ...(web.tls.challenge === "dns-cloudflare" && web.tls.cloudflareDnsToken
                         ? [

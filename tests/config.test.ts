@@ -6,6 +6,7 @@ import * as yaml from "js-yaml";
 import { BASE_CONFIG, ENCRYPTED_SSH_KEY, SECRETS, runProgram, lastRegistered } from "./harness";
 import { mapSource, readConfig } from "../components/config";
 import { BACKUP_KNOWN_HOSTS, BACKUP_PASSPHRASE, backupFiles } from "../components/backups";
+import { statusCheckFiles } from "../components/statusCheck";
 
 type Case = [what: string, key: string, value: string | undefined, secret: boolean];
 
@@ -25,6 +26,9 @@ const BAD: Case[] = [
     ["a forgotten-room retention with a space", "forgottenRoomRetention", "28 d", false],
     ["a negative room complexity limit", "remoteRoomComplexityLimit", "-1", false],
     ["a journal cap too small to hold a day", "journalMaxMb", "1", false],
+    ["a disk alert at 100% (the disk is full before it fires)", "diskAlertPercent", "100", false],
+    ["a disk alert with a percent sign", "diskAlertPercent", "85%", false],
+    ["a disk alert so low it always fires", "diskAlertPercent", "5", false],
     ["a host firewall setting that is not true/false", "hostFirewall", "on", false],
     ["a list given as a plain string", "federationIpAllowlist", "10.0.0.0/8", false],
     ["an e-mail without a domain", "adminEmail", "hello@", false],
@@ -106,6 +110,17 @@ describe("every kind of wrong value is rejected at preview, naming the key", () 
         const plain = backupFiles("/mnt/matrix_data", readConfig(mapSource(BASE_CONFIG, SECRETS)).backups);
         expect(plain.map((f) => f.path)).not.toContain(BACKUP_PASSPHRASE);
         expect(plain.find((f) => f.path === "/etc/phillymesh-chat/backup.env")!.content).toMatch(/^BACKUP_ENCRYPT=0$/m);
+    });
+
+    test("diskAlertPercent: 85 unless set, and the status check is rendered with it", () => {
+        expect(readConfig(mapSource(BASE_CONFIG, SECRETS)).tls.diskAlertPercent).toBe(85);
+        const cfg = readConfig(mapSource({ ...BASE_CONFIG, diskAlertPercent: "92" }, SECRETS));
+        expect(cfg.tls.diskAlertPercent).toBe(92);
+        const script = statusCheckFiles(cfg.dataDir, cfg.tls.diskAlertPercent).find((f) => f.path === "/usr/local/sbin/phillymesh-chat-status")!;
+        expect(script.content).toContain("DISK_ALERT_PERCENT='92'");
+        expect(() => readConfig(mapSource({ ...BASE_CONFIG, diskAlertPercent: "100" }, SECRETS))).toThrow(
+            /phillymesh-chat:diskAlertPercent must be a whole number from 50 to 99/,
+        );
     });
 
     test("a secret's value is never echoed in the error", async () => {

@@ -9,7 +9,7 @@ import { backupFiles } from "../components/backups";
 import { hostFirewallFiles } from "../components/hostFirewall";
 import { ServerFile } from "../components/remoteStep";
 import { refreshFiles, synapseUnit } from "../components/synapse";
-import { certCheckFiles } from "../components/webServer";
+import { statusCheckFiles } from "../components/statusCheck";
 
 const MAX_EXPOSURE = 3.0;
 
@@ -21,7 +21,7 @@ const units: ServerFile[] = [
         owner: "root:root",
     } as ServerFile,
     ...backupFiles("/mnt/matrix_data", { keep: 7, rsyncTarget: "", rsyncHostKey: "" }),
-    ...certCheckFiles(),
+    ...statusCheckFiles("/mnt/matrix_data", 85),
     ...hostFirewallFiles({ sshPort: 22, sshAllowedCidrs: ["0.0.0.0/0", "::/0"] }),
     ...refreshFiles("https://pypi.org/simple/", "https://pypi.org/pypi"),
 ].filter((f) => f.path.startsWith("/etc/systemd/system/") && f.path.endsWith(".service"));
@@ -32,8 +32,8 @@ describe("the services' sandboxes (systemd-analyze security --offline)", () => {
             "matrix-synapse.service",
             "phillymesh-chat-advisory-audit.service",
             "phillymesh-chat-backup.service",
-            "phillymesh-chat-cert-check.service",
             "phillymesh-chat-firewall.service",
+            "phillymesh-chat-status.service",
             "phillymesh-chat-synapse-refresh.service",
         ]);
     });

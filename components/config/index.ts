@@ -86,6 +86,7 @@ function readTls(r: Reader, domain: string, dns: Dns): TlsSettings {
         apexOnServer,
         caaIssuer: r.optional("caaIssuer", c.checkDomain),
         nginxWorkerProcesses: r.int("nginxWorkerProcesses", 1, 64),
+        diskAlertPercent: r.int("diskAlertPercent", 50, 99),
     };
 }
 

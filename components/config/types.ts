@@ -47,6 +47,12 @@ export interface TlsSettings {
     /** The CA named in the CAA record ("" for no CAA record). */
     readonly caaIssuer: string;
     readonly nginxWorkerProcesses: number;
+    /**
+     * The daily status check's disk threshold (diskAlertPercent): a file system at this use or above
+     * fails it. Here because the check is installed by the certificates step, where the certificate
+     * expiry check it grew from was.
+     */
+    readonly diskAlertPercent: number;
 }
 
 export interface PostgresSettings {

@@ -1,11 +1,12 @@
 #!/bin/bash
 # Step "certificates": nginx answering ACME challenges on port 80, and one certificate from the ACME
 # server for every name we serve, including the server name itself (federation over SRV checks the
-# certificate against it). Renewal runs from certbot's timer and reloads nginx; a daily check makes an
-# expiring certificate a failed unit, since Let's Encrypt no longer e-mails about expiry.
+# certificate against it). Renewal runs from certbot's timer and reloads nginx; the daily status check
+# (phillymesh-chat-status) makes an expiring certificate, an old backup, a full disk or a silent
+# Synapse a failed unit, since Let's Encrypt no longer e-mails about expiry.
 # Variables: CERT_NAME (the certbot lineage), CERT_NAMES (space-separated, first is the primary), ACME_SERVER, ACME_EMAIL, CHALLENGE
 # (http | dns-cloudflare), NGINX_WORKERS, DATA_DIR.
-# Files (install_files): the port-80 site, the expiry check with its unit and timer, and for
+# Files (install_files): the port-80 site, the status check with its unit and timer, and for
 # dns-cloudflare /etc/letsencrypt/cloudflare.ini with the token (webServer.ts).
 # shellcheck source=files/lib/lib.sh
 declare -F log >/dev/null || . "$(dirname "${BASH_SOURCE[0]}")/../lib/lib.sh"
@@ -67,7 +68,15 @@ for attempt in 1 2 3; do
 done
 openssl x509 -in "/etc/letsencrypt/live/$CERT_NAME/fullchain.pem" -noout -enddate | sed "s/^/[$STEP_NAME] certificate valid until /" | sed 's/notAfter=//'
 
+# The certificate expiry check became part of the status check: its unit goes from older servers.
+if [ -e /etc/systemd/system/phillymesh-chat-cert-check.timer ] || [ -e /etc/systemd/system/phillymesh-chat-cert-check.service ]; then
+    systemctl disable --quiet --now phillymesh-chat-cert-check.timer 2>/dev/null || true
+    rm -f /etc/systemd/system/phillymesh-chat-cert-check.timer /etc/systemd/system/phillymesh-chat-cert-check.service \
+        /usr/local/sbin/phillymesh-chat-cert-check /var/lib/systemd/timers/stamp-phillymesh-chat-cert-check.timer
+    systemctl reset-failed phillymesh-chat-cert-check.service phillymesh-chat-cert-check.timer 2>/dev/null || true
+    log "the certificate check is now part of the daily status check (phillymesh-chat-status)"
+fi
 systemctl daemon-reload
-systemctl enable --quiet --now phillymesh-chat-cert-check.timer
+systemctl enable --quiet --now phillymesh-chat-status.timer
 systemctl enable --quiet --now certbot.timer 2>/dev/null || true
 log "certificates ready"

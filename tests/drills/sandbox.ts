@@ -13,7 +13,7 @@ import { mustConverge, upAndWait, writeConfig } from "./converge.ts";
 const UNITS = [
     "matrix-synapse.service",
     "phillymesh-chat-backup.service",
-    "phillymesh-chat-cert-check.service",
+    "phillymesh-chat-status.service",
     "phillymesh-chat-firewall.service",
     "phillymesh-chat-synapse-refresh.service",
     "phillymesh-chat-advisory-audit.service",
@@ -40,8 +40,8 @@ export function sandboxDrill({ drill, check }: DrillSet): void {
                 L.note(`15a exposure: ${scores.join(", ")}`);
             });
 
-            await check(t, "15b the units still do their work in their sandboxes: a backup and the certificate check run to success", async () => {
-                for (const unit of ["phillymesh-chat-backup.service", "phillymesh-chat-cert-check.service"]) {
+            await check(t, "15b the units still do their work in their sandboxes: a backup and the status check run to success", async () => {
+                for (const unit of ["phillymesh-chat-backup.service", "phillymesh-chat-status.service"]) {
                     const r = await L.tssh(`systemctl start ${unit}; systemctl show -p Result --value ${unit}`, { timeoutMs: 300_000 });
                     const log = await L.tssh(`journalctl -u ${unit} -n 5 -o cat --no-pager`);
                     assert.equal(r.out.trim().split("\n").pop(), "success", `${unit}: ${r.out.trim()}\n${log.out}`);
