@@ -167,6 +167,23 @@ cmd_status() {
             echo "  $name ($ip): not running"
         fi
     done
+    # The daily status check's last results (phillymesh-chat-status, status.json) of every running
+    # guest (the testbed's, the drills', the benchmark's), one line a check.
+    local dir guest json
+    for dir in "$B"/run-*/; do
+        guest=$(basename "$dir")
+        guest=${guest#run-}
+        running "$guest" || continue
+        if ! json=$(TSSH_CONNECT_TIMEOUT=3 timeout 15 "$HERE/tssh" "root@$(cat "$dir/ip")" \
+            'cat /var/lib/phillymesh-chat/status.json 2>/dev/null || echo "{}"' 2>/dev/null); then
+            echo "  $guest: status check: no answer over ssh"
+        elif ! jq -e .checkedAt >/dev/null 2>&1 <<<"$json"; then
+            echo "  $guest: no status file yet (run: systemctl start phillymesh-chat-status; or deployed before it existed)"
+        else
+            jq -r --arg g "$guest" '"  \($g): status check \(if .ok then "ok" else "FAILED" end) at \(.checkedAt)",
+                (.checks[] | "    \(if .ok then "ok  " else "FAIL" end) \(.name): \(.detail)")' <<<"$json"
+        fi
+    done
     [ -s "$E2E_FILE" ] || return 0
     node "$HERE/lib/e2eConfig.ts" status "$E2E_FILE"
 }
