@@ -53,7 +53,7 @@ export function healthDrill({ drill, check }: DrillSet): void {
                         );
                         const file = `${L.WORK}/drill20-records.json`;
                         writeFileSync(file, JSON.stringify(broken));
-                        await L.runOk("bash", [`${L.REPO}/testbed/dns-load.sh`, file, L.NAME], { label: "drill20-dns-broken" });
+                        await L.runOk("bash", [`${L.REPO}/testbed/dns-load.sh`, file, L.NAME], { label: "drill20-dns-broken", timeoutMs: 60_000 });
                         // No DNS hook: the records stay as the operator left them.
                         const r = await upNoChange("drill20-srv", false);
                         assert.notEqual(r.code, 0, "up passed with a wrong SRV record");
@@ -68,7 +68,10 @@ export function healthDrill({ drill, check }: DrillSet): void {
                 );
             } finally {
                 writeFileSync(`${L.WORK}/drill20-records-good.json`, good);
-                await L.runOk("bash", [`${L.REPO}/testbed/dns-load.sh`, `${L.WORK}/drill20-records-good.json`, L.NAME], { label: "drill20-dns-restore" });
+                await L.runOk("bash", [`${L.REPO}/testbed/dns-load.sh`, `${L.WORK}/drill20-records-good.json`, L.NAME], {
+                    label: "drill20-dns-restore",
+                    timeoutMs: 60_000,
+                });
             }
 
             try {
