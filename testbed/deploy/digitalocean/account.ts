@@ -49,7 +49,17 @@ function accountFile(): string {
 }
 
 function emptyAccount(): any {
-    return { nextDropletId: FIRST_DROPLET_ID, nextKeyId: FIRST_KEY_ID, sshKeys: [], droplets: [], volumes: [], reservedIps: [], firewalls: [] };
+    return {
+        nextDropletId: FIRST_DROPLET_ID,
+        nextKeyId: FIRST_KEY_ID,
+        sshKeys: [],
+        droplets: [],
+        volumes: [],
+        reservedIps: [],
+        firewalls: [],
+        alertPolicies: [],
+        uptimeChecks: [],
+    };
 }
 
 export function readAccount(): any {

@@ -12,12 +12,14 @@
 //   droplet.ts     Droplet                    attachment.ts  VolumeAttachment
 //   reservedIp.ts  ReservedIp, ReservedIpAssignment
 //   firewall.ts    Firewall (nftables on the host)
+//   monitoring.ts  MonitorAlert, UptimeCheck, UptimeAlert (records in the account: nothing is measured or sent)
 //   account.ts     the account file and its lock, the catalogue, the address pools, do-host.sh
 //   terraform.ts   the plan's diff and ids, as terraform-plugin-sdk makes them
 // This module holds the classes the program constructs (they run in the program's process, not in
 // the provider's) and the swap of the package in the module cache.
 //
-// What it does NOT cover: refresh/import (no read), tags as firewall/rule targets, source/destination
+// What it does NOT cover: metrics, probes and alert mail (monitoring.ts only keeps and checks the
+// declarations), refresh/import (no read), tags as firewall/rule targets, source/destination
 // droplet ids, load balancers and kubernetes in rules, user_data (refused: no cloud-init in the
 // testbed), backups, snapshots, VPCs, private networking, droplet resize's disk and power cycle,
 // the API's "pending event" races, volume limits and regions' availability. The reserved IP is an
@@ -37,6 +39,7 @@ import { firewallFailures, firewallProvider, portRange, renderFirewall } from ".
 import { reservedIpAssignmentProvider, reservedIpProvider } from "./reservedIp";
 import { getSshKeys, GetSshKeysArgs, GetSshKeysResult, parsePublicKey, sshKeyProvider } from "./sshKey";
 import { freeAddress } from "./account";
+import { monitorAlertFailures, monitorAlertProvider, uptimeAlertFailures, uptimeAlertProvider, uptimeCheckFailures, uptimeCheckProvider } from "./monitoring";
 import { volumeProvider } from "./volume";
 
 export { getSshKeys };
@@ -164,6 +167,30 @@ export class Firewall extends pulumi.dynamic.Resource {
     }
 }
 
+export class MonitorAlert extends pulumi.dynamic.Resource {
+    declare public readonly uuid: pulumi.Output<string>;
+    constructor(name: string, args: Args, opts?: pulumi.CustomResourceOptions) {
+        const outs = ["type", "compare", "value", "window", "description", "enabled", "entities", "alerts", "tags", "uuid"];
+        super(monitorAlertProvider, name, withOutputs(args, outs), opts, "digitalocean", "MonitorAlert");
+    }
+}
+
+export class UptimeCheck extends pulumi.dynamic.Resource {
+    declare public readonly name: pulumi.Output<string>;
+    declare public readonly target: pulumi.Output<string>;
+    constructor(name: string, args: Args, opts?: pulumi.CustomResourceOptions) {
+        super(uptimeCheckProvider, name, withOutputs(args, ["name", "target", "type", "regions", "enabled"]), opts, "digitalocean", "UptimeCheck");
+    }
+}
+
+export class UptimeAlert extends pulumi.dynamic.Resource {
+    declare public readonly checkId: pulumi.Output<string>;
+    constructor(name: string, args: Args, opts?: pulumi.CustomResourceOptions) {
+        const outs = ["checkId", "name", "type", "threshold", "comparison", "period", "notifications"];
+        super(uptimeAlertProvider, name, withOutputs(args, outs), opts, "digitalocean", "UptimeAlert");
+    }
+}
+
 export function getSshKeysOutput(args?: GetSshKeysArgs): pulumi.Output<GetSshKeysResult> {
     return pulumi.output(getSshKeys(args));
 }
@@ -177,6 +204,9 @@ const exportsOfStandIn: Record<string, unknown> = {
     ReservedIp,
     ReservedIpAssignment,
     Firewall,
+    MonitorAlert,
+    UptimeCheck,
+    UptimeAlert,
     getSshKeys,
     getSshKeysOutput,
     types: { input: {}, output: {}, enums: {} },
@@ -203,6 +233,12 @@ export {
     reservedIpProvider,
     reservedIpAssignmentProvider,
     firewallProvider,
+    monitorAlertProvider,
+    uptimeCheckProvider,
+    uptimeAlertProvider,
+    monitorAlertFailures,
+    uptimeCheckFailures,
+    uptimeAlertFailures,
     parsePublicKey,
     renderFirewall,
     firewallFailures,
