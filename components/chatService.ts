@@ -8,6 +8,7 @@ import { HostBase } from "./hostBase";
 import { hostnames, PORTS, urls } from "./layout";
 import { Postgres } from "./postgres";
 import { DropletServer } from "./server";
+import { Monitoring } from "./monitoring";
 import { Synapse, SynapseBuild } from "./synapse";
 import { Element, ElementBuild } from "./element";
 import { WebServer, WebSettings, wellKnownClient, wellKnownServer } from "./webServer";
@@ -51,11 +52,12 @@ export const webSettings = (cfg: ChatConfig): WebSettings => ({
     maxUploadSizeMb: cfg.synapse.maxUploadSizeMb,
 });
 
-/** The server: a new droplet, or one the operator already has. */
-function makeHost(name: string, cfg: ChatConfig, facts: CloudFacts): Host {
+/** The server: a new droplet (and its id), or one the operator already has (no droplet id). */
+function makeHost(name: string, cfg: ChatConfig, facts: CloudFacts): { host: Host; dropletId?: pulumi.Output<string> } {
     const h = cfg.hosting;
-    if (h.kind === "existing") return existingHost(h, cfg.sshPrivateKey);
-    return new DropletServer(name, { ...h, privateKey: cfg.sshPrivateKey, dataDir: cfg.dataDir, accountKeyFingerprint: facts.accountKeyFingerprint }).host;
+    if (h.kind === "existing") return { host: existingHost(h, cfg.sshPrivateKey) };
+    const server = new DropletServer(name, { ...h, privateKey: cfg.sshPrivateKey, dataDir: cfg.dataDir, accountKeyFingerprint: facts.accountKeyFingerprint });
+    return { host: server.host, dropletId: server.dropletId };
 }
 
 /** What the health checks expect of this stack's service. */
@@ -103,7 +105,7 @@ function healthOutput(after: pulumi.Output<unknown>[], expected: Expected, probe
 export function buildChat(cfg: ChatConfig, facts: CloudFacts, name = "chat", probe?: Probe): ChatOutputs {
     const names = hostnames(cfg.domain);
     const u = urls(names);
-    const host = makeHost(name, cfg, facts);
+    const { host, dropletId } = makeHost(name, cfg, facts);
 
     // DNS, created in Cloudflare or listed for creating by hand.
     const dns = new ChatDns(name, {
@@ -137,6 +139,17 @@ export function buildChat(cfg: ChatConfig, facts: CloudFacts, name = "chat", pro
         { dependsOn: [base.ready, dns] },
     );
     new Backups(name, { target: host, dataDir: cfg.dataDir, backups: cfg.backups }, { dependsOn: [synapse.ready] });
+    // DigitalOcean's own monitoring, mailed to the admin: it needs a droplet (monitoring.ts).
+    if (dropletId && cfg.monitoring.enabled) {
+        new Monitoring(name, {
+            dropletId,
+            adminEmail: cfg.adminEmail,
+            label: names.server,
+            uptimeUrl: `${u.homeserver}/_matrix/client/versions`,
+            thresholds: cfg.monitoring,
+            serving: [web.ready, synapse.ready],
+        });
+    }
     // A resource's urn resolves once the engine has finished its step: the checks start after the
     // sites, Synapse and Element are in place.
     const health = healthOutput([web.ready.urn, synapse.ready.urn, element.ready.urn], healthExpected(cfg), probe);

@@ -72,6 +72,8 @@ function dropletKey(name: string, key: DropletSshKey, accountKeyFingerprint: str
 export class DropletServer extends pulumi.ComponentResource {
     /** The server, for the steps. */
     public readonly host: Host;
+    /** The droplet's id, for DigitalOcean's monitoring (monitoring.ts). */
+    public readonly dropletId: pulumi.Output<string>;
 
     constructor(name: string, args: DropletServerArgs, opts?: pulumi.ComponentResourceOptions) {
         super("phillymesh-chat:index:DropletServer", name, {}, opts);
@@ -151,6 +153,7 @@ export class DropletServer extends pulumi.ComponentResource {
             ready: [attachment, assignment, release],
             sshCommand: sshCommand("root", reservedIp.ipAddress),
         };
+        this.dropletId = droplet.id;
         this.registerOutputs({ ipv4: this.host.ipv4, ipv6: this.host.ipv6, dropletId: droplet.id });
     }
 }

@@ -6,6 +6,7 @@ import * as fs from "fs";
 import * as os from "os";
 import * as path from "path";
 import * as dox from "../testbed/deploy/digitalocean";
+import { BASE_CONFIG, SECRETS, runProgram } from "./harness";
 
 let dir: string;
 const saved = { TESTBED_DIR: process.env.TESTBED_DIR, TESTBED_REPO: process.env.TESTBED_REPO };
@@ -209,7 +210,18 @@ describe("DigitalOcean stand-in: UptimeAlert", () => {
     });
 });
 
-describe("the stand-in module", () => {
+describe("the stand-in and the program", () => {
+    test("the program's monitoring passes the stand-in's plan checks (with its droplet and check ids)", async () => {
+        const run = await runProgram(BASE_CONFIG, SECRETS);
+        const alerts = run.ofType("digitalocean:index/monitorAlert:MonitorAlert");
+        const checks = run.ofType("digitalocean:index/uptimeCheck:UptimeCheck");
+        const uptimeAlerts = run.ofType("digitalocean:index/uptimeAlert:UptimeAlert");
+        expect([alerts.length, checks.length, uptimeAlerts.length]).toEqual([3, 1, 2]);
+        for (const a of alerts) expect(dox.monitorAlertFailures(a.inputs)).toEqual([]);
+        for (const c of checks) expect(dox.uptimeCheckFailures(c.inputs)).toEqual([]);
+        for (const a of uptimeAlerts) expect(dox.uptimeAlertFailures(a.inputs)).toEqual([]);
+    });
+
     test("the module provides the three classes", () => {
         for (const k of ["MonitorAlert", "UptimeCheck", "UptimeAlert"]) expect(typeof (dox.digitaloceanModule as any)[k]).toBe("function");
     });

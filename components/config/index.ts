@@ -3,7 +3,18 @@
 import * as c from "./checks";
 import { ConfigSource, PROJECT, Reader } from "./reader";
 import { stackConfigSource } from "./source";
-import type { AdoptSettings, BackupSettings, ChatConfig, Dns, ElementSettings, Hosting, PostgresSettings, SynapseSettings, TlsSettings } from "./types";
+import type {
+    AdoptSettings,
+    BackupSettings,
+    ChatConfig,
+    Dns,
+    ElementSettings,
+    Hosting,
+    MonitoringSettings,
+    PostgresSettings,
+    SynapseSettings,
+    TlsSettings,
+} from "./types";
 
 export * from "./types";
 export * from "./checks";
@@ -217,6 +228,16 @@ function readBackups(r: Reader): BackupSettings {
     return { keep: r.int("backupKeep", 1, 365), rsyncTarget, rsyncHostKey, passphrase };
 }
 
+/** DigitalOcean's alert thresholds. The disk one is diskAlertPercent, read with the status check's settings. */
+function readMonitoring(r: Reader, diskPercent: number): MonitoringSettings {
+    return {
+        enabled: r.bool("monitoringAlerts"),
+        memoryPercent: r.int("alertMemoryPercent", 50, 99),
+        diskPercent,
+        load5: r.decimal("alertLoad5", 0.5, 64),
+    };
+}
+
 function recaptchaSiteKey(v: string): string | undefined {
     return /^[A-Za-z0-9_-]{10,100}$/.test(v) ? undefined : "a reCAPTCHA site key";
 }
@@ -242,6 +263,7 @@ export function readConfig(source: ConfigSource): ChatConfig {
             `${PROJECT}:sshAllowedCidrs is empty: the firewalls would shut out SSH, and with it every later pulumi up; list where you deploy from (["0.0.0.0/0", "::/0"] for anywhere)`,
         );
     }
+    const tls = readTls(r, domain, dns);
     return r.done({
         domain,
         adminEmail: r.required("adminEmail", c.checkEmail),
@@ -253,11 +275,12 @@ export function readConfig(source: ConfigSource): ChatConfig {
         hostFirewall: r.bool("hostFirewall"),
         sshAllowedCidrs,
         dns,
-        tls: readTls(r, domain, dns),
+        tls,
         postgres,
         synapse: readSynapse(r, postgres, dataDir),
         backups: readBackups(r),
         element: readElement(r, domain),
+        monitoring: readMonitoring(r, tls.diskAlertPercent),
     });
 }
 

@@ -123,6 +123,21 @@ export interface ElementSettings {
     readonly roomDirectoryServers: readonly string[];
 }
 
+/**
+ * DigitalOcean's own monitoring of the droplet (hosting digitalocean only; components/monitoring.ts):
+ * alert policies on memory, disk and load, and an uptime check of the client API, mailed to adminEmail.
+ */
+export interface MonitoringSettings {
+    /** monitoringAlerts: declare them at all. */
+    readonly enabled: boolean;
+    /** alertMemoryPercent: memory use above this, for 10 minutes. */
+    readonly memoryPercent: number;
+    /** diskAlertPercent, the daily status check's threshold too: disk use above this, for 5 minutes. */
+    readonly diskPercent: number;
+    /** alertLoad5: the 5-minute load average above this, for 10 minutes. */
+    readonly load5: number;
+}
+
 export interface ChatConfig {
     readonly domain: string;
     readonly adminEmail: string;
@@ -142,4 +157,5 @@ export interface ChatConfig {
     readonly synapse: SynapseSettings;
     readonly backups: BackupSettings;
     readonly element: ElementSettings;
+    readonly monitoring: MonitoringSettings;
 }
