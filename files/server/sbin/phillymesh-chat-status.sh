@@ -102,12 +102,12 @@ check_disk() {
         # The data directory may be on the root file system (an existing server without a volume).
         [[ $seen != *" $target "* ]] || continue
         seen+="$target "
-        used+=("$target $use%")
+        used+=("$target $use% used")
         [[ $use =~ ^[0-9]+$ ]] || use=100
-        [ "$use" -lt "$DISK_ALERT_PERCENT" ] || full+=("$target is ${used[-1]#"$target "} full")
+        [ "$use" -lt "$DISK_ALERT_PERCENT" ] || full+=("$target is $use% full")
     done
     if [ "${#full[@]}" = 0 ]; then
-        record disk true "$(join "${used[@]}") used (the alert is at $DISK_ALERT_PERCENT%)"
+        record disk true "$(join "${used[@]}") (the alert is at $DISK_ALERT_PERCENT%)"
     else
         record disk false "$(join "${full[@]}") (the alert is at $DISK_ALERT_PERCENT%, diskAlertPercent): free space or grow the volume (volumeSizeGb) before PostgreSQL and Synapse stop"
     fi
