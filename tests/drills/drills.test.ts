@@ -18,6 +18,8 @@ import { adoptionDrills } from "./adopt.ts";
 import { secretsDrill } from "./secrets.ts";
 import { offsiteCopyDrill, plantedLinksDrill, sandboxDrill } from "./sandbox.ts";
 import { dependencyRefreshDrill } from "./refresh.ts";
+import { statusCheckDrill } from "./status.ts";
+import { healthDrill } from "./health.ts";
 
 const drills = drillSet("drills", L.ensureUp);
 
@@ -72,6 +74,8 @@ sandboxDrill(drills); //       15 the units' sandboxes
 plantedLinksDrill(drills); //  16 links planted by service users
 offsiteCopyDrill(drills); //   17 the off-site copy's pinned host key
 dependencyRefreshDrill(drills); // 18 Synapse's dependencies refreshed
+statusCheckDrill(drills); //   19 the daily status check reports trouble
+healthDrill(drills); //        20 up checks its own work
 previewsAndSignup(drills); //  5 URL previews, 6 registration
 halfWayDrill(drills); //       8 a step that fails half way
 adoptionDrills(drills); //     9 adopting SQLite, 10 adopting a PostgreSQL dump
