@@ -1,10 +1,11 @@
 // The nginx sites as the server receives them, checked by the real `nginx -t` with throwaway
 // certificates, and answering as they should on the ports they listen on.
-import { execFileSync, spawnSync } from "child_process";
+import { spawnSync } from "child_process";
 import * as fs from "fs";
 import * as os from "os";
 import * as path from "path";
 import { ChatConfig, mapSource, readConfig } from "../components/config";
+import { throwawayCert } from "./throwawayCert";
 import { webSettings } from "../components/chatService";
 import { hostnames, SERVER_PATHS } from "../components/layout";
 import { nginxFiles, certificateNames } from "../components/webServer";
@@ -29,27 +30,7 @@ describe("nginx accepts the rendered sites", () => {
             // Throwaway certificate standing in for Let's Encrypt's.
             const certDir = path.join(dir, "live");
             fs.mkdirSync(certDir);
-            execFileSync(
-                "openssl",
-                [
-                    "req",
-                    "-x509",
-                    "-newkey",
-                    "ec",
-                    "-pkeyopt",
-                    "ec_paramgen_curve:P-256",
-                    "-nodes",
-                    "-days",
-                    "1",
-                    "-subj",
-                    `/CN=${cfg.domain}`,
-                    "-keyout",
-                    path.join(certDir, "privkey.pem"),
-                    "-out",
-                    path.join(certDir, "fullchain.pem"),
-                ],
-                { stdio: "ignore" },
-            );
+            throwawayCert(path.join(certDir, "fullchain.pem"), path.join(certDir, "privkey.pem"), cfg.domain, 1);
             fs.mkdirSync(path.join(dir, "sites-available"));
             fs.mkdirSync(path.join(dir, "snippets"));
             for (const [rel, text] of Object.entries(nginxFiles(webSettings(cfg)))) {

@@ -3,13 +3,14 @@
 // throwaway certificate from openssl, backup directories with chosen times, this machine's disks and
 // a stand-in of Synapse's /health on the loopback. Drill 19 runs the same program through its unit
 // on a real server.
-import { execFile, execFileSync } from "child_process";
+import { execFile } from "child_process";
 import * as fs from "fs";
 import * as http from "http";
 import type { AddressInfo } from "net";
 import * as os from "os";
 import * as path from "path";
 import { STATUS_CHECKS, STATUS_FILE, statusCheckFiles, statusScript } from "../components/statusCheck";
+import { throwawayCert } from "./throwawayCert";
 
 interface Status {
     checkedAt: string;
@@ -25,27 +26,7 @@ let closedPort: number;
 /** A self-signed certificate valid for `days` more days, at dir/NAME. */
 function certificate(name: string, days: number): string {
     const file = path.join(dir, name);
-    execFileSync(
-        "openssl",
-        [
-            "req",
-            "-x509",
-            "-newkey",
-            "ec",
-            "-pkeyopt",
-            "ec_paramgen_curve:P-256",
-            "-nodes",
-            "-keyout",
-            path.join(dir, `${name}.key`),
-            "-out",
-            file,
-            "-days",
-            String(days),
-            "-subj",
-            "/CN=matrix.phillymesh.test",
-        ],
-        { stdio: "ignore" },
-    );
+    throwawayCert(file, path.join(dir, `${name}.key`), "matrix.phillymesh.test", days);
     return file;
 }
 
