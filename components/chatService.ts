@@ -16,6 +16,9 @@ import { Backups } from "./backups";
 import { CloudFacts, preflight } from "./preflight";
 import { checkService, Expected, formatVerdicts } from "./health/checks";
 import { networkProbe, Probe } from "./health/probe";
+import { statusVerdicts } from "./health/serverStatus";
+import { STATUS_FILE } from "./statusCheck";
+import { Connection } from "./host";
 
 /** The stack outputs. */
 export interface ChatOutputs {
@@ -80,11 +83,41 @@ export const healthExpected = (cfg: ChatConfig): Expected => {
  * the likely fix. A preview checks nothing (the output is unknown there). Without a probe (the unit
  * tests' default) nothing is checked.
  */
-function healthOutput(after: pulumi.Output<unknown>[], expected: Expected, probe: Probe | undefined): pulumi.Output<string[]> {
+function healthOutput(
+    after: pulumi.Output<unknown>[],
+    expected: Expected,
+    probe: Probe | undefined,
+    server: { connection: pulumi.Input<Connection>; sudo: boolean },
+): pulumi.Output<string[]> {
     if (!probe) return pulumi.output(["not checked (no probe)"]);
     if (pulumi.runtime.isDryRun()) return pulumi.output(pulumi.unknown) as pulumi.Output<string[]>;
-    return pulumi.all(after).apply(async () => {
+    // The connection carries the SSH key (a secret); it is used to read the status file and never
+    // put in the output, which would otherwise be secret as a whole.
+    const connection = pulumi.unsecret(pulumi.output(server.connection)) as unknown as pulumi.Output<Record<string, unknown>>;
+    return pulumi.all([connection, pulumi.all(after)]).apply(async ([c]) => {
         const verdicts = await checkService(probe, expected);
+        if (probe.readServerFile) {
+            // The server's own daily status: shown, never failing `up` (warnings at most).
+            try {
+                const text = await probe.readServerFile(
+                    {
+                        host: String(c.host),
+                        port: Number(c.port ?? 22),
+                        user: String(c.user ?? "root"),
+                        privateKey: String(c.privateKey ?? ""),
+                        sudo: server.sudo,
+                    },
+                    STATUS_FILE,
+                );
+                verdicts.push(...statusVerdicts(text, STATUS_FILE));
+            } catch (e) {
+                verdicts.push({
+                    check: "server status",
+                    level: "warn",
+                    detail: `could not read ${STATUS_FILE}: ${e instanceof Error ? e.message : String(e)}`,
+                });
+            }
+        }
         const lines = formatVerdicts(verdicts);
         for (const line of lines) void pulumi.log.info(`health: ${line}`);
         const failed = verdicts.filter((v) => v.level === "fail");
@@ -152,7 +185,7 @@ export function buildChat(cfg: ChatConfig, facts: CloudFacts, name = "chat", pro
     }
     // A resource's urn resolves once the engine has finished its step: the checks start after the
     // sites, Synapse and Element are in place.
-    const health = healthOutput([web.ready.urn, synapse.ready.urn, element.ready.urn], healthExpected(cfg), probe);
+    const health = healthOutput([web.ready.urn, synapse.ready.urn, element.ready.urn], healthExpected(cfg), probe, host);
 
     return {
         serverName: names.server,

@@ -13,6 +13,7 @@ import * as pulumi from "@pulumi/pulumi";
 import { checkService, Expected, resolveFederation, Verdict } from "../components/health/checks";
 import { CertSeen, HttpAnswer, Probe, SrvAnswer } from "../components/health/probe";
 import { canonicalJson, verifySignature } from "../components/health/signedJson";
+import { statusVerdicts } from "../components/health/serverStatus";
 import { BASE_CONFIG, runProgram, SECRETS, UNKNOWN } from "./harness";
 
 const KEYS = JSON.parse(fs.readFileSync(path.join(__dirname, "fixtures", "key-v2-server.bench3.json"), "utf8")) as Record<string, unknown>;
@@ -75,6 +76,27 @@ const EXPECTED: Expected = {
 
 const byCheck = (vs: Verdict[]) => Object.fromEntries(vs.map((v) => [v.check, v]));
 const failures = (vs: Verdict[]) => vs.filter((v) => v.level === "fail").map((v) => `${v.check}: ${v.detail}`);
+
+/**
+ * The server's key answer signed now with a throwaway key, valid for a day (the recorded one
+ * expires; the checks in `up` read the clock). The signature is checked against the real
+ * Synapse answer above.
+ */
+function freshKeys(): Record<string, unknown> {
+    const { publicKey, privateKey } = crypto.generateKeyPairSync("ed25519");
+    const raw = Buffer.from(publicKey.export({ format: "jwk" }).x!, "base64url");
+    const body = {
+        old_verify_keys: {},
+        server_name: D,
+        valid_until_ts: Date.now() + 86400_000,
+        verify_keys: { "ed25519:test": { key: raw.toString("base64").replace(/=+$/, "") } },
+    };
+    const sig = crypto
+        .sign(null, Buffer.from(canonicalJson(body)), privateKey)
+        .toString("base64")
+        .replace(/=+$/, "");
+    return { ...body, signatures: { [D]: { "ed25519:test": sig } } };
+}
 
 describe("signed JSON", () => {
     test("canonical JSON sorts keys at every level and drops whitespace", () => {
@@ -249,26 +271,6 @@ describe("the health checks' verdicts", () => {
 });
 
 describe("the health output: `up` checks its own work", () => {
-    /**
-     * The server's key answer signed now with a throwaway key, valid for a day (the recorded one
-     * expires; the checks in `up` read the clock). The signature is checked against the real
-     * Synapse answer above.
-     */
-    function freshKeys(): Record<string, unknown> {
-        const { publicKey, privateKey } = crypto.generateKeyPairSync("ed25519");
-        const raw = Buffer.from(publicKey.export({ format: "jwk" }).x!, "base64url");
-        const body = {
-            old_verify_keys: {},
-            server_name: D,
-            valid_until_ts: Date.now() + 86400_000,
-            verify_keys: { "ed25519:test": { key: raw.toString("base64").replace(/=+$/, "") } },
-        };
-        const sig = crypto
-            .sign(null, Buffer.from(canonicalJson(body)), privateKey)
-            .toString("base64")
-            .replace(/=+$/, "");
-        return { ...body, signatures: { [D]: { "ed25519:test": sig } } };
-    }
     const answering = () => {
         const s = goodServer();
         s.answers.set(`https://${M}/_matrix/key/v2/server via ${M}:8448`, ok(freshKeys()));
@@ -309,5 +311,72 @@ describe("the health output: `up` checks its own work", () => {
         const run = await runProgram({ ...BASE_CONFIG, domain: D }, SECRETS, { preview: true, probe });
         expect(run.outputs.health).toBe(UNKNOWN);
         expect(probe.asked).toEqual([]);
+    });
+});
+
+describe("the server's own daily status in the health output", () => {
+    const FILE = "/var/lib/phillymesh-chat/status.json";
+    const status = (backupOk: boolean) =>
+        JSON.stringify({
+            checkedAt: "2026-12-01T18:00:00Z",
+            ok: backupOk,
+            checks: [
+                { name: "certificate", ok: true, detail: "valid until Mar 1 2027 (90 days)" },
+                {
+                    name: "backup",
+                    ok: backupOk,
+                    detail: backupOk ? "newest backup 20261201T041500Z, 13 hours old" : "newest backup is 40 hours old (the limit is 36)",
+                },
+            ],
+        });
+
+    test("each daily check becomes a line; a failed one is a warning that says where to look; none yet, or a file that is not JSON, says so", () => {
+        expect(statusVerdicts(status(false), FILE)).toEqual([
+            { check: "server certificate", level: "ok", detail: "valid until Mar 1 2027 (90 days) (daily check of 2026-12-01T18:00:00Z)" },
+            {
+                check: "server backup",
+                level: "warn",
+                detail: "newest backup is 40 hours old (the limit is 36) (daily check of 2026-12-01T18:00:00Z; journalctl -u phillymesh-chat-status on the server)",
+            },
+        ]);
+        expect(statusVerdicts(undefined, FILE)).toEqual([
+            { check: "server status", level: "ok", detail: `the daily status check has not run yet (${FILE} appears after its first run)` },
+        ]);
+        expect(statusVerdicts("{oops", FILE)[0].level).toBe("warn");
+    });
+
+    test("after an up, health shows the server's status; a failed daily check or an unreadable file warns and does not fail the up", async () => {
+        for (const [read, expected] of [
+            [async () => status(false), /^WARN server backup: newest backup is 40 hours old/],
+            [
+                async () => {
+                    throw new Error("ssh root@10.250.0.10 exited 255: Connection refused");
+                },
+                /^WARN server status: could not read \/var\/lib\/phillymesh-chat\/status\.json: ssh root@10\.250\.0\.10 exited 255/,
+            ],
+        ] as const) {
+            const s = goodServer();
+            s.answers.set(`https://${M}/_matrix/key/v2/server via ${M}:8448`, ok(freshKeys()));
+            const asked: { host: string; user: string; sudo: boolean; file: string }[] = [];
+            const probe: Probe = {
+                ...probeOf(s),
+                readServerFile: (ssh, file) => {
+                    asked.push({ host: ssh.host, user: ssh.user, sudo: ssh.sudo, file });
+                    return read();
+                },
+            };
+            const errors = jest.spyOn(pulumi.log, "error").mockImplementation(() => Promise.resolve());
+            try {
+                const existing = { hosting: "existing", sshHost: "10.250.0.11", sshUser: "debian", dns: "none", acmeChallenge: "http", serverId: "test" };
+                const run = await runProgram({ ...BASE_CONFIG, ...existing, domain: D, apexOnServer: "true", synapseVersion: "1.163.2" }, SECRETS, { probe });
+                expect(errors).not.toHaveBeenCalled();
+                expect(run.outputs.health).toEqual(expect.arrayContaining([expect.stringMatching(expected)]));
+                // Over the steps' own connection: that host and user, through sudo for a user other than root.
+                expect(asked).toEqual([{ host: "10.250.0.11", user: "debian", sudo: true, file: FILE }]);
+                expect(JSON.stringify(run.outputs.health)).not.toContain("PRIVATE KEY");
+            } finally {
+                errors.mockRestore();
+            }
+        }
     });
 });

@@ -5,6 +5,7 @@ import * as dns from "dns";
 import * as https from "https";
 import { isIP } from "net";
 import * as tls from "tls";
+import { sshStatusReader, type StatusSsh } from "./serverStatus";
 
 export interface SrvAnswer {
     readonly target: string;
@@ -42,6 +43,8 @@ export interface Probe {
      * error here: the answer carries it (cert.trusted false).
      */
     get(url: string, connectTo?: { host: string; port: number }): Promise<HttpAnswer>;
+    /** A file on the server, read over SSH (undefined: it does not exist); absent: not read. */
+    readServerFile?(ssh: StatusSsh, file: string): Promise<string | undefined>;
 }
 
 export interface NetworkProbeOptions {
@@ -89,6 +92,7 @@ export function networkProbe(opts: NetworkProbeOptions = {}): Probe {
         );
     };
     return {
+        readServerFile: (ssh, file) => sshStatusReader(ssh)(file),
         async srv(name) {
             try {
                 return (await resolver.resolveSrv(name)).map((r) => ({ target: r.name, port: r.port, priority: r.priority, weight: r.weight }));
