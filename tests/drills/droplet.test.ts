@@ -77,7 +77,7 @@ drill(
         const { r: pr, plan } = await D.previewPlan(file, "d11-preview");
         const planOk = await check(
             t,
-            "11a preview: replace Droplet, VolumeAttachment, ReservedIpAssignment, data-release; update Firewall and the 8 step commands; nothing else",
+            "11a preview: replace Droplet, VolumeAttachment, ReservedIpAssignment, data-release; update Firewall, the 3 monitoring alert policies (their droplet) and the 8 step commands; nothing else",
             () => {
                 assert.equal(pr.code, 0, `preview failed:\n${L.tail(pr.out, 40)}`);
                 const runs = [...plan.keys()].filter((n) => n.endsWith("-run"));
@@ -85,6 +85,8 @@ drill(
                 const want = [
                     ...["chat-droplet", "chat-data-attachment", "chat-ip-assignment", "chat-data-release"].map((n) => `replace ${n}`),
                     "update chat-firewall",
+                    // DigitalOcean's alert policies name the droplet (monitoring.ts): updated in place.
+                    ...["chat-alert-disk", "chat-alert-load", "chat-alert-memory"].map((n) => `update ${n}`),
                     ...runs.map((n) => `update ${n}`),
                 ].sort();
                 const got = [...plan]
