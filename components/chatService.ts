@@ -16,7 +16,7 @@ import { Backups } from "./backups";
 import { CloudFacts, preflight } from "./preflight";
 import { checkService, Expected, formatVerdicts } from "./health/checks";
 import { networkProbe, Probe } from "./health/probe";
-import { statusVerdicts } from "./health/serverStatus";
+import { serverStatusVerdicts } from "./health/serverStatus";
 import { STATUS_FILE } from "./statusCheck";
 import { Connection } from "./host";
 
@@ -64,7 +64,7 @@ function makeHost(name: string, cfg: ChatConfig, facts: CloudFacts): { host: Hos
 }
 
 /** What the health checks expect of this stack's service. */
-export const healthExpected = (cfg: ChatConfig): Expected => {
+const healthExpected = (cfg: ChatConfig): Expected => {
     const names = hostnames(cfg.domain);
     const u = urls(names);
     return {
@@ -96,27 +96,17 @@ function healthOutput(
     const connection = pulumi.unsecret(pulumi.output(server.connection)) as unknown as pulumi.Output<Record<string, unknown>>;
     return pulumi.all([connection, pulumi.all(after)]).apply(async ([c]) => {
         const verdicts = await checkService(probe, expected);
-        if (probe.readServerFile) {
-            // The server's own daily status: shown, never failing `up` (warnings at most).
-            try {
-                const text = await probe.readServerFile(
-                    {
-                        host: String(c.host),
-                        port: Number(c.port ?? 22),
-                        user: String(c.user ?? "root"),
-                        privateKey: String(c.privateKey ?? ""),
-                        sudo: server.sudo,
-                    },
-                    STATUS_FILE,
-                );
-                verdicts.push(...statusVerdicts(text, STATUS_FILE));
-            } catch (e) {
-                verdicts.push({
-                    check: "server status",
-                    level: "warn",
-                    detail: `could not read ${STATUS_FILE}: ${e instanceof Error ? e.message : String(e)}`,
-                });
-            }
+        const readServerFile = probe.readServerFile?.bind(probe);
+        if (readServerFile) {
+            // The server's own daily status, over the steps' own connection: shown, never failing `up`.
+            const ssh = {
+                host: String(c.host),
+                port: Number(c.port ?? 22),
+                user: String(c.user ?? "root"),
+                privateKey: String(c.privateKey ?? ""),
+                sudo: server.sudo,
+            };
+            verdicts.push(...(await serverStatusVerdicts((file) => readServerFile(ssh, file), STATUS_FILE)));
         }
         const lines = formatVerdicts(verdicts);
         for (const line of lines) void pulumi.log.info(`health: ${line}`);

@@ -226,7 +226,7 @@ export function synapseFiles(
 }
 
 /** The units of phillymesh-chat-synapse-refresh: one template, run weekly in full and daily if advised. */
-export const REFRESH_UNITS = {
+const REFRESH_UNITS = {
     refresh: "phillymesh-chat-synapse-refresh",
     audit: "phillymesh-chat-advisory-audit",
 } as const;

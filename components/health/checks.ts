@@ -66,16 +66,28 @@ export interface FederationRoute {
     readonly via: string;
 }
 
-/** The spec's resolution for a server name without an explicit port or IP literal. */
-export async function resolveFederation(probe: Probe, serverName: string): Promise<FederationRoute> {
-    let delegated: string | undefined;
+/** What https://<serverName>/.well-known/matrix/server delegates to, as a remote server reads it; undefined for nothing usable. */
+async function delegationOf(probe: Probe, serverName: string): Promise<string | undefined> {
+    const url = `https://${serverName}/.well-known/matrix/server`;
     try {
-        const a = await probe.get(`https://${serverName}/.well-known/matrix/server`);
-        const m = refused(`https://${serverName}/.well-known/matrix/server`, a) ? undefined : json(a)?.["m.server"];
-        if (typeof m === "string" && m) delegated = m;
+        const a = await probe.get(url);
+        const m = refused(url, a) ? undefined : json(a)?.["m.server"];
+        return typeof m === "string" && m ? m : undefined;
     } catch {
-        // No well-known: the spec goes on with SRV.
+        return undefined; // No well-known: the spec goes on with SRV.
     }
+}
+
+/**
+ * The spec's resolution for a server name without an explicit port or IP literal. `delegation`:
+ * the well-known's answer when the caller has already read it (checkService), else it is read here.
+ */
+export async function resolveFederation(
+    probe: Probe,
+    serverName: string,
+    delegation: Promise<string | undefined> = delegationOf(probe, serverName),
+): Promise<FederationRoute> {
+    const delegated = await delegation;
     const name = delegated ?? serverName;
     const explicit = /^(.+):(\d+)$/.exec(name);
     if (explicit) return { target: { host: explicit[1], port: Number(explicit[2]) }, certName: explicit[1], via: `.well-known/matrix/server (${name})` };
@@ -116,7 +128,7 @@ async function wellKnown(probe: Probe, e: Expected, kind: "client" | "server", e
     const found = kind === "client" ? (body?.["m.homeserver"] as Record<string, unknown> | undefined)?.base_url : body?.["m.server"];
     if (typeof found !== "string") return { check, level, detail: `${url} has no ${field}; serve the stack output ${output} there` };
     if (expected !== undefined && found.replace(/\/$/, "") !== expected) {
-        return { check, level: "fail", detail: `${url} says ${field} ${found}, expected ${expected}: serve the stack output ${output} there` };
+        return { check, level: "fail", detail: `${url} says ${field} ${found}, expected ${expected}: serve the stack output ${output} there`, found };
     }
     if (kind === "client" && a.headers["access-control-allow-origin"] !== "*") {
         return { check, level: "warn", detail: `${url} lacks Access-Control-Allow-Origin: *, so web clients on other origins cannot read it`, found };
@@ -133,6 +145,7 @@ export async function checkService(probe: Probe, e: Expected, now = new Date()):
 
     const { found: discoveredHs, ...client } = await wellKnown(probe, e, "client", expectedHs);
     out.push(client);
+    // Read once: its answer is also where federation is delegated (resolveFederation below).
     const server = await wellKnown(probe, e, "server", e.federationTarget ? hostPort(e.federationTarget) : undefined);
     out.push({ check: server.check, level: server.level, detail: server.detail });
 
@@ -204,7 +217,7 @@ export async function checkService(probe: Probe, e: Expected, now = new Date()):
     // Federation, resolved as a remote server does it.
     let route: FederationRoute | undefined;
     try {
-        route = await resolveFederation(probe, e.serverName);
+        route = await resolveFederation(probe, e.serverName, Promise.resolve(server.found || undefined));
         const wrong = e.federationTarget && (route.target.host !== e.federationTarget.host || route.target.port !== e.federationTarget.port);
         out.push(
             wrong

@@ -64,6 +64,15 @@ export function sshStatusReader(s: StatusSsh, timeoutMs = 30_000): StatusReader 
     };
 }
 
+/** The server's daily status as verdicts, read with `read`: a failed read is a warning, never a failure. */
+export async function serverStatusVerdicts(read: StatusReader, file: string): Promise<Verdict[]> {
+    try {
+        return statusVerdicts(await read(file), file);
+    } catch (e) {
+        return [{ check: "server status", level: "warn", detail: `could not read ${file}: ${e instanceof Error ? e.message : String(e)}` }];
+    }
+}
+
 /** The status file's verdicts: one per daily check, as warnings when not ok. */
 export function statusVerdicts(text: string | undefined, file: string): Verdict[] {
     const check = "server status";
