@@ -2,6 +2,7 @@
 import * as pulumi from "@pulumi/pulumi";
 import type { PostgresSettings } from "./config";
 import { Target } from "./host";
+import { autovacuumSettings } from "./housekeeping";
 import { RemoteStep } from "./remoteStep";
 
 /** Our settings, outside the cluster's own directories; the step copies them to conf.d/50-phillymesh-chat.conf. */
@@ -25,6 +26,7 @@ export function postgresTuning(s: Omit<PostgresSettings, "password">): string {
         "checkpoint_completion_target = 0.9",
         "random_page_cost = 1.1",
         "password_encryption = scram-sha-256",
+        ...autovacuumSettings(),
     ];
     if (s.lowMemory) {
         // No replication, no parallel query workers, no JIT (LLVM in a backend costs tens of MB): on
