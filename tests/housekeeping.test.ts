@@ -87,7 +87,7 @@ describe("the unit", () => {
             "COMPRESSOR_CHUNKS=40",
             "COMPRESSOR_LEVELS=100,50,25",
             "COMPRESSOR_TIMEOUT_SECONDS=3300",
-            "HOUSEKEEPING_DB=host=/var/run/postgresql port=5432 user=synapse dbname=synapse",
+            '"HOUSEKEEPING_DB=host=/var/run/postgresql port=5432 user=synapse dbname=synapse"',
         ]);
         expect(unit.InaccessiblePaths?.[0]).toContain("-/mnt/matrix_data/synapse ");
         expect(housekeepingUnit("/mnt/matrix_data", { ...h, compressor: false })).toContain("Environment=COMPRESSOR=off\n");

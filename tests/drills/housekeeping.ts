@@ -8,7 +8,7 @@
 import assert from "node:assert/strict";
 import * as L from "./lib.ts";
 import type { DrillSet } from "./harness.ts";
-import { upAndWait, writeConfig } from "./converge.ts";
+import { mustConverge, upAndWait, writeConfig } from "./converge.ts";
 
 const UNIT = "phillymesh-chat-db-housekeeping.service";
 const MEDIA = "/mnt/matrix_data/synapse/media";
@@ -174,14 +174,19 @@ export function housekeepingDrill({ drill, check }: DrillSet): void {
                     // the virtualenv broken and builds it again.
                     const base = L.readJson(L.currentConfigFile());
                     const file = writeConfig(`${L.WORK}/${L.NAME}.housekeeping.json`, { ...base, config: { ...base.config, stateCompressorChunks: "50" } });
-                    const up = await upAndWait(file, "drill21-broken-compressor", { what: "Synapse (drill 21)" });
-                    assert.equal(up.code, 0, L.tail(up.out));
-                    assert.ok(up.answers, up.waitError);
-                    assert.match(up.out, /does not import: building it again/);
-                    const again = await runUnit();
-                    assert.equal(again.result, "success", again.log);
-                    assert.match(await L.tsshOk(`systemctl show -p Environment ${UNIT}`), /COMPRESSOR_CHUNKS=50/);
-                    assert.doesNotMatch(await L.tsshOk("systemctl --failed --plain --no-legend"), /phillymesh-chat-db-housekeeping/);
+                    try {
+                        const up = await upAndWait(file, "drill21-broken-compressor", { what: "Synapse (drill 21)" });
+                        assert.equal(up.code, 0, L.tail(up.out));
+                        assert.ok(up.answers, up.waitError);
+                        assert.match(up.out, /does not import: building it again/);
+                        const again = await runUnit();
+                        assert.equal(again.result, "success", again.log);
+                        assert.match(await L.tsshOk(`systemctl show -p Environment ${UNIT}`), /COMPRESSOR_CHUNKS=50/);
+                        assert.doesNotMatch(await L.tsshOk("systemctl --failed --plain --no-legend"), /phillymesh-chat-db-housekeeping/);
+                    } finally {
+                        // Back to the stack's own config for the drills after this one.
+                        await mustConverge(L.currentConfigFile(), "drill21-restore-config", "Synapse after drill 21");
+                    }
                 },
             );
         },
