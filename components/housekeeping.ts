@@ -1,6 +1,6 @@
 // What keeps an ageing homeserver lean on a small disk (issue 12), besides Synapse's own retention
-// settings (synapse.ts): PostgreSQL's autovacuum tuned to Synapse's write pattern, and the nightly
-// database housekeeping unit (phillymesh-chat-db-housekeeping): a report of the database's size and
+// settings (synapse.ts) and the autovacuum settings (postgres.ts): per-table autovacuum on Synapse's
+// busiest tables, and the nightly database housekeeping unit (phillymesh-chat-db-housekeeping): a report of the database's size and
 // largest tables to the journal, and synapse_auto_compressor in bounded chunks at low priority.
 //
 // The report rides on the compressor's nightly unit rather than on the daily status check: the
@@ -24,28 +24,7 @@ export const COMPRESSOR_LEVELS = "100,50,25";
 export const HOUSEKEEPING_TIMEOUT_SECONDS = 3600;
 
 /**
- * Autovacuum for Synapse on a small disk (PostgreSQL 17 docs, 24.1.6 "The Autovacuum Daemon" and
- * 19.10 "Automatic Vacuuming"). A table is vacuumed once its dead rows pass
- * autovacuum_vacuum_threshold (50) + autovacuum_vacuum_scale_factor x its rows; the default factor
- * 0.2 lets Synapse's big tables carry a fifth of dead rows before their space is reused, which a
- * 10 GB volume feels. 0.05 keeps that to a twentieth. Synapse's largest tables (events, event_json,
- * state_groups_state) are append-mostly: the insert trigger (PostgreSQL 13+, default factor 0.2)
- * at 0.05 keeps their visibility maps current (index-only scans) and freezes them in small steps
- * rather than in one long anti-wraparound vacuum. Statistics follow at 0.02 so the planner sees
- * rooms that grew overnight. All reloadable (sighup): no restart.
- */
-export function autovacuumSettings(): string[] {
-    return [
-        "# Autovacuum for Synapse's write pattern on a small disk (housekeeping.ts: autovacuumSettings).",
-        "autovacuum = on",
-        "autovacuum_vacuum_scale_factor = 0.05",
-        "autovacuum_vacuum_insert_scale_factor = 0.05",
-        "autovacuum_analyze_scale_factor = 0.02",
-    ];
-}
-
-/**
- * Synapse's tables that shed rows all the time, vacuumed sooner still (2 % dead rows): the space
+ * Synapse's tables that shed rows all the time, vacuumed sooner still than postgres.ts's autovacuumSettings (2 % dead rows): the space
  * they free is what the next writes reuse, instead of growing the files.
  *   state_groups_state   the compressor deletes and rewrites rows in bulk every night;
  *   event_push_actions   Synapse deletes notification rows as it rotates them into summaries;
