@@ -71,6 +71,11 @@ def psql(sql):
     return [line.split("\t") for line in out.splitlines() if line]
 
 
+def scanned(figures):
+    n = figures["scannedUpTo"]
+    return "the compressor has scanned up to group %d" % n if n else "the compressor has not run yet"
+
+
 def mb(n):
     return "%.1f MB" % (int(n) / 1048576)
 
@@ -82,10 +87,10 @@ def state_figures():
     rows = psql("SELECT coalesce((SELECT reltuples::bigint FROM pg_class WHERE oid = to_regclass('state_groups_state')), 0),"
                 " coalesce((SELECT max(id) FROM state_groups), 0),"
                 " (SELECT count(*) FROM pg_tables WHERE tablename = 'state_compressor_total_progress')")[0]
-    figures = {"stateGroupsStateRows": max(int(rows[0]), 0), "lastStateGroup": int(rows[1]), "compressedUpTo": None}
+    figures = {"stateGroupsStateRows": max(int(rows[0]), 0), "lastStateGroup": int(rows[1]), "scannedUpTo": None}
     if rows[2] == "1":
         done = psql("SELECT lowest_uncompressed_group FROM state_compressor_total_progress LIMIT 1")
-        figures["compressedUpTo"] = int(done[0][0]) if done else None
+        figures["scannedUpTo"] = int(done[0][0]) if done else None
     return figures
 
 
@@ -103,8 +108,8 @@ def report():
         say(6, "  table %s: %s, %s rows, %s dead, last vacuum %s" % (name, mb(total), live, dead, vacuumed))
         listed.append({"name": name, "bytes": int(total), "rows": int(live), "deadRows": int(dead), "lastVacuum": vacuumed})
     figures = state_figures()
-    say(6, "state groups: %d rows in state_groups_state (estimate), newest group %d, compressed up to %s"
-        % (figures["stateGroupsStateRows"], figures["lastStateGroup"], figures["compressedUpTo"] or "none yet"))
+    say(6, "state groups: %d rows in state_groups_state (estimate), newest group %d, %s"
+        % (figures["stateGroupsStateRows"], figures["lastStateGroup"], scanned(figures)))
     return {"databaseBytes": size, "largestTables": listed, **figures}
 
 
@@ -164,8 +169,7 @@ def main():
         try:
             after = state_figures()
             data["after"] = after
-            say(6, "after compression: %d rows in state_groups_state (estimate), compressed up to %s"
-                % (after["stateGroupsStateRows"], after["compressedUpTo"] or "none yet"))
+            say(6, "after compression: %d rows in state_groups_state (estimate), %s" % (after["stateGroupsStateRows"], scanned(after)))
         except (subprocess.SubprocessError, OSError, ValueError, IndexError) as e:
             say(4, "could not read the state figures after compression: %s" % e)
     else:
