@@ -146,7 +146,9 @@ describe("the program, with a stand-in psql and compressor", () => {
         expect(r.code).toBe(0);
         expect(r.out).toMatch(/^<6>database synapse: 50\.0 MB$/m);
         expect(r.out).toMatch(/^<6> {2}table state_groups_state: 20\.0 MB, 90000 rows, 1200 dead, last vacuum never$/m);
-        expect(r.out).toMatch(/^<6>state groups: 90000 rows in state_groups_state \(estimate\), newest group 4000, the compressor has scanned up to group 2500$/m);
+        expect(r.out).toMatch(
+            /^<6>state groups: 90000 rows in state_groups_state \(estimate\), newest group 4000, the compressor has scanned up to group 2500$/m,
+        );
         expect(r.out).toMatch(/^<6>state compression finished in \d+ s$/m);
         expect(r.err).not.toMatch(/^<3>/m);
         expect(r.report).toMatchObject({ ok: true, compressor: "on", before: { databaseBytes: 52428800, scannedUpTo: 2500 }, compression: { ok: true } });
