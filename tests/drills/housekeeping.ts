@@ -99,6 +99,15 @@ export function housekeepingDrill({ drill, check }: DrillSet): void {
                     assert.match(r.log, /^state compression finished in \d+ s$/m);
                     assert.equal(r.report?.ok, true, JSON.stringify(r.report));
                     assert.ok(r.report.after.scannedUpTo > 0, JSON.stringify(r.report.after));
+                    // PostgreSQL's autovacuum as postgres.ts sets it, and the hot tables' own settings.
+                    assert.equal(
+                        await sql("SELECT string_agg(name || '=' || setting, ' ' ORDER BY name) FROM pg_settings WHERE name LIKE 'autovacuum_%scale_factor'"),
+                        "autovacuum_analyze_scale_factor=0.02 autovacuum_vacuum_insert_scale_factor=0.05 autovacuum_vacuum_scale_factor=0.05",
+                    );
+                    assert.equal(
+                        await sql("SELECT array_to_string(reloptions, ',') FROM pg_class WHERE relname = 'state_groups_state'"),
+                        "autovacuum_vacuum_scale_factor=0.02,autovacuum_analyze_scale_factor=0.01",
+                    );
                     const limits = await L.tsshOk(`systemctl show -p MemoryMax -p Nice -p IOSchedulingClass -p User ${UNIT}`);
                     assert.match(limits, /^MemoryMax=268435456$/m);
                     assert.match(limits, /^Nice=19$/m);
