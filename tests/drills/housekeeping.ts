@@ -164,6 +164,42 @@ export function housekeepingDrill({ drill, check }: DrillSet): void {
 
             await check(
                 t,
+                "21d never beside a backup: a backup started during a run waits for its end; a run started during a backup skips itself, saying so",
+                async () => {
+                    // Each made to last a few seconds (a runtime drop-in, removed afterwards): on the
+                    // drill's small database both would otherwise be over before the other starts.
+                    const slow = (unit: string) => `/run/systemd/system/${unit}.d/drill21-slow.conf`;
+                    const slowDown = (unit: string) =>
+                        L.tsshOk(
+                            `mkdir -p /run/systemd/system/${unit}.d && printf '[Service]\\nExecStartPre=/bin/sleep 6\\n' > ${slow(unit)} && systemctl daemon-reload`,
+                        );
+                    const backup = "phillymesh-chat-backup.service";
+                    const stamp = async (unit: string, p: string) => Number((await L.tsshOk(`systemctl show -p ${p} --value ${unit}`)).trim());
+                    try {
+                        await slowDown(UNIT);
+                        await L.tsshOk(`systemctl start --no-block ${UNIT} && sleep 1 && systemctl start ${backup}`, { timeoutMs: 5 * 60_000 });
+                        const ended = await stamp(UNIT, "ExecMainExitTimestampMonotonic");
+                        const started = await stamp(backup, "ExecMainStartTimestampMonotonic");
+                        assert.ok(started >= ended, `the backup started at ${started}, before the housekeeping ended at ${ended}`);
+                        await L.tsshOk(`rm -f ${slow(UNIT)} && systemctl daemon-reload`);
+
+                        await slowDown(backup);
+                        const since = (await L.tsshOk("date '+%Y-%m-%d %H:%M:%S'")).trim();
+                        await L.tsshOk(`systemctl start --no-block ${backup} && sleep 2 && systemctl start ${UNIT}`, { timeoutMs: 2 * 60_000 });
+                        const log = await L.tsshOk(`journalctl -u ${UNIT} --since '${since}' -o cat --no-pager`);
+                        assert.match(log, /^skipped: the backup is running$/m);
+                        assert.doesNotMatch(log, /^database synapse/m, "the housekeeping ran beside the backup");
+                        assert.equal((await L.tsshOk(`systemctl show -p Result --value ${UNIT}`)).trim(), "success");
+                    } finally {
+                        await L.tssh(`rm -f ${slow(UNIT)} ${slow(backup)}; systemctl daemon-reload`);
+                        await L.waitFor("the backup's end", 120_000, async () => (await L.tssh(`systemctl is-active --quiet ${backup}`)).code !== 0);
+                    }
+                    assert.equal((await L.tsshOk(`systemctl show -p Result --value ${backup}`)).trim(), "success");
+                },
+            );
+
+            await check(
+                t,
                 "21c the compressor's virtualenv broken: its unit fails with the error in the journal (err), Synapse answers, a backup passes, an up passes and builds it again; the next run is green",
                 async () => {
                     const so = (await L.tsshOk(`ls ${VENV}/lib/python3*/site-packages/synapse_auto_compressor*.so`)).trim();
