@@ -208,23 +208,23 @@ export function housekeepingDrill({ drill, check }: DrillSet): void {
                 "21c the compressor's virtualenv broken: its unit fails with the error in the journal (err), Synapse answers, a backup passes, an up passes and builds it again; the next run is green",
                 async () => {
                     const so = (await L.tsshOk(`ls ${VENV}/lib/python3*/site-packages/synapse_auto_compressor*.so`)).trim();
-                    await L.tsshOk(`mv ${so} ${so}.broken`);
-                    const r = await runUnit();
-                    t.diagnostic(r.errors.split("\n").join(" | "));
-                    assert.equal(r.result, "exit-code", r.log);
-                    assert.match(r.errors, /^compressor: ModuleNotFoundError: No module named 'synapse_auto_compressor'$/m);
-                    assert.match(r.errors, /^state compression failed: it failed with exit code 2 .*Synapse is not affected/m);
-                    assert.match(r.log, /^database synapse: [\d.]+ MB$/m, "the report is made all the same");
-                    assert.match(await L.tsshOk("systemctl --failed --plain --no-legend"), new RegExp(`^${UNIT} `, "m"));
-                    assert.ok(await L.healthy(), "Synapse does not answer");
-                    assert.equal((await L.tsshOk("systemctl is-active matrix-synapse")).trim(), "active");
-                    await L.tsshOk("systemctl start phillymesh-chat-backup.service", { timeoutMs: 5 * 60_000 });
-                    assert.equal((await L.tsshOk("systemctl show -p Result --value phillymesh-chat-backup.service")).trim(), "success");
-                    // An up with a compressor setting changed runs the housekeeping step, which finds
-                    // the virtualenv broken and builds it again.
                     const base = L.readJson(L.currentConfigFile());
                     const file = writeConfig(`${L.WORK}/${L.NAME}.housekeeping.json`, { ...base, config: { ...base.config, stateCompressorChunks: "50" } });
+                    await L.tsshOk(`mv ${so} ${so}.broken`);
                     try {
+                        const r = await runUnit();
+                        t.diagnostic(r.errors.split("\n").join(" | "));
+                        assert.equal(r.result, "exit-code", r.log);
+                        assert.match(r.errors, /^compressor: ModuleNotFoundError: No module named 'synapse_auto_compressor'$/m);
+                        assert.match(r.errors, /^state compression failed: it failed with exit code 2 .*Synapse is not affected/m);
+                        assert.match(r.log, /^database synapse: [\d.]+ MB$/m, "the report is made all the same");
+                        assert.match(await L.tsshOk("systemctl --failed --plain --no-legend"), new RegExp(`^${UNIT} `, "m"));
+                        assert.ok(await L.healthy(), "Synapse does not answer");
+                        assert.equal((await L.tsshOk("systemctl is-active matrix-synapse")).trim(), "active");
+                        await L.tsshOk("systemctl start phillymesh-chat-backup.service", { timeoutMs: 5 * 60_000 });
+                        assert.equal((await L.tsshOk("systemctl show -p Result --value phillymesh-chat-backup.service")).trim(), "success");
+                        // An up with a compressor setting changed runs the housekeeping step, which finds
+                        // the virtualenv broken and builds it again.
                         const up = await upAndWait(file, "drill21-broken-compressor", { what: "Synapse (drill 21)" });
                         assert.equal(up.code, 0, L.tail(up.out));
                         assert.ok(up.answers, up.waitError);
@@ -234,6 +234,8 @@ export function housekeepingDrill({ drill, check }: DrillSet): void {
                         assert.match(await L.tsshOk(`systemctl show -p Environment ${UNIT}`), /COMPRESSOR_CHUNKS=50/);
                         assert.doesNotMatch(await L.tsshOk("systemctl --failed --plain --no-legend"), /phillymesh-chat-db-housekeeping/);
                     } finally {
+                        // Put back by hand when the drill stopped before the up built it again.
+                        await L.tssh(`test ! -e ${so}.broken || { mv ${so}.broken ${so}; systemctl reset-failed ${UNIT}; }`);
                         // Back to the stack's own config for the drills after this one.
                         await mustConverge(L.currentConfigFile(), "drill21-restore-config", "Synapse after drill 21");
                     }
