@@ -13,6 +13,7 @@ import { Synapse, SynapseBuild } from "./synapse";
 import { Element, ElementBuild } from "./element";
 import { WebServer, WebSettings, wellKnownClient, wellKnownServer } from "./webServer";
 import { Backups } from "./backups";
+import { Housekeeping } from "./housekeeping";
 import { CloudFacts, preflight } from "./preflight";
 import { checkService, Expected, formatVerdicts } from "./health/checks";
 import { networkProbe, Probe } from "./health/probe";
@@ -164,6 +165,12 @@ export function buildChat(cfg: ChatConfig, facts: CloudFacts, name = "chat", pro
         { dependsOn: [base.ready, dns] },
     );
     new Backups(name, { target: host, dataDir: cfg.dataDir, backups: cfg.backups }, { dependsOn: [synapse.ready] });
+    // Nightly database report and state compression: after Synapse, whose tables it tunes.
+    new Housekeeping(
+        name,
+        { target: host, dataDir: cfg.dataDir, settings: cfg.housekeeping, pipIndexUrl: cfg.synapse.pipIndexUrl },
+        { dependsOn: [synapse.ready] },
+    );
     // DigitalOcean's own monitoring, mailed to the admin: it needs a droplet (monitoring.ts).
     if (dropletId && cfg.monitoring.enabled) {
         new Monitoring(name, {

@@ -9,6 +9,28 @@ export const POSTGRES_TUNING_PATH = "/etc/phillymesh-chat/postgresql.conf";
 /** The cluster units' drop-in (postgresql@<version>-main.service): its OOM priority. */
 export const POSTGRES_OOM_DROP_IN = "/etc/systemd/system/postgresql@.service.d/50-phillymesh-chat.conf";
 
+/**
+ * Autovacuum for Synapse on a small disk (PostgreSQL 17 docs, 24.1.6 "The Autovacuum Daemon" and
+ * 19.10 "Automatic Vacuuming"). A table is vacuumed once its dead rows pass
+ * autovacuum_vacuum_threshold (50) + autovacuum_vacuum_scale_factor x its rows; the default factor
+ * 0.2 lets Synapse's big tables carry a fifth of dead rows before their space is reused, which a
+ * 10 GB volume feels. 0.05 keeps that to a twentieth. Synapse's largest tables (events, event_json,
+ * state_groups_state) are append-mostly: the insert trigger (PostgreSQL 13+, default factor 0.2)
+ * at 0.05 keeps their visibility maps current (index-only scans) and freezes them in small steps
+ * rather than in one long anti-wraparound vacuum. Statistics follow at 0.02 so the planner sees
+ * rooms that grew overnight. All reloadable (sighup): no restart. The busiest tables get their own
+ * (housekeeping.ts: HOT_TABLES), once Synapse has made them.
+ */
+export function autovacuumSettings(): string[] {
+    return [
+        "# Autovacuum for Synapse's write pattern on a small disk (postgres.ts: autovacuumSettings).",
+        "autovacuum = on",
+        "autovacuum_vacuum_scale_factor = 0.05",
+        "autovacuum_vacuum_insert_scale_factor = 0.05",
+        "autovacuum_analyze_scale_factor = 0.02",
+    ];
+}
+
 /** The settings file: sized for a 1 GB server that also runs Synapse. */
 export function postgresTuning(s: Omit<PostgresSettings, "password">): string {
     const lines = [
@@ -25,6 +47,7 @@ export function postgresTuning(s: Omit<PostgresSettings, "password">): string {
         "checkpoint_completion_target = 0.9",
         "random_page_cost = 1.1",
         "password_encryption = scram-sha-256",
+        ...autovacuumSettings(),
     ];
     if (s.lowMemory) {
         // No replication, no parallel query workers, no JIT (LLVM in a backend costs tens of MB): on

@@ -136,6 +136,7 @@ describe.each([
         expect(step(run, "synapse-admin").dependsOn).toEqual(["chat-synapse-run"]);
         expect(step(run, "element").dependsOn).toEqual(["chat-base-run"]);
         expect(step(run, "backups").dependsOn).toEqual(["chat-synapse-run"]);
+        expect(step(run, "housekeeping").dependsOn).toEqual(["chat-synapse-run"]);
         expect(step(run, "certificates").dependsOn).toContain("chat-base-run");
         expect(step(run, "sites").dependsOn.sort()).toEqual(["chat-certificates-run", "chat-element-run", "chat-synapse-run"]);
         // Certificates wait for the DNS records, which ACME validation reads.
@@ -148,7 +149,9 @@ describe.each([
             steps(run)
                 .map((s) => s.name)
                 .sort(),
-        ).toEqual(["base", "postgres", "synapse", "synapse-admin", "element", "certificates", "sites", "backups"].map((n) => `chat-${n}-run`).sort());
+        ).toEqual(
+            ["base", "postgres", "synapse", "synapse-admin", "element", "certificates", "sites", "backups", "housekeeping"].map((n) => `chat-${n}-run`).sort(),
+        );
         for (const s of steps(run)) {
             expect(s.inputs.connection.user).toBe("root");
             expect(s.inputs.connection.port).toBe(22);
@@ -239,7 +242,7 @@ describe("adopting an existing server", () => {
 describe("a replaced server gets every step again", () => {
     test("every step carries the droplet's id, so a new droplet re-runs them all", async () => {
         const run = await runProgram();
-        expect(steps(run)).toHaveLength(8);
+        expect(steps(run)).toHaveLength(9);
         for (const s of steps(run)) expect(s.inputs.stdin).toContain("export SERVER_ID='chat-droplet-id'");
     });
 
@@ -250,7 +253,7 @@ describe("a replaced server gets every step again", () => {
         const before = await inputs(config);
         const after = await inputs({ ...config, serverId: "machine-b" });
         expect([...before.keys()].filter((k) => before.get(k) === after.get(k))).toEqual([]);
-        expect(before.size).toBe(8);
+        expect(before.size).toBe(9);
     });
 });
 

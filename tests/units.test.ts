@@ -10,6 +10,7 @@ import { hostFirewallFiles } from "../components/hostFirewall";
 import { ServerFile } from "../components/remoteStep";
 import { refreshFiles, synapseUnit } from "../components/synapse";
 import { statusCheckFiles } from "../components/statusCheck";
+import { housekeepingFiles } from "../components/housekeeping";
 
 const MAX_EXPOSURE = 3.0;
 
@@ -24,6 +25,7 @@ const units: ServerFile[] = [
     ...statusCheckFiles("/mnt/matrix_data", 85),
     ...hostFirewallFiles({ sshPort: 22, sshAllowedCidrs: ["0.0.0.0/0", "::/0"] }),
     ...refreshFiles("https://pypi.org/simple/", "https://pypi.org/pypi"),
+    ...housekeepingFiles("/mnt/matrix_data", { compressor: true, compressorVersion: "0.1.2", chunkSize: 500, chunks: 100, memoryMaxMb: 256 }),
 ].filter((f) => f.path.startsWith("/etc/systemd/system/") && f.path.endsWith(".service"));
 
 describe("the services' sandboxes (systemd-analyze security --offline)", () => {
@@ -32,6 +34,7 @@ describe("the services' sandboxes (systemd-analyze security --offline)", () => {
             "matrix-synapse.service",
             "phillymesh-chat-advisory-audit.service",
             "phillymesh-chat-backup.service",
+            "phillymesh-chat-db-housekeeping.service",
             "phillymesh-chat-firewall.service",
             "phillymesh-chat-status.service",
             "phillymesh-chat-synapse-refresh.service",

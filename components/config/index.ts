@@ -11,6 +11,7 @@ import type {
     Dns,
     ElementSettings,
     Hosting,
+    HousekeepingSettings,
     MonitoringSettings,
     PostgresSettings,
     SynapseSettings,
@@ -231,6 +232,28 @@ function readBackups(r: Reader): BackupSettings {
     return { keep: r.int("backupKeep", 1, 365), rsyncTarget, rsyncHostKey, passphrase };
 }
 
+/** Releases of synapse-auto-compressor on PyPI whose wheel does not work: refused at preview. */
+const BROKEN_COMPRESSOR_RELEASES: Record<string, string> = {
+    "0.1.4": "its wheel on PyPI is an empty stub (the library inside exports no function)",
+    "0.1.3": "it was never published on PyPI",
+};
+
+function readHousekeeping(r: Reader): HousekeepingSettings {
+    return {
+        compressor: r.bool("stateCompressor"),
+        compressorVersion: r.required("stateCompressorVersion", (v) => {
+            const bad = c.checkVersion(v);
+            if (bad) return bad;
+            return v in BROKEN_COMPRESSOR_RELEASES
+                ? `a release with a working wheel such as 0.1.2: ${v} cannot be used, ${BROKEN_COMPRESSOR_RELEASES[v]}`
+                : undefined;
+        }),
+        chunkSize: r.int("stateCompressorChunkSize", 10, 100000),
+        chunks: r.int("stateCompressorChunks", 1, 100000),
+        memoryMaxMb: r.int("stateCompressorMemoryMb", 64, 65536),
+    };
+}
+
 /** DigitalOcean's alert thresholds. The disk one is diskAlertPercent, read with the status check's settings. */
 function readMonitoring(r: Reader, diskPercent: number): MonitoringSettings {
     return {
@@ -291,6 +314,7 @@ export function readConfig(source: ConfigSource): ChatConfig {
         postgres,
         synapse: readSynapse(r, postgres, dataDir),
         backups: readBackups(r),
+        housekeeping: readHousekeeping(r),
         element: readElement(r, domain),
         monitoring: readMonitoring(r, tls.diskAlertPercent),
     });

@@ -106,6 +106,23 @@ export interface SynapseSettings {
     readonly adopt: AdoptSettings;
 }
 
+/**
+ * The nightly database housekeeping (components/housekeeping.ts): a report of the database's size and
+ * largest tables, and synapse_auto_compressor in bounded chunks when `compressor` is on.
+ */
+export interface HousekeepingSettings {
+    /** stateCompressor: run the compressor at all (the report runs either way). */
+    readonly compressor: boolean;
+    /** stateCompressorVersion: the PyPI release of synapse-auto-compressor. */
+    readonly compressorVersion: string;
+    /** stateCompressorChunkSize: state groups per chunk. */
+    readonly chunkSize: number;
+    /** stateCompressorChunks: chunks per run. */
+    readonly chunks: number;
+    /** stateCompressorMemoryMb: the unit's MemoryMax, in MB. */
+    readonly memoryMaxMb: number;
+}
+
 export interface BackupSettings {
     readonly keep: number;
     readonly rsyncTarget: string;
@@ -159,6 +176,7 @@ export interface ChatConfig {
     readonly postgres: PostgresSettings;
     readonly synapse: SynapseSettings;
     readonly backups: BackupSettings;
+    readonly housekeeping: HousekeepingSettings;
     readonly element: ElementSettings;
     readonly monitoring: MonitoringSettings;
 }

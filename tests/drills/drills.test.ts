@@ -1,4 +1,4 @@
-// Drills 1-10 and 15-18: "nothing lost, no one in", proved on the local testbed with the real program, on a
+// Drills 1-10 and 15-21: "nothing lost, no one in", proved on the local testbed with the real program, on a
 // guest of their own (drill1) from nothing to cleaned up. One process for them all: the guest is
 // brought up by the first drill that needs it and removed once at the end, and drill 7 reads the
 // deploy logs of every drill before it. The drills themselves are in one file per theme.
@@ -20,6 +20,7 @@ import { offsiteCopyDrill, plantedLinksDrill, sandboxDrill } from "./sandbox.ts"
 import { dependencyRefreshDrill } from "./refresh.ts";
 import { statusCheckDrill } from "./status.ts";
 import { healthDrill } from "./health.ts";
+import { housekeepingDrill } from "./housekeeping.ts";
 
 const drills = drillSet("drills", L.ensureUp);
 
@@ -56,6 +57,7 @@ async function cleanup(): Promise<void> {
         `${L.WORK}/${L.NAME}.bumped.json`,
         `${L.WORK}/${L.NAME}.bad2.json`,
         `${L.WORK}/${L.NAME}.bumped2.json`,
+        `${L.WORK}/${L.NAME}.housekeeping.json`,
         `${L.WORK}/backup-copy`,
         `${L.WORK}/${L.NAME}.adopt.json`,
         `${L.WORK}/${L.NAME}.adopt-dump.json`,
@@ -76,6 +78,7 @@ offsiteCopyDrill(drills); //   17 the off-site copy's pinned host key
 dependencyRefreshDrill(drills); // 18 Synapse's dependencies refreshed
 statusCheckDrill(drills); //   19 the daily status check reports trouble
 healthDrill(drills); //        20 up checks its own work
+housekeepingDrill(drills); //  21 database housekeeping, retention, a failing compressor
 previewsAndSignup(drills); //  5 URL previews, 6 registration
 halfWayDrill(drills); //       8 a step that fails half way
 adoptionDrills(drills); //     9 adopting SQLite, 10 adopting a PostgreSQL dump

@@ -17,6 +17,7 @@ const UNITS = [
     "phillymesh-chat-firewall.service",
     "phillymesh-chat-synapse-refresh.service",
     "phillymesh-chat-advisory-audit.service",
+    "phillymesh-chat-db-housekeeping.service",
 ];
 const MAX_EXPOSURE = 3.0;
 

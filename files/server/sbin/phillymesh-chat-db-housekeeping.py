@@ -1,0 +1,183 @@
+#!/usr/bin/python3 -I
+# Installed as /usr/local/sbin/phillymesh-chat-db-housekeeping and run nightly by
+# phillymesh-chat-db-housekeeping.timer (or `systemctl start phillymesh-chat-db-housekeeping`).
+# What an ageing homeserver's database needs on a small disk (issue 12):
+#   1. a report, to the journal and to $STATE_DIRECTORY/report.json: the database's size, its largest
+#      tables (with their dead rows and last autovacuum, so a vacuum that does not keep up shows),
+#      the state-group rows and how far the compressor has got;
+#   2. with COMPRESSOR=on, synapse_auto_compressor on COMPRESSOR_CHUNKS chunks of
+#      COMPRESSOR_CHUNK_SIZE state groups, picking up where the last run stopped (its own tables
+#      state_compressor_*), then the state-group rows again.
+# The compressor runs in a child process of its own virtualenv: a Python error, a Rust panic, a crash
+# or the unit's memory limit ends that child only, and is logged here at error priority (journalctl
+# -p err -u phillymesh-chat-db-housekeeping) with what to do; the unit then fails (systemctl --failed).
+# Synapse, deploys and backups do not depend on this unit.
+# It connects as the database role synapse over PostgreSQL's Unix socket (peer authentication: the
+# unit runs as the synapse user), so no password is involved: the compressor echoes its connection
+# string into its error messages, which a password would then reach.
+import json
+import os
+import subprocess
+import sys
+import time
+
+DB = os.environ.get("HOUSEKEEPING_DB", "host=/var/run/postgresql port=5432 user=synapse dbname=synapse")
+COMPRESSOR = os.environ.get("COMPRESSOR", "off")
+COMPRESSOR_PYTHON = os.environ.get("COMPRESSOR_PYTHON", "/opt/synapse-auto-compressor/current/bin/python")
+CHUNK_SIZE = os.environ.get("COMPRESSOR_CHUNK_SIZE", "500")
+CHUNKS = os.environ.get("COMPRESSOR_CHUNKS", "100")
+LEVELS = os.environ.get("COMPRESSOR_LEVELS", "100,50,25")
+# The unit stops the run after an hour (TimeoutStartSec); the child gets a little less, so that its
+# end is logged here rather than by a kill.
+CHILD_TIMEOUT = int(os.environ.get("COMPRESSOR_TIMEOUT_SECONDS", "3300"))
+LARGEST_TABLES = 10
+
+# The child: the compressor's own log lines (through Python's logging, pyo3-log) go to the journal
+# with their priority; any exception, a Rust panic included (pyo3's PanicException is a
+# BaseException), is one error line and exit 2.
+CHILD = r"""
+import logging, sys
+class JournalFormat(logging.Formatter):
+    def format(self, record):
+        prio = 3 if record.levelno >= logging.ERROR else 4 if record.levelno >= logging.WARNING else 6
+        return "<%d>%s: %s" % (prio, record.name, record.getMessage().replace("\n", " | "))
+handler = logging.StreamHandler(sys.stderr)
+handler.setFormatter(JournalFormat())
+logging.basicConfig(level=logging.INFO, handlers=[handler])
+try:
+    import synapse_auto_compressor
+    synapse_auto_compressor.compress_state_events_table(
+        db_url=sys.argv[1], chunk_size=int(sys.argv[2]), default_levels=sys.argv[3], number_of_chunks=int(sys.argv[4]))
+except BaseException as e:
+    print("<3>compressor: %s: %s" % (type(e).__name__, str(e).replace("\n", " | ")), file=sys.stderr, flush=True)
+    sys.exit(2)
+"""
+
+
+def say(priority, text):
+    """One journal line: <N> is its syslog priority (3 error, 4 warning, 6 info)."""
+    print("<%d>%s" % (priority, text), file=sys.stderr if priority <= 4 else sys.stdout, flush=True)
+
+
+def psql(sql):
+    """Rows of a query as lists of text, through psql (peer authentication, no password)."""
+    out = subprocess.run(
+        ["psql", "-X", "-q", "-A", "-t", "-F", "\t", "-v", "ON_ERROR_STOP=1", "-d", DB, "-c", sql],
+        check=True,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    ).stdout
+    return [line.split("\t") for line in out.splitlines() if line]
+
+
+def scanned(figures):
+    n = figures["scannedUpTo"]
+    return "the compressor has scanned up to group %d" % n if n else "the compressor has not run yet"
+
+
+def mb(n):
+    return "%.1f MB" % (int(n) / 1048576)
+
+
+def state_figures():
+    """State-group rows (PostgreSQL's estimate, refreshed by a sampling ANALYZE: an exact count reads the
+    whole table) and the compressor's progress."""
+    psql("DO $$ BEGIN IF to_regclass('state_groups_state') IS NOT NULL THEN ANALYZE state_groups_state; END IF; END $$")
+    rows = psql("SELECT coalesce((SELECT reltuples::bigint FROM pg_class WHERE oid = to_regclass('state_groups_state')), 0),"
+                " coalesce((SELECT max(id) FROM state_groups), 0),"
+                " (SELECT count(*) FROM pg_tables WHERE tablename = 'state_compressor_total_progress')")[0]
+    figures = {"stateGroupsStateRows": max(int(rows[0]), 0), "lastStateGroup": int(rows[1]), "scannedUpTo": None}
+    if rows[2] == "1":
+        done = psql("SELECT lowest_uncompressed_group FROM state_compressor_total_progress LIMIT 1")
+        figures["scannedUpTo"] = int(done[0][0]) if done else None
+    return figures
+
+
+def report():
+    size = int(psql("SELECT pg_database_size(current_database())")[0][0])
+    tables = psql(
+        "SELECT c.relname, pg_total_relation_size(c.oid), coalesce(s.n_live_tup, 0), coalesce(s.n_dead_tup, 0),"
+        " coalesce(to_char(greatest(s.last_autovacuum, s.last_vacuum) AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI'), 'never')"
+        " FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace LEFT JOIN pg_stat_user_tables s ON s.relid = c.oid"
+        " WHERE c.relkind = 'r' AND n.nspname = 'public' ORDER BY 2 DESC LIMIT %d" % LARGEST_TABLES
+    )
+    say(6, "database %s: %s" % ("synapse", mb(size)))
+    listed = []
+    for name, total, live, dead, vacuumed in tables:
+        say(6, "  table %s: %s, %s rows, %s dead, last vacuum %s" % (name, mb(total), live, dead, vacuumed))
+        listed.append({"name": name, "bytes": int(total), "rows": int(live), "deadRows": int(dead), "lastVacuum": vacuumed})
+    figures = state_figures()
+    say(6, "state groups: %d rows in state_groups_state (estimate), newest group %d, %s"
+        % (figures["stateGroupsStateRows"], figures["lastStateGroup"], scanned(figures)))
+    return {"databaseBytes": size, "largestTables": listed, **figures}
+
+
+def compress():
+    """Runs the compressor's child; returns (ok, detail)."""
+    if not os.access(COMPRESSOR_PYTHON, os.X_OK):
+        return False, "its virtualenv is missing (%s): run pulumi up to install it again" % COMPRESSOR_PYTHON
+    say(6, "compressing: %s chunks of %s state groups (levels %s)" % (CHUNKS, CHUNK_SIZE, LEVELS))
+    started = time.monotonic()
+    try:
+        child = subprocess.run([COMPRESSOR_PYTHON, "-I", "-c", CHILD, DB, CHUNK_SIZE, LEVELS, CHUNKS], timeout=CHILD_TIMEOUT)
+    except subprocess.TimeoutExpired:
+        return False, "it did not finish within %d s and was stopped; the next run carries on from its last chunk" % CHILD_TIMEOUT
+    seconds = time.monotonic() - started
+    if child.returncode == 0:
+        return True, "finished in %.0f s" % seconds
+    if child.returncode < 0:
+        how = "was killed by signal %d" % -child.returncode
+        if child.returncode == -9:
+            how += " (most likely the memory limit, stateCompressorMemoryMb: lower stateCompressorChunkSize or raise the limit)"
+    else:
+        how = "failed with exit code %d (its error is above)" % child.returncode
+    return False, "it %s after %.0f s" % (how, seconds)
+
+
+def write_report(data):
+    directory = os.environ.get("STATE_DIRECTORY")
+    if not directory:
+        return
+    tmp = os.path.join(directory, "report.json.tmp")
+    with open(tmp, "w") as f:
+        json.dump(data, f, indent=1)
+        f.write("\n")
+    os.replace(tmp, os.path.join(directory, "report.json"))
+
+
+def main():
+    data = {"checkedAt": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "compressor": COMPRESSOR}
+    try:
+        data["before"] = report()
+    except (subprocess.SubprocessError, OSError, ValueError, IndexError) as e:
+        detail = getattr(e, "stderr", None) or str(e)
+        say(3, "database report failed: %s (is PostgreSQL running? systemctl status 'postgresql@*')" % str(detail).strip().replace("\n", " | "))
+        data["ok"] = False
+        write_report(data)
+        return 1
+    ok = True
+    if COMPRESSOR == "on":
+        ok, detail = compress()
+        data["compression"] = {"ok": ok, "detail": detail}
+        if ok:
+            say(6, "state compression %s" % detail)
+        else:
+            say(3, "state compression failed: %s. Synapse is not affected (the compressor only rewrites state groups in "
+                   "transactions it commits whole); the next night tries again. See README 'Housekeeping' if it keeps failing."
+                % detail)
+        try:
+            after = state_figures()
+            data["after"] = after
+            say(6, "after compression: %d rows in state_groups_state (estimate), %s" % (after["stateGroupsStateRows"], scanned(after)))
+        except (subprocess.SubprocessError, OSError, ValueError, IndexError) as e:
+            say(4, "could not read the state figures after compression: %s" % e)
+    else:
+        say(6, "state compression is off (stateCompressor: false)")
+    data["ok"] = ok
+    write_report(data)
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

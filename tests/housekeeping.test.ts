@@ -1,0 +1,232 @@
+// The nightly database housekeeping and PostgreSQL's autovacuum (issue 12), as an operator would
+// notice them: the config keys and what a bad value says at preview, the unit as systemd reads it
+// (low priority, bounded, nothing depending on it), the program run with a stand-in psql and
+// compressor (a failed or crashed compressor is an error in the journal and a failed unit, with the
+// report still made), and the PostgreSQL settings that reach the server.
+import { spawnSync } from "child_process";
+import * as fs from "fs";
+import * as os from "os";
+import * as path from "path";
+import { mapSource, readConfig } from "../components/config";
+import { HOT_TABLES, housekeepingFiles, housekeepingUnit, tableSettingsSql } from "../components/housekeeping";
+import { postgresTuning } from "../components/postgres";
+import { readFile } from "../components/templates";
+import { BASE_CONFIG, runProgram, SECRETS } from "./harness";
+
+const config = (overrides: Record<string, string> = {}) => readConfig(mapSource({ ...BASE_CONFIG, ...overrides }, SECRETS));
+const problems = (overrides: Record<string, string>) => {
+    try {
+        config(overrides);
+        return "";
+    } catch (e) {
+        return String(e);
+    }
+};
+
+/** A unit file's settings, by key, in order (systemd's format: Key=value, repeated keys add up). */
+function unitSettings(text: string): Record<string, string[]> {
+    const out: Record<string, string[]> = {};
+    for (const line of text.split("\n")) {
+        const m = /^([A-Za-z]+)=(.*)$/.exec(line);
+        if (m) (out[m[1]] ??= []).push(m[2]);
+    }
+    return out;
+}
+
+describe("config", () => {
+    test("defaults: the compressor on, 0.1.2, 100 chunks of 500 state groups, 256 MB", () => {
+        expect(config().housekeeping).toEqual({ compressor: true, compressorVersion: "0.1.2", chunkSize: 500, chunks: 100, memoryMaxMb: 256 });
+    });
+
+    test.each([
+        [
+            "stateCompressorVersion",
+            "0.1.4",
+            /stateCompressorVersion must be a release with a working wheel such as 0\.1\.2: 0\.1\.4 cannot be used, its wheel on PyPI is an empty stub/,
+        ],
+        ["stateCompressorVersion", "0.1.2; reboot", /stateCompressorVersion must be an exact release/],
+        ["stateCompressorChunkSize", "0", /stateCompressorChunkSize must be a whole number from 10 to 100000 \(got "0"\)/],
+        ["stateCompressorChunks", "many", /stateCompressorChunks must be a whole number from 1 to 100000/],
+        ["stateCompressorMemoryMb", "16", /stateCompressorMemoryMb must be a whole number from 64 to 65536/],
+        ["stateCompressor", "yes", /stateCompressor must be true or false/],
+    ])("%s %j fails the preview naming the key", (key, value, expected) => {
+        expect(problems({ [key]: value })).toMatch(expected);
+    });
+});
+
+describe("the unit", () => {
+    const h = { compressor: true, compressorVersion: "0.1.2", chunkSize: 250, chunks: 40, memoryMaxMb: 192 };
+    const unit = unitSettings(housekeepingUnit("/mnt/matrix_data", h));
+
+    test("nothing depends on it and it depends on nothing: a failed run cannot take Synapse, a deploy or a backup with it", () => {
+        for (const key of ["Requires", "BindsTo", "PartOf", "Requisite", "WantedBy", "RequiredBy"]) expect(unit[key]).toBeUndefined();
+        // A backup started during a run waits for it; a run that finds a backup going skips itself.
+        expect(unit.Before).toEqual(["phillymesh-chat-backup.service"]);
+        expect(unit.ExecCondition).toEqual([
+            `+/bin/sh -c 'case "$$(systemctl is-active phillymesh-chat-backup.service)" in activating|deactivating) echo "skipped: the backup is running"; exit 1 ;; esac'`,
+        ]);
+    });
+
+    test("low priority and bounded: nice 19, idle CPU and I/O, MemoryMax from stateCompressorMemoryMb, an hour at most, killed first", () => {
+        expect(unit).toMatchObject({
+            Nice: ["19"],
+            CPUSchedulingPolicy: ["idle"],
+            IOSchedulingClass: ["idle"],
+            MemoryMax: ["192M"],
+            MemoryHigh: ["172M"],
+            MemorySwapMax: ["0"],
+            TimeoutStartSec: ["3600"],
+            OOMScoreAdjust: ["900"],
+        });
+    });
+
+    test("runs as synapse with no network (PostgreSQL's Unix socket, peer authentication: no password), with the settings as checked numbers", () => {
+        expect(unit).toMatchObject({ User: ["synapse"], PrivateNetwork: ["true"], RestrictAddressFamilies: ["AF_UNIX"] });
+        expect(unit.Environment).toEqual([
+            "COMPRESSOR=on",
+            "COMPRESSOR_PYTHON=/opt/synapse-auto-compressor/current/bin/python",
+            "COMPRESSOR_CHUNK_SIZE=250",
+            "COMPRESSOR_CHUNKS=40",
+            "COMPRESSOR_LEVELS=100,50,25",
+            "COMPRESSOR_TIMEOUT_SECONDS=3300",
+            '"HOUSEKEEPING_DB=host=/var/run/postgresql port=5432 user=synapse dbname=synapse"',
+        ]);
+        expect(unit.InaccessiblePaths?.[0]).toContain("-/mnt/matrix_data/synapse ");
+        expect(housekeepingUnit("/mnt/matrix_data", { ...h, compressor: false })).toContain("Environment=COMPRESSOR=off\n");
+    });
+
+    test("its timer: nightly before the backup (04:15), not caught up at boot", () => {
+        const timer = unitSettings(readFile("server/systemd/db-housekeeping.timer"));
+        expect(timer).toMatchObject({ OnCalendar: ["*-*-* 02:30:00"], RandomizedDelaySec: ["30m"], WantedBy: ["timers.target"] });
+        expect(timer.Persistent).toBeUndefined();
+        expect(housekeepingFiles("/mnt/matrix_data", h).map((f) => [f.path, f.mode])).toEqual([
+            ["/usr/local/sbin/phillymesh-chat-db-housekeeping", "0755"],
+            ["/etc/systemd/system/phillymesh-chat-db-housekeeping.service", "0644"],
+            ["/etc/systemd/system/phillymesh-chat-db-housekeeping.timer", "0644"],
+        ]);
+    });
+});
+
+describe("the program, with a stand-in psql and compressor", () => {
+    let dir: string;
+    beforeEach(() => {
+        dir = fs.mkdtempSync(path.join(os.tmpdir(), "housekeeping-"));
+        fs.mkdirSync(path.join(dir, "bin"));
+        fs.mkdirSync(path.join(dir, "state"));
+        // psql answers each query of the report from canned rows.
+        fs.writeFileSync(
+            path.join(dir, "bin", "psql"),
+            [
+                "#!/bin/bash",
+                "sql=${*: -1}",
+                "case $sql in",
+                "  *pg_database_size*) echo 52428800 ;;",
+                "  *pg_total_relation_size*) printf 'state_groups_state\\t20971520\\t90000\\t1200\\tnever\\nevents\\t1048576\\t5000\\t3\\t2026-11-30 03:01\\n' ;;",
+                "  *reltuples*) printf '90000\\t4000\\t1\\n' ;;",
+                "  *lowest_uncompressed_group*) echo 2500 ;;",
+                "esac",
+            ].join("\n"),
+            { mode: 0o755 },
+        );
+    });
+    afterEach(() => fs.rmSync(dir, { recursive: true, force: true }));
+
+    /** The program with a compressor that runs `body` (bash); its exit code and journal lines. */
+    function run(body: string | undefined) {
+        const python = path.join(dir, "compressor-python");
+        if (body !== undefined) fs.writeFileSync(python, `#!/bin/bash\n${body}\n`, { mode: 0o755 });
+        const r = spawnSync("python3", ["-I", path.join(__dirname, "..", "files", "server", "sbin", "phillymesh-chat-db-housekeeping.py")], {
+            encoding: "utf8",
+            env: { PATH: `${dir}/bin:/usr/bin:/bin`, COMPRESSOR: "on", COMPRESSOR_PYTHON: python, STATE_DIRECTORY: path.join(dir, "state") },
+        });
+        const report = JSON.parse(fs.readFileSync(path.join(dir, "state", "report.json"), "utf8"));
+        return { code: r.status, out: r.stdout, err: r.stderr, report };
+    }
+
+    test("a good run reports size, largest tables and progress at info priority, and exits 0", () => {
+        const r = run("echo '<6>synapse_auto_compressor.manager: Finished running compressor. Saved 800 rows. Skipped 0/3 chunks' >&2");
+        expect(r.code).toBe(0);
+        expect(r.out).toMatch(/^<6>database synapse: 50\.0 MB$/m);
+        expect(r.out).toMatch(/^<6> {2}table state_groups_state: 20\.0 MB, 90000 rows, 1200 dead, last vacuum never$/m);
+        expect(r.out).toMatch(
+            /^<6>state groups: 90000 rows in state_groups_state \(estimate\), newest group 4000, the compressor has scanned up to group 2500$/m,
+        );
+        expect(r.out).toMatch(/^<6>state compression finished in \d+ s$/m);
+        expect(r.err).not.toMatch(/^<3>/m);
+        expect(r.report).toMatchObject({ ok: true, compressor: "on", before: { databaseBytes: 52428800, scannedUpTo: 2500 }, compression: { ok: true } });
+        expect(r.report.before.largestTables[0]).toEqual({ name: "state_groups_state", bytes: 20971520, rows: 90000, deadRows: 1200, lastVacuum: "never" });
+    });
+
+    test.each([
+        [
+            "an error of the compressor (exit 2)",
+            "exit 2",
+            /^<3>state compression failed: it failed with exit code 2 \(its error is above\) after \d+ s\. Synapse is not affected/m,
+        ],
+        ["a crash (SIGSEGV)", "kill -SEGV $$", /^<3>state compression failed: it was killed by signal 11 after/m],
+        [
+            "the memory limit (SIGKILL)",
+            "kill -KILL $$",
+            /^<3>state compression failed: it was killed by signal 9 \(most likely the memory limit, stateCompressorMemoryMb/m,
+        ],
+        ["a missing virtualenv", undefined, /^<3>state compression failed: its virtualenv is missing \(.*\): run pulumi up to install it again/m],
+    ])("%s: an error in the journal, exit 1 (a failed unit), the report still made", (_what, body, expected) => {
+        const r = run(body);
+        expect(r.code).toBe(1);
+        expect(r.err).toMatch(expected);
+        expect(r.out).toMatch(/^<6>database synapse: 50\.0 MB$/m);
+        expect(r.report).toMatchObject({ ok: false, compression: { ok: false } });
+    });
+
+    test("PostgreSQL down: the report fails at error priority and the compressor is not started", () => {
+        fs.writeFileSync(path.join(dir, "bin", "psql"), "#!/bin/bash\necho 'psql: error: connection to server failed' >&2\nexit 2\n", { mode: 0o755 });
+        const r = run("touch started");
+        expect(r.code).toBe(1);
+        expect(r.err).toMatch(/^<3>database report failed: psql: error: connection to server failed \(is PostgreSQL running/m);
+        expect(fs.existsSync(path.join(dir, "started"))).toBe(false);
+    });
+});
+
+describe("PostgreSQL housekeeping", () => {
+    const tuning = Object.fromEntries(
+        postgresTuning({ sharedBuffersMb: 64, workMemMb: 4, maxConnections: 30, lowMemory: true })
+            .split("\n")
+            .filter((l) => !l.startsWith("#"))
+            .map((l) => l.split(" = ")),
+    );
+
+    test("autovacuum reclaims dead rows at 5 % instead of PostgreSQL's 20 %, append-only tables at 5 %, statistics at 2 %", () => {
+        expect(tuning).toMatchObject({
+            autovacuum: "on",
+            autovacuum_vacuum_scale_factor: "0.05",
+            autovacuum_vacuum_insert_scale_factor: "0.05",
+            autovacuum_analyze_scale_factor: "0.02",
+        });
+    });
+
+    test("the hot tables get 2 %, each only when Synapse has made it", () => {
+        const sql = tableSettingsSql();
+        expect(HOT_TABLES).toEqual(["state_groups_state", "event_push_actions", "device_inbox"]);
+        for (const t of HOT_TABLES) {
+            expect(sql).toContain(
+                `IF to_regclass('public.${t}') IS NOT NULL THEN ALTER TABLE public.${t} SET (autovacuum_vacuum_scale_factor = 0.02, autovacuum_analyze_scale_factor = 0.01); END IF;`,
+            );
+        }
+        expect(sql).toMatch(/^DO \$\$\nBEGIN\n[\s\S]*\nEND\n\$\$;$/);
+    });
+});
+
+describe("in the program", () => {
+    const COMMAND = "command:remote:Command";
+    const inputs = async (c: Record<string, string>) =>
+        new Map((await runProgram(c)).resources.filter((r) => r.type === COMMAND).map((r) => [r.name, JSON.stringify(r.inputs)]));
+
+    test("a compressor setting re-runs the housekeeping step only; turning it off says so to the step", async () => {
+        const before = await inputs(BASE_CONFIG);
+        const after = await inputs({ ...BASE_CONFIG, stateCompressorChunks: "20" });
+        expect([...before.keys()].filter((k) => before.get(k) !== after.get(k))).toEqual(["chat-housekeeping-run"]);
+        const off = await inputs({ ...BASE_CONFIG, stateCompressor: "false" });
+        expect(JSON.parse(off.get("chat-housekeeping-run")!).stdin).toContain("export COMPRESSOR='off'");
+        expect(JSON.parse(before.get("chat-housekeeping-run")!).stdin).toContain("export COMPRESSOR_VERSION='0.1.2'");
+    });
+});
