@@ -18,13 +18,15 @@ async function sh(script: string, label: string, timeoutMs = 120_000): Promise<s
     return (await L.runOk("bash", ["-euo", "pipefail", "-c", script], { timeoutMs, label })).out;
 }
 
-const mounted = () => sh(`findmnt -n -o SOURCE --target ${VOLUME_MOUNT} | head -n 1; findmnt -n -o TARGET --target ${VOLUME_MOUNT} | head -n 1`, "volume-findmnt");
+const mounted = () =>
+    sh(`findmnt -n -o SOURCE --target ${VOLUME_MOUNT} | head -n 1; findmnt -n -o TARGET --target ${VOLUME_MOUNT} | head -n 1`, "volume-findmnt");
 
 /** The image made (once) and mounted at $B/data-worstdays; a mount of something else there is refused. */
 export async function mountVolume(): Promise<void> {
     const [, target] = (await mounted()).trim().split("\n");
     if (target === VOLUME_MOUNT) return;
-    if (existsSync(VOLUME_MOUNT) && readFileSync("/proc/mounts", "utf8").includes(` ${VOLUME_MOUNT} `)) throw new Error(`${VOLUME_MOUNT} is mounted from elsewhere`);
+    if (existsSync(VOLUME_MOUNT) && readFileSync("/proc/mounts", "utf8").includes(` ${VOLUME_MOUNT} `))
+        throw new Error(`${VOLUME_MOUNT} is mounted from elsewhere`);
     await sh(
         `mkdir -p ${WORK} ${VOLUME_MOUNT}
         [ -f ${VOLUME_IMAGE} ] || { truncate -s ${VOLUME_SIZE} ${VOLUME_IMAGE}.new && mkfs.ext4 -q -L ${WD.name} ${VOLUME_IMAGE}.new && mv ${VOLUME_IMAGE}.new ${VOLUME_IMAGE}; }
@@ -53,7 +55,10 @@ export async function ensureWorstDays(): Promise<void> {
 /** The guest destroyed, the volume unmounted and its image removed; with keepFiles the stack's files stay. */
 export async function removeWorstDays(opts: { keepFiles?: boolean } = {}): Promise<void> {
     if (L.guestRunning() || existsSync(`${L.B}/run-${L.NAME}`)) await L.destroyGuest(false);
-    await sh(`if mountpoint -q ${VOLUME_MOUNT}; then umount ${VOLUME_MOUNT}; fi; rm -f ${VOLUME_IMAGE}; rmdir ${VOLUME_MOUNT} 2>/dev/null || true`, "volume-remove");
+    await sh(
+        `if mountpoint -q ${VOLUME_MOUNT}; then umount ${VOLUME_MOUNT}; fi; rm -f ${VOLUME_IMAGE}; rmdir ${VOLUME_MOUNT} 2>/dev/null || true`,
+        "volume-remove",
+    );
     L.forgetAdmin();
     if (opts.keepFiles) return;
     if (existsSync(L.STACK_FILE)) await L.deploy("destroy", [], { label: "worstdays-forget-state", timeoutMs: 180_000 });
@@ -163,7 +168,10 @@ export function oomKills(): number {
 export function hostPid(guestPid: string): string | undefined {
     for (const pid of readFileSync(`${guestMemcg()}/cgroup.procs`, "utf8").split("\n").filter(Boolean)) {
         try {
-            const ns = /^NSpid:\s+(.*)$/m.exec(readFileSync(`/proc/${pid}/status`, "utf8"))?.[1].trim().split(/\s+/);
+            const ns = /^NSpid:\s+(.*)$/m
+                .exec(readFileSync(`/proc/${pid}/status`, "utf8"))?.[1]
+                .trim()
+                .split(/\s+/);
             if (ns && ns.length > 1 && ns[ns.length - 1] === guestPid) return pid;
         } catch {
             // gone meanwhile
