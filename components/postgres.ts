@@ -6,7 +6,7 @@ import { RemoteStep } from "./remoteStep";
 
 /** Our settings, outside the cluster's own directories; the step copies them to conf.d/50-phillymesh-chat.conf. */
 export const POSTGRES_TUNING_PATH = "/etc/phillymesh-chat/postgresql.conf";
-/** The cluster units' drop-in (postgresql@<version>-main.service): its OOM priority. */
+/** The cluster units' drop-in (postgresql@<version>-main.service): its OOM priority and its restarts. */
 export const POSTGRES_OOM_DROP_IN = "/etc/systemd/system/postgresql@.service.d/50-phillymesh-chat.conf";
 
 /**
@@ -29,6 +29,26 @@ export function autovacuumSettings(): string[] {
         "autovacuum_vacuum_insert_scale_factor = 0.05",
         "autovacuum_analyze_scale_factor = 0.02",
     ];
+}
+
+/**
+ * The cluster unit's drop-in. Debian's unit restarts nothing: a postmaster killed (SIGKILL, the
+ * kernel's OOM killer) or stopped by a failed start on a full disk stayed down until an admin came
+ * (drills 23 and 24 found it so). And systemd's default OOMPolicy=stop would stop the whole cluster
+ * when the kernel kills one backend, where PostgreSQL resets its backends and carries on by itself.
+ */
+export function postgresUnitDropIn(): string {
+    return [
+        "# Managed by phillymesh-chat.",
+        "[Service]",
+        "# When memory runs out, the kernel kills Synapse (it restarts) before the database.",
+        "OOMScoreAdjust=-500",
+        "# A killed backend: the postmaster recovers by itself; systemd leaves the cluster running.",
+        "OOMPolicy=continue",
+        "# The postmaster itself killed, or a start that failed (the disk full): try again until it runs.",
+        "Restart=on-failure",
+        "RestartSec=5s",
+    ].join("\n");
 }
 
 /** The settings file: sized for a 1 GB server that also runs Synapse. */
@@ -91,8 +111,8 @@ export class Postgres extends pulumi.ComponentResource {
                 },
                 files: [
                     { path: POSTGRES_TUNING_PATH, content: postgresTuning(s), mode: "0644", owner: "root:root" },
-                    // When memory runs out, the kernel kills Synapse (it restarts) before the database.
-                    { path: POSTGRES_OOM_DROP_IN, content: "[Service]\nOOMScoreAdjust=-500", mode: "0644", owner: "root:root" },
+                    // Who the kernel kills first, and PostgreSQL back by itself after a kill or a full disk.
+                    { path: POSTGRES_OOM_DROP_IN, content: postgresUnitDropIn(), mode: "0644", owner: "root:root" },
                 ],
             },
             { parent: this, dependsOn: opts?.dependsOn },

@@ -1,5 +1,6 @@
-// Drills 1-10 and 15-21: "nothing lost, no one in", proved on the local testbed with the real program, on a
-// guest of their own (drill1) from nothing to cleaned up. One process for them all: the guest is
+// Drills 1-10 and 15-24: "nothing lost, no one in", proved on the local testbed with the real program, on a
+// guest of their own (drill1) from nothing to cleaned up; the worst days (22-24) on another guest
+// of their own (worst-days.ts), whose data volume can be filled. One process for them all: the guest is
 // brought up by the first drill that needs it and removed once at the end, and drill 7 reads the
 // deploy logs of every drill before it. The drills themselves are in one file per theme.
 //   node --test --test-concurrency=1 tests/drills/          (all; package.json "main" is this file)
@@ -21,8 +22,14 @@ import { dependencyRefreshDrill } from "./refresh.ts";
 import { statusCheckDrill } from "./status.ts";
 import { healthDrill } from "./health.ts";
 import { housekeepingDrill } from "./housekeeping.ts";
+import { worstDays } from "./worst-days.ts";
 
-const drills = drillSet("drills", L.ensureUp);
+// Which guests this run used: only those are cleaned up (a run of drills 22-24 leaves drill1 alone).
+const used = { drill1: false, worstdays: false };
+const drills = drillSet("drills", async () => {
+    used.drill1 = true;
+    await L.ensureUp();
+});
 
 before(() => {
     assert.equal(process.getuid?.(), 0, "the drills boot guests and need root");
@@ -32,11 +39,13 @@ before(() => {
 after(async () => {
     await L.closeHttp();
     drills.printSummary();
+    worst.set.printSummary();
     if (process.env.DRILLS_KEEP === "1") {
-        process.stderr.write(`DRILLS_KEEP=1: ${L.NAME} and stack ${L.NAME} are left running\n`);
+        process.stderr.write(`DRILLS_KEEP=1: ${L.NAME} and stack ${L.NAME} (and the worst days' guest) are left running\n`);
         return;
     }
-    await cleanup();
+    if (used.drill1) await cleanup();
+    if (used.worstdays) await worst.cleanup();
 });
 
 async function cleanup(): Promise<void> {
@@ -80,6 +89,7 @@ statusCheckDrill(drills); //   19 the daily status check reports trouble
 healthDrill(drills); //        20 up checks its own work
 housekeepingDrill(drills); //  21 database housekeeping, retention, a failing compressor
 previewsAndSignup(drills); //  5 URL previews, 6 registration
+const worst = worstDays(() => (used.worstdays = true)); // 22 out of memory, 23 disk full, 24 killed mid-write
 halfWayDrill(drills); //       8 a step that fails half way
 adoptionDrills(drills); //     9 adopting SQLite, 10 adopting a PostgreSQL dump
 secretsDrill(drills); //       7 secrets never in plain text
