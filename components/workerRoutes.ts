@@ -147,7 +147,8 @@ export const ROUTE_VARIABLE = "$phillymesh_chat_synapse";
 
 /** One key of the routing map: "<method> <path>" against the documented pattern. */
 export function mapKey(r: WorkerRoute): string {
-    if (!r.pattern.startsWith("^") || /["\\\s{};]/.test(r.pattern)) throw new Error(`route pattern ${r.pattern} must start with ^ and hold no quote, backslash, space, brace or semicolon`);
+    if (!r.pattern.startsWith("^") || /["\\\s{};]/.test(r.pattern))
+        throw new Error(`route pattern ${r.pattern} must start with ^ and hold no quote, backslash, space, brace or semicolon`);
     return `~^${r.readOnly ? "(GET|HEAD)" : "[A-Z]+"} ${r.pattern.slice(1)}`;
 }
 

@@ -209,7 +209,9 @@ function readSynapse(r: Reader, postgres: PostgresSettings, dataDir: string): Sy
 function checkWorkers(r: Reader, workers: number, version: string, poolMax: number, maxConnections: number): void {
     const [major, minor] = version.split(".").map(Number);
     if (major === 1 && minor < 126) {
-        r.fail(`${PROJECT}:synapseWorkers (${workers}) needs Synapse 1.126.0 or newer (synapseVersion is ${version}): raise synapseVersion first, or set synapseWorkers to 0`);
+        r.fail(
+            `${PROJECT}:synapseWorkers (${workers}) needs Synapse 1.126.0 or newer (synapseVersion is ${version}): raise synapseVersion first, or set synapseWorkers to 0`,
+        );
     }
     const processes = workers + 3;
     const needed = processes * poolMax + 3;
