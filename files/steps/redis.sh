@@ -14,8 +14,10 @@ declare -F as_builder >/dev/null || . "$(dirname "${BASH_SOURCE[0]}")/../lib/ven
 WORKERS_DIR=/etc/matrix-synapse/workers
 REDIS_LIB=/opt/synapse/redis-lib
 STATE=/var/lib/phillymesh-chat
-# Synapse's own `redis` extra (its pyproject.toml): the client and its C parser.
-REDIS_REQUIREMENTS=("txredisapi>=1.4.7" "hiredis>=0.3")
+# Synapse's own `redis` extra (its pyproject.toml: txredisapi>=1.4.7, hiredis>=0.3), the client kept
+# to the 1.4 series Synapse's lock file pins (1.4.11): with txredisapi 1.6.0 Synapse 1.162 dies at
+# start ("'super' object has no attribute 'startedConnecting'", found on the testbed).
+REDIS_REQUIREMENTS=("txredisapi>=1.4.7,<1.5" "hiredis>=0.3")
 
 # Remember whether Redis was here before us: redis-off.sh removes the package only if we brought it.
 install -d -m 755 "$STATE"

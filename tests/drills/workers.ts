@@ -60,7 +60,7 @@ async function traffic(): Promise<{ roomId: string; mxc: string }> {
     const down = await http.request(`${base}/_matrix/client/v1/media/download/${mxc.slice("mxc://".length)}?${marker}=1`, {
         headers: { authorization: `Bearer ${admin.token}` },
     });
-    assert.equal([down.status, down.text], [200, `bytes of ${marker}`]);
+    assert.deepEqual([down.status, down.text], [200, `bytes of ${marker}`]);
     const fed = await http.request(`https://matrix.${config.domain}:8448/_matrix/federation/v1/version?${marker}=1`);
     assert.equal(fed.status, 200);
     return { roomId: room.room_id as string, mxc };
