@@ -137,7 +137,7 @@ export class WorkerRedis extends pulumi.ComponentResource {
 export interface SynapseWorkersArgs {
     readonly target: Target;
     readonly dataDir: string;
-    readonly synapse: Pick<SynapseSettings, "jemalloc" | "logBackupCount">;
+    readonly synapse: Pick<SynapseSettings, "jemalloc" | "logBackupCount" | "version">;
     readonly workers: readonly SynapseWorker[];
 }
 
@@ -153,6 +153,9 @@ export class SynapseWorkers extends pulumi.ComponentResource {
                 target: args.target,
                 script: "synapse-workers.sh",
                 env: {
+                    // A Synapse bump restarts the workers with the main process (PartOf): the step runs
+                    // again after it and waits until each worker answers on the new release.
+                    SYNAPSE_VERSION: args.synapse.version,
                     WORKERS: args.workers.map((w) => w.name).join(" "),
                     // Where each worker answers /health ("-" for the federation sender, which has no listener).
                     WORKER_PORTS: args.workers.map((w) => (w.port === undefined ? "-" : String(w.port))).join(" "),

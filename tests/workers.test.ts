@@ -249,6 +249,13 @@ describe("turning workers on, and off again, under the mocks", () => {
         expect(commands(offAgain).has("chat-synapse-workers-run")).toBe(false);
     });
 
+    test("a Synapse bump in worker mode updates the synapse step and the workers step (which waits for them), nothing else", async () => {
+        const bumped = commands(await runProgram({ ...WORKERS_ON, synapseVersion: "1.164.0" }, SECRETS, { preview: true }));
+        const two = commands(on);
+        const changed = [...bumped.keys()].filter((n) => JSON.stringify(bumped.get(n)!.inputs) !== JSON.stringify(two.get(n)?.inputs));
+        expect(changed.sort()).toEqual(["chat-synapse-run", "chat-synapse-workers-run"]);
+    });
+
     test("a different worker count changes only the workers step and nginx's routing", async () => {
         const three = commands(await runProgram({ ...WORKERS_ON, synapseWorkers: "3" }, SECRETS, { preview: true }));
         const two = commands(on);

@@ -4,11 +4,12 @@
 # main process), (re)started when its files changed, and checked healthy. Workers no longer declared
 # (synapseWorkers lowered) are stopped and their files removed.
 # Variables: WORKERS (worker names), WORKER_PORTS (each one's HTTP port, "-" for none), in the same
-# order. Files (install_files): the unit template, each worker's configuration and logging
+# order; SYNAPSE_VERSION (so that the step runs again after a bump, which restarts the workers with
+# the main process, and waits for them). Files (install_files): the unit template, each worker's configuration and logging
 # (synapseWorkers.ts: workerFiles). Undone by synapse-workers-off.sh.
 # shellcheck source=files/lib/lib.sh
 declare -F log >/dev/null || . "$(dirname "${BASH_SOURCE[0]}")/../lib/lib.sh"
-: "${WORKERS:?}" "${WORKER_PORTS:?}"
+: "${WORKERS:?}" "${WORKER_PORTS:?}" "${SYNAPSE_VERSION:?}"
 
 WORKERS_DIR=/etc/matrix-synapse/workers
 UNIT=/etc/systemd/system/matrix-synapse-worker@.service
@@ -37,7 +38,9 @@ for i in "${!names[@]}"; do
     name=${names[i]}
     unit="matrix-synapse-worker@$name.service"
     systemctl enable --quiet "$unit"
-    if file_changed "$UNIT" "$WORKERS_DIR/$name.yaml" "$WORKERS_DIR/$name.log.yaml" || ! systemctl is-active --quiet "$unit"; then
+    # A worker the main process's restart is starting again (PartOf) is left to finish.
+    state=$(systemctl is-active "$unit" || true)
+    if file_changed "$UNIT" "$WORKERS_DIR/$name.yaml" "$WORKERS_DIR/$name.log.yaml" || ! [[ $state =~ ^(active|activating|reloading)$ ]]; then
         log "starting $name"
         systemctl restart "$unit"
     fi
@@ -57,4 +60,4 @@ for i in "${!names[@]}"; do
         die "worker $name did not become healthy on 127.0.0.1:$port"
     fi
 done
-log "workers healthy: ${names[*]}"
+log "workers healthy on Synapse $SYNAPSE_VERSION: ${names[*]}"

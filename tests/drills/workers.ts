@@ -32,7 +32,7 @@ const on = (cmd: string) => sshOk(target, cmd, { timeoutMs: 60_000 });
 
 /** Lines of a Synapse log that carry this run's marker (access log lines: "Processed request: ... "). */
 async function served(log: string): Promise<string[]> {
-    const out = await on(`grep -h -- '${marker}' /var/log/matrix-synapse/${log}.log 2>/dev/null || true`);
+    const out = await on(`grep -h -- '${marker}' /var/log/matrix-synapse/${log}.log 2>/dev/null || true`); // log may be a glob
     return out.split("\n").filter((l) => l.includes("Processed request"));
 }
 
@@ -42,7 +42,7 @@ void before(async () => {
 void after(() => http.close());
 
 /** The admin's traffic of this run: a room, a message, a sync, a file up and down, and a federation request. */
-async function traffic(): Promise<{ roomId: string; mxc: string }> {
+async function traffic(): Promise<{ roomId: string; mxc: string; version: string }> {
     const auth = { token: admin.token };
     const room = await mxOk(http, base, "POST", "/_matrix/client/v3/createRoom", { ...auth, body: { name: marker } });
     await mxOk(http, base, "PUT", `/_matrix/client/v3/rooms/${encodeURIComponent(room.room_id)}/send/m.room.message/${marker}`, {
@@ -63,7 +63,7 @@ async function traffic(): Promise<{ roomId: string; mxc: string }> {
     assert.deepEqual([down.status, down.text], [200, `bytes of ${marker}`]);
     const fed = await http.request(`https://matrix.${config.domain}:8448/_matrix/federation/v1/version?${marker}=1`);
     assert.equal(fed.status, 200);
-    return { roomId: room.room_id as string, mxc };
+    return { roomId: room.room_id as string, mxc, version: fed.json.server.version as string };
 }
 
 if (MODE === "on") {
@@ -80,22 +80,24 @@ if (MODE === "on") {
         assert.match(await on("redis-cli -h 127.0.0.1 ping 2>&1 || true"), /NOAUTH/);
     });
 
-    void test("each process serves its share: client API and federation on the generic worker, media on the media worker", async () => {
-        const { roomId } = await traffic();
-        const generic = await served("generic_worker1");
+    void test("each process serves its share: client API and federation on the generic workers, media on the media worker", async () => {
+        const { roomId, version } = await traffic();
+        // Answered by a generic worker: the workers run the release in stack config (after a bump too).
+        assert.equal(version, config.synapseVersion);
+        const generic = await served("generic_worker*");
         const media = await served("media_worker1");
         const main = await served("homeserver");
         const has = (lines: string[], re: RegExp) => lines.some((l) => re.test(l));
         assert.ok(
             has(generic, new RegExp(`PUT /_matrix/client/v3/rooms/[^ ]+/send/m\\.room\\.message/${marker}`)),
-            "the message was not sent by generic_worker1",
+            "the message was not sent by a generic worker",
         );
-        assert.ok(has(generic, new RegExp(`GET /_matrix/client/v3/sync\\?timeout=0&${marker}=1`)), "the sync was not served by generic_worker1");
-        assert.ok(has(generic, new RegExp(`GET /_matrix/federation/v1/version\\?${marker}=1`)), "federation was not served by generic_worker1");
+        assert.ok(has(generic, new RegExp(`GET /_matrix/client/v3/sync\\?timeout=0&${marker}=1`)), "the sync was not served by a generic worker");
+        assert.ok(has(generic, new RegExp(`GET /_matrix/federation/v1/version\\?${marker}=1`)), "federation was not served by a generic worker");
         assert.ok(has(media, new RegExp(`POST /_matrix/media/v3/upload\\?filename=${marker}\\.txt`)), "the upload was not served by media_worker1");
         assert.ok(has(media, new RegExp(`GET /_matrix/client/v1/media/download/[^ ]+\\?${marker}=1`)), "the download was not served by media_worker1");
         assert.deepEqual(main, [], "the main process served requests the workers should have");
-        console.log(`room ${roomId}; generic_worker1 ${generic.length} requests, media_worker1 ${media.length}, main 0`);
+        console.log(`room ${roomId}; Synapse ${version}; generic workers ${generic.length} requests, media_worker1 ${media.length}, main 0`);
     });
 
     void test("outbound federation is the federation sender's: it runs the sender, the main process does not", async () => {
