@@ -19,10 +19,15 @@ STATE=/var/lib/phillymesh-chat
 # start ("'super' object has no attribute 'startedConnecting'", found on the testbed).
 REDIS_REQUIREMENTS=("txredisapi>=1.4.7,<1.5" "hiredis>=0.3")
 
-# Remember whether Redis was here before us: redis-off.sh removes the package only if we brought it.
+# Redis comes with worker mode and goes with it (redis-off.sh removes the package it installed). A
+# redis-server this program did not install may serve something else on this machine: it is not
+# taken over.
 install -d -m 755 "$STATE"
-if ! dpkg-query -W -f='${Status}' redis-server 2>/dev/null | grep -q "install ok installed"; then
+redis_status=$(dpkg-query -W -f='${Status}' redis-server 2>/dev/null || true)
+if [ "$redis_status" != "install ok installed" ]; then
     touch "$STATE/redis-installed-by-workers"
+elif [ ! -e "$STATE/redis-installed-by-workers" ]; then
+    die "redis-server is already installed on this machine and may serve something else: worker mode would take over its configuration. Remove it (apt-get purge redis-server) or set synapseWorkers to 0"
 fi
 apt_install redis-server python3 python3-venv
 # On a new server this step runs before the synapse step, which makes the same user the same way.
