@@ -20,6 +20,8 @@ import { networkProbe, Probe } from "./health/probe";
 import { serverStatusVerdicts } from "./health/serverStatus";
 import { STATUS_FILE } from "./statusCheck";
 import { Connection } from "./host";
+import { workerLayout } from "./workerLayout";
+import { SynapseWorkers, WorkerRedis } from "./synapseWorkers";
 
 /** The stack outputs. */
 export interface ChatOutputs {
@@ -56,6 +58,7 @@ export const webSettings = (cfg: ChatConfig): WebSettings => ({
     dataDir: cfg.dataDir,
     tls: cfg.tls,
     maxUploadSizeMb: cfg.synapse.maxUploadSizeMb,
+    workers: workerLayout(cfg.synapse.workers),
 });
 
 /** The server: a new droplet (and its id), or one the operator already has (no droplet id). */
@@ -153,14 +156,28 @@ export function buildChat(cfg: ChatConfig, facts: CloudFacts, name = "chat", pro
         { dependsOn: host.ready },
     );
     const postgres = new Postgres(name, { target: host, dataDir: cfg.dataDir, settings: cfg.postgres }, { dependsOn: [base.ready] });
-    const synapse = new Synapse(name, { target: host, build: synapseBuild(cfg), postgresPassword: cfg.postgres.password }, { dependsOn: [postgres.ready] });
+    // Worker mode (synapseWorkers > 0): Redis before Synapse, the workers after it; nothing without.
+    const workers = workerLayout(cfg.synapse.workers);
+    const redis =
+        workers.length > 0
+            ? new WorkerRedis(name, { target: host, dataDir: cfg.dataDir, pipIndexUrl: cfg.synapse.pipIndexUrl }, { dependsOn: [base.ready] })
+            : undefined;
+    const synapse = new Synapse(
+        name,
+        { target: host, build: synapseBuild(cfg), postgresPassword: cfg.postgres.password },
+        { dependsOn: [postgres.ready, ...(redis ? [redis.ready] : [])] },
+    );
+    const synapseWorkers =
+        workers.length > 0
+            ? new SynapseWorkers(name, { target: host, dataDir: cfg.dataDir, synapse: cfg.synapse, workers }, { dependsOn: [synapse.ready] })
+            : undefined;
     const element = new Element(name, { target: host, build: elementBuild(cfg) }, { dependsOn: [base.ready] });
     const web = new WebServer(
         name,
         {
             target: host,
             web: webSettings(cfg),
-            backends: [synapse.ready, element.ready],
+            backends: [synapse.ready, element.ready, ...(synapseWorkers ? [synapseWorkers.ready] : [])],
         },
         { dependsOn: [base.ready, dns] },
     );

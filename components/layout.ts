@@ -25,6 +25,12 @@ export const PORTS = {
     /** Synapse's plain HTTP listener, on 127.0.0.1 only, behind nginx. */
     synapse: 8008,
     postgres: 5432,
+    /** Worker mode (synapseWorkers): the main process's replication listener, on 127.0.0.1 only. */
+    synapseReplication: 9093,
+    /** Worker mode: the media worker's HTTP listener; generic worker i listens on this + i. 127.0.0.1 only. */
+    synapseMediaWorker: 8090,
+    /** Worker mode: Redis, on the loopback addresses only. */
+    redis: 6379,
 } as const;
 
 /** The certbot lineage that holds every name: /etc/letsencrypt/live/<name>/. */
@@ -37,6 +43,10 @@ export const SERVER_PATHS = {
     synapseCurrent: "/opt/synapse/current",
     elementRoot: "/var/www/element",
     certificateDir: `/etc/letsencrypt/live/${CERT_NAME}`,
+    /** Worker mode: each worker's configuration and the replication and Redis secrets. */
+    synapseWorkersDir: "/etc/matrix-synapse/workers",
+    /** Worker mode: Synapse's Redis client libraries (its `redis` extra), beside the virtualenvs. */
+    synapseRedisLib: "/opt/synapse/redis-lib",
 } as const;
 
 /** Paths of the data below dataDir (the volume): what must outlive the server. */

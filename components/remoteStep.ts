@@ -5,7 +5,7 @@
 import * as pulumi from "@pulumi/pulumi";
 import * as command from "@pulumi/command";
 import type { Target } from "./host";
-import { FileMode, FileOwner, stepScript } from "./templates";
+import { FileMode, FileOwner, shellQuote, stepScript } from "./templates";
 
 /** A file the step installs: lib.sh's `install_files`, called by the step's script, writes it. */
 export interface ServerFile {
@@ -32,6 +32,18 @@ export interface RemoteStepArgs {
     readonly files?: readonly ServerFile[];
     /** Whether any value in env or files is secret; the step's output is then kept secret too. Default false. */
     readonly handlesSecrets?: boolean;
+    /**
+     * What undoes the step when it leaves the program (its feature turned off) or the stack is
+     * destroyed: a script under files/steps/, sent with lib.sh and these plain (never secret)
+     * variables as the command's `delete`. Default none: leaving the program does nothing.
+     */
+    readonly teardown?: { readonly script: string; readonly env: Record<string, string> };
+}
+
+/** The `delete` command of a step with a teardown: the whole script in one single-quoted word. */
+export function teardownCommand(sudo: boolean, teardown: { readonly script: string; readonly env: Record<string, string> }): string {
+    const script = stepScript(teardown.script, { STEP_NAME: teardown.script.replace(/\.sh$/, ""), ...teardown.env });
+    return `${sudo ? "sudo -n " : ""}bash -c ${shellQuote(script)}`;
 }
 
 /**
@@ -63,6 +75,7 @@ export class RemoteStep extends pulumi.ComponentResource {
                 connection: args.target.connection,
                 create: run,
                 update: run,
+                ...(args.teardown ? { delete: teardownCommand(args.target.sudo, args.teardown) } : {}),
                 stdin: script,
                 // No `triggers`: the SDK marks them replaceOnChanges, so a version bump would show as
                 // a replacement. A changed stdin (script, files, settings) is an in-place update,

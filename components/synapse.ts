@@ -7,6 +7,7 @@ import { Target } from "./host";
 import { dataPaths, Hostnames, PORTS, SERVER_PATHS, urls } from "./layout";
 import { RemoteStep, ServerFile } from "./remoteStep";
 import { readFile, renderTemplate, shellQuote } from "./templates";
+import { mainWorkerSettings, replicationListener, workerLayout } from "./workerLayout";
 
 /** What Synapse is built from. */
 export interface SynapseBuild {
@@ -47,6 +48,8 @@ export function homeserverConfig(b: SynapseBuild): Record<string, unknown> {
     const s = b.synapse;
     const p = dataPaths(b.dataDir);
     const u = urls(b.names);
+    // Worker mode only (synapseWorkers > 0); with 0 workers, nothing below changes.
+    const workers = workerLayout(s.workers);
     return {
         server_name: b.names.server,
         public_baseurl: `${u.homeserver}/`,
@@ -62,6 +65,7 @@ export function homeserverConfig(b: SynapseBuild): Record<string, unknown> {
                 bind_addresses: ["127.0.0.1"],
                 resources: [{ names: ["client", "federation"], compress: false }],
             },
+            ...(workers.length > 0 ? [replicationListener] : []),
         ],
         database: {
             name: "psycopg2",
@@ -130,11 +134,15 @@ export function homeserverConfig(b: SynapseBuild): Record<string, unknown> {
             : {}),
         trusted_key_servers: s.trustedKeyServers.map((server_name) => ({ server_name })),
         suppress_key_server_warning: true,
+        ...mainWorkerSettings(workers),
     };
 }
 
-/** Synapse's logging: one file, rotated nightly, logBackupCount old files kept (the runbook: 1). */
-export function logConfig(s: Pick<SynapseSettings, "logBackupCount">): Record<string, unknown> {
+/**
+ * Synapse's logging: one file, rotated nightly, logBackupCount old files kept (the runbook: 1). Each
+ * worker logs to a file of its own (`<worker name>.log`).
+ */
+export function logConfig(s: Pick<SynapseSettings, "logBackupCount">, file = "homeserver.log"): Record<string, unknown> {
     return {
         version: 1,
         formatters: { precise: { format: "%(asctime)s - %(name)s - %(lineno)d - %(levelname)s - %(request)s - %(message)s" } },
@@ -142,7 +150,7 @@ export function logConfig(s: Pick<SynapseSettings, "logBackupCount">): Record<st
             file: {
                 class: "logging.handlers.TimedRotatingFileHandler",
                 formatter: "precise",
-                filename: "/var/log/matrix-synapse/homeserver.log",
+                filename: `/var/log/matrix-synapse/${file}`,
                 when: "midnight",
                 backupCount: s.logBackupCount,
                 encoding: "utf8",
@@ -155,9 +163,9 @@ export function logConfig(s: Pick<SynapseSettings, "logBackupCount">): Record<st
     };
 }
 
-/** The systemd unit, with or without jemalloc. */
-export function synapseUnit(dataDir: string, s: Pick<SynapseSettings, "jemalloc">): string {
-    const allocator = s.jemalloc
+/** The unit's allocator lines (the main process's and the workers'). */
+export function allocatorLines(s: Pick<SynapseSettings, "jemalloc">): string {
+    return s.jemalloc
         ? [
               "# jemalloc returns freed memory to the system; CPython's allocator on glibc keeps it (Synapse docs).",
               "Environment=LD_PRELOAD=/usr/lib/x86_64-linux-gnu/libjemalloc.so.2",
@@ -167,9 +175,13 @@ export function synapseUnit(dataDir: string, s: Pick<SynapseSettings, "jemalloc"
               "Environment=MALLOC_CONF=background_thread:true,dirty_decay_ms:1000,muzzy_decay_ms:0,narenas:2",
           ].join("\n")
         : "# synapseJemalloc is false: the system allocator.";
+}
+
+/** The systemd unit, with or without jemalloc. */
+export function synapseUnit(dataDir: string, s: Pick<SynapseSettings, "jemalloc">): string {
     return renderTemplate("server/systemd/matrix-synapse.service", {
         data_dir: dataDir,
-        allocator,
+        allocator: allocatorLines(s),
         venv: SERVER_PATHS.synapseCurrent,
         config_dir: SERVER_PATHS.synapseConfigDir,
     });

@@ -7,6 +7,8 @@ import { CERT_NAME, Hostnames, PORTS, SERVER_PATHS, urls } from "./layout";
 import { RemoteStep, ServerFile } from "./remoteStep";
 import { statusCheckFiles } from "./statusCheck";
 import { renderTemplate } from "./templates";
+import type { SynapseWorker } from "./workerLayout";
+import { ROUTE_VARIABLE, workerRouting } from "./workerRoutes";
 
 /** What the web server is built from. */
 export interface WebSettings {
@@ -16,6 +18,8 @@ export interface WebSettings {
     readonly tls: TlsSettings;
     /** Largest upload, for client_max_body_size. */
     readonly maxUploadSizeMb: number;
+    /** Synapse's workers (synapseWorkers; workerLayout.ts): none for the single process. */
+    readonly workers: readonly SynapseWorker[];
 }
 
 /** The names on the certificate. The server name itself is always there: SRV delegation needs it. */
@@ -53,11 +57,13 @@ export function nginxFiles(web: WebSettings): Record<string, string> {
             server_name: n.server,
             matrix_host: n.matrix,
             federation_port: PORTS.federation,
-            synapse_port: PORTS.synapse,
+            // The single process, or in worker mode the process each endpoint belongs to (workerRoutes.ts).
+            synapse_upstream: web.workers.length > 0 ? ROUTE_VARIABLE : `127.0.0.1:${PORTS.synapse}`,
             max_upload_mb: web.maxUploadSizeMb,
         }),
         "sites-available/phillymesh-chat-chat.conf": renderTemplate("server/nginx/chat.conf", { ...layout, element_root: SERVER_PATHS.elementRoot }),
     };
+    if (web.workers.length > 0) files["conf.d/phillymesh-chat-workers.conf"] = workerRouting(web.workers);
     if (web.tls.apexOnServer) {
         files["sites-available/phillymesh-chat-apex.conf"] = renderTemplate("server/nginx/apex.conf", { ...layout, server_name: n.server });
     }
@@ -129,6 +135,8 @@ export class WebServer extends pulumi.ComponentResource {
                         "sites-available/phillymesh-chat-matrix.conf",
                         "sites-available/phillymesh-chat-chat.conf",
                         "sites-available/phillymesh-chat-apex.conf",
+                        // Worker mode only; removed when workers are turned off (synapseWorkers.ts).
+                        "conf.d/phillymesh-chat-workers.conf",
                     ]),
                     {
                         path: "/var/www/well-known/.well-known/matrix/client",

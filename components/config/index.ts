@@ -168,8 +168,11 @@ function readSynapse(r: Reader, postgres: PostgresSettings, dataDir: string): Sy
             `${PROJECT}:synapseCacheMemoryMb (${cacheMemoryMb}) is below what Synapse itself needs, so its caches would be emptied all the time: use 0 (off) or at least 32`,
         );
     }
+    const version = r.required("synapseVersion", c.checkVersion);
+    const workers = r.int("synapseWorkers", 0, 8);
+    if (workers > 0) checkWorkers(r, workers, version, databasePoolMax, postgres.maxConnections);
     return {
-        version: r.required("synapseVersion", c.checkVersion),
+        version,
         pipIndexUrl: r.required("pipIndexUrl", c.checkPipIndexUrl),
         advisoryFeedUrl: r.optional("advisoryFeedUrl", c.checkAdvisoryFeedUrl),
         adminUser: r.required("adminUser", c.checkLocalpart),
@@ -192,10 +195,32 @@ function readSynapse(r: Reader, postgres: PostgresSettings, dataDir: string): Sy
         cacheMemoryMb,
         databasePoolMax,
         logBackupCount: r.int("logBackupCount", 0, 100),
+        workers,
         federationIpAllowlist: r.list("federationIpAllowlist", c.checkCidr),
         trustedKeyServers: r.list("trustedKeyServers", c.checkDomain),
         adopt: readAdopt(r, dataDir),
     };
+}
+
+/**
+ * Worker mode's own conditions: a Synapse that reads the Redis password and the replication secret
+ * from files (1.126.0, worker_replication_secret_path), and a PostgreSQL that admits every process's
+ * pool (main, the generic workers, the federation sender and the media worker) plus backups and psql.
+ */
+function checkWorkers(r: Reader, workers: number, version: string, poolMax: number, maxConnections: number): void {
+    const [major, minor] = version.split(".").map(Number);
+    if (major === 1 && minor < 126) {
+        r.fail(
+            `${PROJECT}:synapseWorkers (${workers}) needs Synapse 1.126.0 or newer (synapseVersion is ${version}): raise synapseVersion first, or set synapseWorkers to 0`,
+        );
+    }
+    const processes = workers + 3;
+    const needed = processes * poolMax + 3;
+    if (needed > maxConnections) {
+        r.fail(
+            `${PROJECT}:synapseWorkers (${workers}) runs ${processes} Synapse processes with up to databasePoolMax (${poolMax}) connections each: postgresMaxConnections (${maxConnections}) must be at least ${needed}; raise it, or lower databasePoolMax or synapseWorkers`,
+        );
+    }
 }
 
 function readElement(r: Reader, domain: string): ElementSettings {

@@ -101,6 +101,11 @@ export interface SynapseSettings {
     readonly cacheMemoryMb: number;
     readonly databasePoolMax: number;
     readonly logBackupCount: number;
+    /**
+     * synapseWorkers: 0 for one process; otherwise that many generic workers, plus one federation
+     * sender and one media worker, over Redis (synapseWorkers.ts).
+     */
+    readonly workers: number;
     readonly federationIpAllowlist: readonly string[];
     readonly trustedKeyServers: readonly string[];
     readonly adopt: AdoptSettings;

@@ -1,0 +1,34 @@
+#!/bin/bash
+# Teardown of step "synapse-workers": synapseWorkers went back to 0 (the step left the program) or the
+# stack is destroyed. By then the synapse step has put the single-process homeserver.yaml back and
+# the sites step routes everything to it again. Stops and disables every worker, removes their
+# configuration, the unit template and nginx's worker routing. No data.
+# shellcheck source=files/lib/lib.sh
+declare -F log >/dev/null || . "$(dirname "${BASH_SOURCE[0]}")/../lib/lib.sh"
+
+WORKERS_DIR=/etc/matrix-synapse/workers
+for f in "$WORKERS_DIR"/*.yaml; do
+    [ -e "$f" ] || continue
+    case $f in *.log.yaml) continue ;; esac
+    name=${f##*/}
+    name=${name%.yaml}
+    log "stopping worker $name"
+    systemctl disable --quiet --now "matrix-synapse-worker@$name.service" 2>/dev/null || true
+    rm -f "$f" "$WORKERS_DIR/$name.log.yaml"
+done
+rm -f /etc/systemd/system/matrix-synapse-worker@.service
+rmdir /etc/systemd/system/matrix-synapse.service.wants 2>/dev/null || true
+systemctl daemon-reload
+systemctl reset-failed 'matrix-synapse-worker@*' 2>/dev/null || true
+
+if [ -e /etc/nginx/conf.d/phillymesh-chat-workers.conf ]; then
+    rm -f /etc/nginx/conf.d/phillymesh-chat-workers.conf
+    if nginx -t 2>/dev/null; then
+        systemctl reload nginx
+    else
+        # Only when the whole stack is being destroyed: the sites that used the routing go with it.
+        log "note: nginx still refers to the workers' routing; not reloaded"
+    fi
+fi
+rmdir "$WORKERS_DIR" 2>/dev/null || true
+log "workers stopped and removed"
