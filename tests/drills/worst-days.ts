@@ -227,7 +227,9 @@ function diskFull({ drill, check }: DrillSet): void {
                     assert.equal(r.status, 500, `login on a full disk: HTTP ${r.status} ${r.text.slice(0, 200)}`);
                     assert.equal(r.json?.errcode, "M_UNKNOWN", r.text.slice(0, 200));
                     assert.ok(ms < 10_000, `the login's error took ${ms} ms`);
-                    skip(`known gap (issue 12): a login on a full data volume answers HTTP 500 M_UNKNOWN in ${ms} ms (PostgreSQL cannot extend the device tables); sessions already open keep working (23b)`);
+                    skip(
+                        `known gap (issue 12): a login on a full data volume answers HTTP 500 M_UNKNOWN in ${ms} ms (PostgreSQL cannot extend the device tables); sessions already open keep working (23b)`,
+                    );
                 });
 
                 await check(
