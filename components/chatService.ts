@@ -1,7 +1,7 @@
 // The whole service from a checked config: the server, DNS, the steps in order, and what the operator
 // needs next. index.ts calls this with the stack's config; the tests and the testbed call it directly.
 import * as pulumi from "@pulumi/pulumi";
-import { ChatConfig, loadConfig } from "./config";
+import { ChatConfig, describeMemoryPreset, loadConfig } from "./config";
 import { ChatDns, DnsRecordSpec } from "./dns";
 import { existingHost, Host } from "./host";
 import { HostBase } from "./hostBase";
@@ -37,6 +37,8 @@ export interface ChatOutputs {
     backups: string;
     federationTester: string;
     health: pulumi.Output<string[]>;
+    /** The memory preset and the values it gave the tuning keys the stack leaves unset. */
+    memoryTuning: string;
 }
 
 // What each component is built from, taken from the config in one place (the tests use these too).
@@ -197,12 +199,15 @@ export function buildChat(cfg: ChatConfig, facts: CloudFacts, name = "chat", pro
         backups: `Daily to ${cfg.dataDir}/backups (newest ${cfg.backups.keep} kept)${cfg.backups.rsyncTarget ? ` and to ${cfg.backups.rsyncTarget}` : ""}; restore: phillymesh-chat-restore <dir> on the server`,
         federationTester: u.federationTester,
         health,
+        memoryTuning: describeMemoryPreset(cfg.memoryPreset),
     };
 }
 
 /** The program: the stack's config read and checked, the clouds looked up, the service declared. */
 export async function chatProgram(): Promise<ChatOutputs> {
     const cfg = loadConfig();
+    // Printed by preview and up alike, so a size change shows what it changes before it is applied.
+    void pulumi.log.info(describeMemoryPreset(cfg.memoryPreset));
     // The checks see the service from this machine, through its resolver and its trusted roots.
     return buildChat(cfg, await preflight(cfg), "chat", networkProbe());
 }

@@ -3,6 +3,7 @@
 import * as c from "./checks";
 import { ConfigSource, PROJECT, Reader } from "./reader";
 import { stackConfigSource } from "./source";
+import { resolveMemoryPreset } from "./presets";
 import type {
     AdoptSettings,
     BackupSettings,
@@ -21,6 +22,8 @@ export * from "./checks";
 export { PROJECT, declaredKeys } from "./reader";
 export type { ConfigSource } from "./reader";
 export { mapSource, stackConfigSource } from "./source";
+export { MEMORY_PRESETS, describeMemoryPreset } from "./presets";
+export type { MemoryPreset, MemoryPresetName } from "./presets";
 
 /** A Synapse duration in hours, days, weeks or years. */
 const checkDuration = (v: string) => (/^[1-9][0-9]{0,4}[hdwy]$/.test(v) ? undefined : "a duration such as 90d, 12w or 1y (h, d, w or y)");
@@ -256,18 +259,27 @@ export function readConfig(source: ConfigSource): ChatConfig {
     const domain = r.required("domain", c.checkDomain);
     const dataDir = r.required("dataDir", c.checkAbsolutePath);
     const dns = readDns(r);
-    const postgres = readPostgres(r);
     const sshAllowedCidrs = r.list("sshAllowedCidrs", c.checkCidr);
     if (sshAllowedCidrs.length === 0) {
         r.fail(
             `${PROJECT}:sshAllowedCidrs is empty: the firewalls would shut out SSH, and with it every later pulumi up; list where you deploy from (["0.0.0.0/0", "::/0"] for anywhere)`,
         );
     }
+    const hosting = readHosting(r, sshAllowedCidrs);
+    // The preset decides the tuning keys' defaults, so it is read before any of them.
+    const memoryPreset = resolveMemoryPreset(
+        r.oneOf("memoryPreset", ["auto", "1gb", "512mb"] as const),
+        hosting.kind === "digitalocean" ? hosting.size : undefined,
+        (key) => r.isSet(key),
+    );
+    r.usePresetDefaults(memoryPreset.applied);
+    const postgres = readPostgres(r);
     const tls = readTls(r, domain, dns);
     return r.done({
         domain,
         adminEmail: r.required("adminEmail", c.checkEmail),
-        hosting: readHosting(r, sshAllowedCidrs),
+        hosting,
+        memoryPreset,
         sshPrivateKey: r.secret("sshPrivateKey", c.checkSshPrivateKey),
         dataDir,
         swapSizeMb: r.int("swapSizeMb", 0, 65536),

@@ -38,8 +38,20 @@ export function declaredKeys(): Record<string, Declared> {
 
 export class Reader {
     readonly problems: string[] = [];
+    /** Defaults that replace Pulumi.yaml's (a memory preset, presets.ts); a key set in the stack still wins. */
+    private presetDefaults: Readonly<Record<string, string>> = {};
 
     constructor(private readonly source: ConfigSource) {}
+
+    /** Whether the stack itself sets `key` (not a default). */
+    isSet(key: string): boolean {
+        return this.source.get(key) !== undefined;
+    }
+
+    usePresetDefaults(defaults: Readonly<Record<string, string>>): void {
+        for (const key of Object.keys(defaults)) this.decl(key);
+        this.presetDefaults = defaults;
+    }
 
     private decl(key: string): Declared {
         const d = declaredKeys()[key];
@@ -57,10 +69,11 @@ export class Reader {
         this.problems.push(`${PROJECT}:${key} must be ${expected}${got}`);
     }
 
-    /** Raw text of a key, or its declared default; undefined when neither exists. */
+    /** Raw text of a key, or the preset's default, or its declared default; undefined when none exists. */
     private raw(key: string): string | undefined {
         const v = this.source.get(key);
         if (v !== undefined) return v;
+        if (key in this.presetDefaults) return this.presetDefaults[key];
         const d = this.decl(key).default;
         if (d === undefined) return undefined;
         return typeof d === "string" ? d : JSON.stringify(d);

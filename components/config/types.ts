@@ -1,5 +1,6 @@
 // The typed stack configuration: what every component is built from. Nothing here reads anything.
 import type * as pulumi from "@pulumi/pulumi";
+import type { MemoryPreset } from "./presets";
 
 /** The droplet's SSH key: a new key made from sshPublicKey, or one already in the account (doSshKey). */
 export type DropletSshKey = { readonly kind: "new"; readonly publicKey: string } | { readonly kind: "account"; readonly fingerprintOrId: string };
@@ -142,6 +143,8 @@ export interface ChatConfig {
     readonly domain: string;
     readonly adminEmail: string;
     readonly hosting: Hosting;
+    /** The memory preset that gave the tuning keys the stack leaves unset their values (presets.ts). */
+    readonly memoryPreset: MemoryPreset;
     readonly sshPrivateKey: pulumi.Output<string>;
     readonly dataDir: string;
     readonly swapSizeMb: number;
