@@ -23,6 +23,8 @@ export interface BigRoomWorkload {
     methodSample: number;
     baselineSeconds: number;
     afterSeconds: number;
+    /** at most this long for the room's full state after a partial-state join (default 900) */
+    fullStateTimeoutSeconds?: number;
 }
 
 /** The text Synapse answers with when the limit refuses a join (components/synapse.ts, complexity_error). */
@@ -71,12 +73,15 @@ interface JoinOutcome {
     initialSyncSeconds?: number | null;
     initialSyncError?: string;
     answersAfter?: boolean;
+    fullStateSeconds?: number | null;
+    localJoinedMembers?: number | null;
+    localStateEvents?: number | null;
 }
 
 const mb = (s: Sample[]) => round1(median(s.map((x) => x.mb.total)));
 
 /** Memory around one join attempt: baseline, the attempt, then afterSeconds of sampling. */
-async function attempt(target: Homeserver, alias: string, w: BigRoomWorkload, localpart: string, sync: boolean) {
+async function attempt(target: Homeserver, alias: string, w: BigRoomWorkload, localpart: string, sync: boolean, members = 0) {
     const name = target.server.name;
     const user = await joiner(target, localpart);
     const sampler = new Sampler(name, target.server.ip);
@@ -116,6 +121,27 @@ async function attempt(target: Homeserver, alias: string, w: BigRoomWorkload, lo
                 out.initialSyncSeconds = round1((performance.now() - ts) / 1000);
             } catch (e) {
                 out.initialSyncError = String(e);
+            }
+        }
+        if (out.joined && out.roomId) {
+            // Synapse joins remote rooms with partial state ("faster joins"): the join answers at
+            // once and the room's full state arrives in the background. Its end: the server sees
+            // every member (admin API room details), polled every 2 s, at most fullStateTimeoutSeconds.
+            sampler.phase = "resync";
+            const tf = performance.now();
+            const q = `/_synapse/admin/v1/rooms/${encodeURIComponent(out.roomId)}`;
+            out.fullStateSeconds = null;
+            while ((performance.now() - tf) / 1000 < (w.fullStateTimeoutSeconds ?? 900)) {
+                const [[st, d]] = await adminBatch(target.admin, [["GET", q]]).catch(() => [[0, {}]] as [number, Record<string, unknown>][]);
+                if (st === 200) {
+                    out.localJoinedMembers = Number(d.joined_members);
+                    out.localStateEvents = Number(d.state_events);
+                    if (out.localJoinedMembers >= members) {
+                        out.fullStateSeconds = round1((performance.now() - t0) / 1000);
+                        break;
+                    }
+                }
+                await sleep(2000);
             }
         }
         sampler.phase = "after";
@@ -200,14 +226,14 @@ export async function bigRoomPhase(
     // 2. No limit.
     say(`${target.server.name}: deploy with remoteRoomComplexityLimit "0" (no limit)`);
     await deployUp(target.server, await configFor(target.server, FROM_VERSION, { ...withDefault, remoteRoomComplexityLimit: "0" }));
-    const off = await attempt(target, alias, w, `bigoff${stamp}`, true);
+    const off = await attempt(target, alias, w, `bigoff${stamp}`, true, Number(room.joinedMembers ?? 0));
     const limitOff = {
         ...off,
         samples: undefined,
         survived: off.joined === true && off.oomKills === 0 && off.synapseRestarts === 0 && off.answersAfter === true,
     };
     say(
-        `${target.server.name}: limit off: joined ${String(off.joined)} in ${String(off.joinSeconds)}s, sync ${String(off.initialSyncSeconds)}s, peak ${String(off.peakMB)} MB (baseline ${String(off.baselineMB)}), OOM kills ${String(off.oomKills)}, restarts ${String(off.synapseRestarts)}`,
+        `${target.server.name}: limit off: joined ${String(off.joined)} in ${String(off.joinSeconds)}s, full state after ${String(off.fullStateSeconds)}s (${String(off.localJoinedMembers)} members seen), sync ${String(off.initialSyncSeconds)}s, peak ${String(off.peakMB)} MB (baseline ${String(off.baselineMB)}), OOM kills ${String(off.oomKills)}, restarts ${String(off.synapseRestarts)}`,
     );
 
     // Back to the default.
