@@ -5,8 +5,12 @@ import * as fs from "node:fs";
 import * as path from "node:path";
 import { memoryCgroup, tssh } from "./testbed.ts";
 
-/** The unit the housekeeping work installs (synapse_auto_compressor in bounded chunks). */
-export const COMPRESSOR_UNIT = "phillymesh-chat-compress-state";
+/**
+ * The unit that runs synapse_auto_compressor in bounded chunks: the name issue 12's plan gave it, or
+ * the one the housekeeping branch installs (compressor, then the database report), the first found.
+ */
+export const COMPRESSOR_UNITS = ["phillymesh-chat-compress-state", "phillymesh-chat-db-housekeeping"];
+export let COMPRESSOR_UNIT = COMPRESSOR_UNITS[0];
 
 export interface DbFigures {
     databaseBytes: number;
@@ -59,16 +63,23 @@ export async function mediaFigures(ip: string): Promise<MediaFigures & { dir: st
 }
 
 export interface CompressorRun {
+    unit: string;
     runs: number;
     seconds: number;
     results: string[]; // systemd's Result= of each run
     journalTail: string[];
 }
 
-/** Whether the deployed server has the compressor unit. */
+/** Whether the deployed server has a compressor unit (it becomes COMPRESSOR_UNIT). */
 export async function hasCompressor(ip: string): Promise<boolean> {
-    const r = await tssh(ip, `systemctl cat ${COMPRESSOR_UNIT}.service >/dev/null 2>&1 && echo yes || echo no`);
-    return r.stdout.trim() === "yes";
+    for (const u of COMPRESSOR_UNITS) {
+        const r = await tssh(ip, `systemctl cat ${u}.service >/dev/null 2>&1 && echo yes || echo no`);
+        if (r.stdout.trim() === "yes") {
+            COMPRESSOR_UNIT = u;
+            return true;
+        }
+    }
+    return false;
 }
 
 /**
@@ -92,7 +103,13 @@ export async function runCompressor(ip: string, maxRuns = 10): Promise<Compresso
         rows = now;
     }
     const j = await tssh(ip, `journalctl -u ${COMPRESSOR_UNIT}.service -n 15 --no-pager -o cat`);
-    return { runs: results.length, seconds: Math.round((performance.now() - t0) / 100) / 10, results, journalTail: j.stdout.trim().split("\n") };
+    return {
+        unit: COMPRESSOR_UNIT,
+        runs: results.length,
+        seconds: Math.round((performance.now() - t0) / 100) / 10,
+        results,
+        journalTail: j.stdout.trim().split("\n"),
+    };
 }
 
 /** The guest memory cgroup's OOM figures, read on the host (v1: memory.oom_control, memory.failcnt). */
