@@ -84,23 +84,32 @@ export async function hasCompressor(ip: string): Promise<boolean> {
 
 /**
  * Starts the compressor unit and waits for it (a oneshot's `systemctl start` returns when it ends),
- * again while state_groups_state keeps shrinking (it works in bounded chunks), at most maxRuns times.
+ * again while state_groups_state shrinks or the compressor's scan moves on (its journal's "scanned
+ * up to group N", as the housekeeping unit logs it), at most maxRuns times.
  */
 export async function runCompressor(ip: string, maxRuns = 10): Promise<CompressorRun> {
     const t0 = performance.now();
     const results: string[] = [];
     let rows = (await dbFigures(ip)).stateGroupsStateRows;
+    let scanned = -1;
     for (let i = 0; i < maxRuns; i++) {
+        const since = new Date(Date.now() - 1000).toISOString().replace("T", " ").slice(0, 19);
         const r = await tssh(
             ip,
-            `systemctl start ${COMPRESSOR_UNIT}.service; systemctl show -p Result --value ${COMPRESSOR_UNIT}.service`,
+            `systemctl start ${COMPRESSOR_UNIT}.service; systemctl show -p Result --value ${COMPRESSOR_UNIT}.service; ` +
+                `journalctl -u ${COMPRESSOR_UNIT}.service --since '${since}' --utc --no-pager -o cat | grep -o 'scanned up to group [0-9]*' | tail -1`,
             undefined,
             3_600_000,
         );
-        results.push(r.stdout.trim().split("\n").pop() ?? `exit ${r.code}`);
+        const out = r.stdout.trim().split("\n");
+        results.push(out[0] ?? `exit ${r.code}`);
+        // Another run while it saved rows, or (it works in bounded chunks) while its scan moved on.
+        const pos = Number(/scanned up to group (\d+)/.exec(out[1] ?? "")?.[1] ?? -1);
         const now = (await dbFigures(ip)).stateGroupsStateRows;
-        if (now >= rows) break;
+        const progressed = now < rows || (pos >= 0 && pos > scanned);
         rows = now;
+        scanned = pos;
+        if (!progressed) break;
     }
     const j = await tssh(ip, `journalctl -u ${COMPRESSOR_UNIT}.service -n 15 --no-pager -o cat`);
     return {
