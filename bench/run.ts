@@ -4,29 +4,69 @@
 //
 //   export PATH=$PWD/node_modules/.bin:$PATH
 //   node bench/run.ts [--phases tuned,noop,bump,defaults] [--tuned-config '{"cacheFactor":"0.25"}'] [--workload FILE]
+//   node bench/run.ts --phases aging,bigroom,small512 [--scale 0.05]   (issue 12's phases; see the README)
 //
 // See bench/README.md for what is measured and how.
 //
 // This file: the arguments and the order of the phases. The phases are in lib/deployPhases.ts
 // (partner, cold deploy, no-op up, bump) and lib/measure.ts (sampling a server under the workload,
 // lib/workload.ts); the table and plot in lib/report.ts; the headline figures in lib/history.ts.
+// Issue 12's phases: lib/aging.ts, lib/bigroom.ts, lib/small512.ts, their table lib/issue12Report.ts.
 import * as fs from "node:fs";
 import * as os from "node:os";
 import * as path from "node:path";
 import { appendHistory, historyEntry } from "./lib/history.ts";
 import { plot, ratios, table, type Results } from "./lib/report.ts";
 import { DEFAULTS, DEFAULTS_CONFIG, FROM_VERSION, homeserver, PARTNER, saveToken, TO_VERSION, TUNED } from "./lib/servers.ts";
-import { BENCH_STATE, REPO, hostUp, run, say, setLogFile, T0 } from "./lib/testbed.ts";
-import type { Workload } from "./lib/workload.ts";
+import { BENCH_STATE, REPO, hostUp, isRunning, run, say, setLogFile, T0 } from "./lib/testbed.ts";
+import type { ServerResult } from "./lib/measure.ts";
+import type { PageServer } from "./lib/urlPreviews.ts";
+import type { AgingWorkload } from "./lib/agingWorkload.ts";
+import type { BigRoomWorkload } from "./lib/bigroom.ts";
+import { issue12Headline, issue12Table } from "./lib/issue12Report.ts";
+import type { Homeserver, Workload } from "./lib/workload.ts";
 
 const HERE = import.meta.dirname;
 const RESULTS = path.join(HERE, "results");
 const HISTORY = path.join(RESULTS, "history.json");
 
+/** Issue 12's phases that failed (their error is in the results; the run then exits 1). */
+const phaseFailures: string[] = [];
+
+/** Runs one of issue 12's phases; a failure is recorded in the results, and the others still run. */
+async function guarded(name: string, res: Results, f: () => Promise<void>): Promise<void> {
+    try {
+        await f();
+    } catch (e) {
+        const msg = e instanceof Error ? (e.stack ?? e.message) : String(e);
+        say(`${name} FAILED: ${msg}`);
+        phaseFailures.push(name);
+        res[name] = { error: msg.slice(0, 2000) };
+    }
+}
+
 /** Ends the Matrix client's connections once the client is loaded (see main). */
 let closeClient = (): void => undefined;
 
 // --- arguments -----------------------------------------------------------------------------------
+
+/** The phases --phases may name; without it, the first four (issue 12's run only when asked for). */
+const ALL_PHASES = ["tuned", "noop", "bump", "defaults", "aging", "bigroom", "small512"];
+
+/** The standard workload at a scale (--scale): fewer messages, media and previews, a shorter idle. */
+function scaledWorkload(w: Workload, scale: number): Workload & { scale?: number } {
+    if (scale >= 1) return w;
+    const idle = Math.max(40, Math.round(w.idleSeconds * scale));
+    return {
+        ...w,
+        scale,
+        messages: Math.round(w.messages * scale),
+        mediaUploads: Math.max(2, Math.round(w.mediaUploads * scale)),
+        urlPreviews: Math.max(1, Math.round(w.urlPreviews * scale)),
+        idleSeconds: idle,
+        steadyWindowSeconds: Math.min(w.steadyWindowSeconds, idle - 10),
+    };
+}
 
 function parseArgs() {
     const argv = process.argv.slice(2);
@@ -34,6 +74,9 @@ function parseArgs() {
         phases: ["tuned", "noop", "bump", "defaults"],
         tunedConfig: {} as Record<string, unknown>,
         workload: path.join(HERE, "workload.json"),
+        agingWorkload: path.join(HERE, "aging.json"),
+        bigroomWorkload: path.join(HERE, "bigroom.json"),
+        scale: 1,
         name: "latest",
     };
     for (let i = 0; i < argv.length; i++) {
@@ -55,14 +98,24 @@ function parseArgs() {
             case "--name":
                 a.name = v();
                 break;
+            case "--scale":
+                a.scale = Number(v());
+                if (!(a.scale > 0 && a.scale <= 1)) throw new Error("--scale: a number in (0, 1]");
+                break;
+            case "--aging-workload":
+                a.agingWorkload = path.resolve(v());
+                break;
+            case "--bigroom-workload":
+                a.bigroomWorkload = path.resolve(v());
+                break;
             default:
                 process.stderr.write(
-                    `unknown argument ${argv[i]}\nusage: node bench/run.ts [--phases tuned,noop,bump,defaults] [--tuned-config JSON] [--workload FILE] [--name NAME]\n`,
+                    `unknown argument ${argv[i]}\nusage: node bench/run.ts [--phases ${ALL_PHASES.join(",")}] [--tuned-config JSON] [--workload FILE] [--name NAME] [--scale S] [--aging-workload FILE] [--bigroom-workload FILE]\n`,
                 );
                 process.exit(64);
         }
     }
-    for (const p of a.phases) if (!["tuned", "noop", "bump", "defaults"].includes(p)) throw new Error(`unknown phase ${p}`);
+    for (const p of a.phases) if (!ALL_PHASES.includes(p)) throw new Error(`unknown phase ${p}`);
     return a;
 }
 
@@ -85,9 +138,17 @@ async function main(): Promise<void> {
     fs.mkdirSync(BENCH_STATE, { recursive: true });
     const logFile = path.join(BENCH_STATE, "bench.log");
     setLogFile(logFile);
-    const w = JSON.parse(fs.readFileSync(args.workload, "utf8")) as Workload;
+    const w = scaledWorkload(JSON.parse(fs.readFileSync(args.workload, "utf8")) as Workload, args.scale);
+    const wantAging = args.phases.includes("aging") || args.phases.includes("small512");
+    const agingW0 = wantAging ? (JSON.parse(fs.readFileSync(args.agingWorkload, "utf8")) as AgingWorkload) : null;
+    const bigW0 = JSON.parse(fs.readFileSync(args.bigroomWorkload, "utf8")) as BigRoomWorkload;
+    // Scaled, the room keeps at least 600 members: a complexity above the default limit (1.0).
+    const bigW: BigRoomWorkload =
+        args.scale < 1
+            ? { ...bigW0, members: Math.max(600, Math.round(bigW0.members * args.scale)), history: Math.max(100, Math.round(bigW0.history * args.scale)) }
+            : bigW0;
     const tunedExtra = args.tunedConfig;
-    say(`phases ${args.phases.join(",")}; tuned config overrides ${JSON.stringify(tunedExtra)}; log ${logFile}`);
+    say(`phases ${args.phases.join(",")}; scale ${args.scale}; tuned config overrides ${JSON.stringify(tunedExtra)}; log ${logFile}`);
     const git = await gitHead();
 
     // Phases not run now are taken from the last full results (latest.json): e.g. a tuned variant
@@ -114,10 +175,18 @@ async function main(): Promise<void> {
         },
         tuned: args.phases.some((p) => ["tuned", "noop", "bump"].includes(p)) ? {} : prev.tuned,
         defaults: args.phases.includes("defaults") ? undefined : prev.defaults,
+        // Issue 12's phases: figures of a phase not run are those of latest.json.
+        aging: args.phases.includes("aging") ? undefined : prev.aging,
+        bigroom: args.phases.includes("bigroom") ? undefined : prev.bigroom,
+        small512: args.phases.includes("small512") ? undefined : prev.small512,
+        scale: args.scale,
     };
     const samplesOut: Record<string, unknown> = {
         tuned: args.phases.includes("tuned") ? undefined : prevSamples.tuned,
         defaults: args.phases.includes("defaults") ? undefined : prevSamples.defaults,
+        aging: args.phases.includes("aging") ? undefined : prevSamples.aging,
+        bigroom: args.phases.includes("bigroom") ? undefined : prevSamples.bigroom,
+        small512: args.phases.includes("small512") ? undefined : prevSamples.small512,
     };
     if (!args.phases.includes("tuned") && prev.tuned) res.tuned = { ...prev.tuned };
 
@@ -156,6 +225,10 @@ async function main(): Promise<void> {
             res.defaults = { ...m.result, freshDeploySeconds: fresh.coldDeploySeconds };
             samplesOut.defaults = m.samples;
         }
+        const { scaledAging } = await import("./lib/aging.ts");
+        const agingW = agingW0 ? scaledAging(agingW0, args.scale) : null;
+        if (agingW) res.agingWorkload = { file: path.relative(REPO, args.agingWorkload), ...agingW };
+        await issue12Phases(args, res, samplesOut, partner, w, agingW, bigW, pages, tunedExtra);
     } finally {
         pages.stop();
     }
@@ -170,20 +243,76 @@ async function main(): Promise<void> {
               .join(", ")}`
         : "";
     await plot(samplesFile, pngFile, `bench1, tuned${overrides}`);
-    const tbl = table(res);
+    const tbl12 = issue12Table(res);
+    const tbl =
+        table(res) + (tbl12 ? `\n\nIssue 12 (aging, big room, 512 MiB)${args.scale < 1 ? `; this run at --scale ${args.scale}` : ""}:\n\n${tbl12}` : "");
     const tableFile = path.join(RESULTS, isLatest ? "table.md" : `${args.name}-table.md`);
     fs.writeFileSync(tableFile, tbl + "\n");
     // The headline figures, kept when the next run replaces these files.
-    appendHistory(HISTORY, historyEntry(res, { ...git, files: [latestFile, samplesFile, pngFile, tableFile].map((f) => path.relative(REPO, f)) }));
+    const entry = historyEntry(res, { ...git, files: [latestFile, samplesFile, pngFile, tableFile].map((f) => path.relative(REPO, f)) });
+    const h12 = issue12Headline(res, args.phases);
+    appendHistory(HISTORY, h12 ? { ...entry, ...(args.scale < 1 ? { scale: args.scale } : {}), issue12: h12 } : entry);
     process.stdout.write(
         `\n${tbl}\n\nresults: ${path.relative(process.cwd(), latestFile)}, plot: ${path.relative(process.cwd(), pngFile)}, history: ${path.relative(process.cwd(), HISTORY)}; total ${res.totalRunSeconds}s\n`,
     );
 }
 
+/** Issue 12's phases, in this order: aging (bench1), the big room (bench3 hosts, bench1 joins), 512 MiB (bench512). */
+async function issue12Phases(
+    args: ReturnType<typeof parseArgs>,
+    res: Results,
+    samplesOut: Record<string, unknown>,
+    partner: Homeserver,
+    w: Workload,
+    agingW: (AgingWorkload & { scale: number }) | null,
+    bigW: BigRoomWorkload,
+    pages: PageServer,
+    tunedExtra: Record<string, unknown>,
+): Promise<void> {
+    const { coldDeploy } = await import("./lib/deployPhases.ts");
+    const { measure } = await import("./lib/measure.ts");
+    if (args.phases.includes("aging") && agingW)
+        await guarded("aging", res, async () => {
+            // A fresh bench1 (empty database), so that the figures are those of these events only.
+            await coldDeploy(TUNED, tunedExtra, partner);
+            const { agingPhase } = await import("./lib/aging.ts");
+            const a = await agingPhase(homeserver(TUNED), partner, agingW);
+            res.aging = { ...a.result, config: { ...tunedExtra, note: "the program's defaults, plus these overrides" } };
+            samplesOut.aging = a.samples;
+        });
+    if (args.phases.includes("bigroom"))
+        await guarded("bigroom", res, async () => {
+            // bench1 as it is when running (after aging: the aged server), else deployed fresh.
+            if (!isRunning(TUNED.name)) await coldDeploy(TUNED, tunedExtra, partner);
+            const { bigRoomPhase } = await import("./lib/bigroom.ts");
+            const b = await bigRoomPhase(homeserver(TUNED), partner, bigW, tunedExtra);
+            res.bigroom = { ...b.result, workload: bigW };
+            samplesOut.bigroom = b.samples;
+        });
+    if (args.phases.includes("small512"))
+        await guarded("small512", res, async () => {
+            const { small512Phase } = await import("./lib/small512.ts");
+            // The 1 GiB figure of the same run: the tuned phase's, else the same workload on a fresh bench1.
+            let reference: { result: ServerResult | undefined; source: string };
+            if (args.phases.includes("tuned") && res.tuned) reference = { result: res.tuned as unknown as ServerResult, source: "the tuned phase of this run" };
+            else {
+                await coldDeploy(TUNED, tunedExtra, partner);
+                const m = await measure(homeserver(TUNED), partner, w, pages, { ...tunedExtra });
+                reference = { result: m.result, source: "bench1 (1 GiB), the same workload in this run" };
+                samplesOut.small512Reference = m.samples;
+            }
+            const s = await small512Phase(partner, w, agingW, pages, tunedExtra, reference);
+            const { workload: refWorkload, ...refRest } = reference.result ?? ({ workload: undefined } as Partial<ServerResult>);
+            res.small512 = { ...s.result, reference1GiBFigures: { ...refRest, messagesSent: refWorkload?.messagesSent ?? null } };
+            samplesOut.small512 = s.samples;
+        });
+}
+
 main().then(
     () => {
         closeClient();
-        process.exit(0);
+        if (phaseFailures.length) say(`failed: ${phaseFailures.join(", ")} (their errors are in the results)`);
+        process.exit(phaseFailures.length ? 1 : 0);
     },
     (e: unknown) => {
         say(`FAILED: ${e instanceof Error ? e.stack : String(e)}`);

@@ -53,6 +53,10 @@ export interface HistoryEntry {
     /** Where the full results were written (or, for old runs, how to get them from git). */
     files: string[];
     note?: string;
+    /** --scale, when the run was scaled down (issue 12's phases). */
+    scale?: number;
+    /** The aging, big-room and 512 MiB phases' headline figures (lib/issue12Report.ts). */
+    issue12?: Record<string, unknown>;
 }
 
 const num = (v: unknown): number | null => (typeof v === "number" ? v : null);

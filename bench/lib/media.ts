@@ -8,7 +8,7 @@ import type { Workload, WorkloadResult } from "./workload.ts";
 import { rng } from "./workloadPlan.ts";
 
 /** A PNG (RGB, noise over a gradient, so it does not compress much) of about `bytes` bytes. */
-function makePng(bytes: number, r: () => number): { data: Uint8Array; width: number; height: number } {
+export function makePng(bytes: number, r: () => number): { data: Uint8Array; width: number; height: number } {
     const width = Math.max(16, Math.round(Math.sqrt((bytes / 3) * (4 / 3))));
     const height = Math.max(12, Math.round((width * 3) / 4));
     const raw = Buffer.alloc((width * 3 + 1) * height);

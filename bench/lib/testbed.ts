@@ -19,6 +19,7 @@ export interface Server {
     name: string; // guest name; the domain is <name>.test
     ip: string;
     user: string; // ssh user deploy.ts uses
+    memory?: string; // boot.sh's MEM (default 1G)
 }
 
 let logStream: fs.WriteStream | undefined;
@@ -85,7 +86,7 @@ export async function hostUp(): Promise<void> {
 }
 
 export function boot(s: Server): Promise<RunResult> {
-    return mustRun("bash", ["testbed/boot.sh", s.name, s.ip], { prefix: `boot ${s.name}` });
+    return mustRun("bash", ["testbed/boot.sh", s.name, s.ip, ...(s.memory ? [s.memory] : [])], { prefix: `boot ${s.name}` });
 }
 
 export function destroy(s: Server, wipe: boolean): Promise<RunResult> {

@@ -1,0 +1,136 @@
+// What the aging, big-room and 512 MiB phases read on a server, over ssh as root: the database's
+// size and its state-group tables, the media store's directories, the compressor unit (run to its
+// end), and the guest memory cgroup's OOM counters (on the host).
+import * as fs from "node:fs";
+import * as path from "node:path";
+import { memoryCgroup, tssh } from "./testbed.ts";
+
+/**
+ * The unit that runs synapse_auto_compressor in bounded chunks: the name issue 12's plan gave it, or
+ * the one the housekeeping branch installs (compressor, then the database report), the first found.
+ */
+export const COMPRESSOR_UNITS = ["phillymesh-chat-compress-state", "phillymesh-chat-db-housekeeping"];
+export let COMPRESSOR_UNIT = COMPRESSOR_UNITS[0];
+
+export interface DbFigures {
+    databaseBytes: number;
+    stateGroupsStateRows: number;
+    stateGroupsStateBytes: number; // table + indexes + toast
+    stateGroups: number;
+    events: number;
+}
+
+/** psql as postgres on the synapse database; each statement its own -c (its own transaction). */
+const psql = (...sql: string[]) => `runuser -u postgres -- psql -d synapse -AtX -v ON_ERROR_STOP=1 ${sql.map((q) => `-c ${JSON.stringify(q)}`).join(" ")}`;
+
+/** pg_database_size, the rows and total size of state_groups_state, state groups and events. */
+export async function dbFigures(ip: string): Promise<DbFigures> {
+    const sql =
+        "select pg_database_size('synapse'), (select count(*) from state_groups_state), pg_total_relation_size('state_groups_state'), " +
+        "(select count(*) from state_groups), (select count(*) from events)";
+    const r = await tssh(ip, psql(sql));
+    const v = r.stdout.trim().split("|").map(Number);
+    if (r.code !== 0 || v.length !== 5 || v.some((x) => !Number.isFinite(x)))
+        throw new Error(`database figures on ${ip}: exit ${r.code} ${r.stdout} ${r.stderr}`);
+    return { databaseBytes: v[0], stateGroupsStateRows: v[1], stateGroupsStateBytes: v[2], stateGroups: v[3], events: v[4] };
+}
+
+/**
+ * VACUUM FULL of the state tables: what gives the space the compressor freed back to the file
+ * system (a plain VACUUM only lets PostgreSQL reuse it). Takes an exclusive lock for its duration.
+ */
+export async function vacuumFullStateTables(ip: string): Promise<number> {
+    const t0 = performance.now();
+    const r = await tssh(ip, psql("vacuum full state_groups_state", "vacuum full state_group_edges", "vacuum full state_groups"), undefined, 1_800_000);
+    if (r.code !== 0) throw new Error(`vacuum full on ${ip}: ${r.stderr}`);
+    return (performance.now() - t0) / 1000;
+}
+
+export type MediaFigures = Record<"local_content" | "local_thumbnails" | "remote_content" | "remote_thumbnail" | "url_cache" | "url_cache_thumbnails", number>;
+
+/** Bytes in each directory of Synapse's media store (0 for one that does not exist yet). */
+export async function mediaFigures(ip: string): Promise<MediaFigures & { dir: string }> {
+    const dirs = ["local_content", "local_thumbnails", "remote_content", "remote_thumbnail", "url_cache", "url_cache_thumbnails"] as const;
+    const script =
+        `d=$(sed -n 's/^media_store_path: *//p' /etc/matrix-synapse/homeserver.yaml | tr -d "\\"'"); echo "$d"; ` +
+        `for s in ${dirs.join(" ")}; do if [ -d "$d/$s" ]; then du -sb "$d/$s" | cut -f1; else echo 0; fi; done`;
+    const r = await tssh(ip, script);
+    const lines = r.stdout.trim().split("\n");
+    if (r.code !== 0 || lines.length !== dirs.length + 1) throw new Error(`media figures on ${ip}: exit ${r.code} ${r.stdout} ${r.stderr}`);
+    const out = { dir: lines[0] } as MediaFigures & { dir: string };
+    dirs.forEach((d, i) => (out[d] = Number(lines[i + 1])));
+    return out;
+}
+
+export interface CompressorRun {
+    unit: string;
+    runs: number;
+    seconds: number;
+    results: string[]; // systemd's Result= of each run
+    journalTail: string[];
+}
+
+/** Whether the deployed server has a compressor unit (it becomes COMPRESSOR_UNIT). */
+export async function hasCompressor(ip: string): Promise<boolean> {
+    for (const u of COMPRESSOR_UNITS) {
+        const r = await tssh(ip, `systemctl cat ${u}.service >/dev/null 2>&1 && echo yes || echo no`);
+        if (r.stdout.trim() === "yes") {
+            COMPRESSOR_UNIT = u;
+            return true;
+        }
+    }
+    return false;
+}
+
+/**
+ * Starts the compressor unit and waits for it (a oneshot's `systemctl start` returns when it ends),
+ * again while state_groups_state shrinks or the compressor's scan moves on (its journal's "scanned
+ * up to group N", as the housekeeping unit logs it), at most maxRuns times.
+ */
+export async function runCompressor(ip: string, maxRuns = 10): Promise<CompressorRun> {
+    const t0 = performance.now();
+    const results: string[] = [];
+    let rows = (await dbFigures(ip)).stateGroupsStateRows;
+    let scanned = -1;
+    for (let i = 0; i < maxRuns; i++) {
+        const since = new Date(Date.now() - 1000).toISOString().replace("T", " ").slice(0, 19);
+        const r = await tssh(
+            ip,
+            `systemctl start ${COMPRESSOR_UNIT}.service; systemctl show -p Result --value ${COMPRESSOR_UNIT}.service; ` +
+                `journalctl -u ${COMPRESSOR_UNIT}.service --since '${since}' --utc --no-pager -o cat | grep -o 'scanned up to group [0-9]*' | tail -1`,
+            undefined,
+            3_600_000,
+        );
+        const out = r.stdout.trim().split("\n");
+        results.push(out[0] ?? `exit ${r.code}`);
+        // Another run while it saved rows, or (it works in bounded chunks) while its scan moved on.
+        const pos = Number(/scanned up to group (\d+)/.exec(out[1] ?? "")?.[1] ?? -1);
+        const now = (await dbFigures(ip)).stateGroupsStateRows;
+        const progressed = now < rows || (pos >= 0 && pos > scanned);
+        rows = now;
+        scanned = pos;
+        if (!progressed) break;
+    }
+    const j = await tssh(ip, `journalctl -u ${COMPRESSOR_UNIT}.service -n 15 --no-pager -o cat`);
+    return {
+        unit: COMPRESSOR_UNIT,
+        runs: results.length,
+        seconds: Math.round((performance.now() - t0) / 100) / 10,
+        results,
+        journalTail: j.stdout.trim().split("\n"),
+    };
+}
+
+/** The guest memory cgroup's OOM figures, read on the host (v1: memory.oom_control, memory.failcnt). */
+export function oomCounters(name: string): { oomKill: number; underOom: number; limitMB: number } {
+    const dir = memoryCgroup(name);
+    const oc = fs.readFileSync(path.join(dir, "memory.oom_control"), "utf8");
+    const limit = Number(fs.readFileSync(path.join(dir, "memory.limit_in_bytes"), "utf8"));
+    return {
+        oomKill: Number(/oom_kill (\d+)/.exec(oc)?.[1] ?? 0),
+        underOom: Number(/under_oom (\d+)/.exec(oc)?.[1] ?? 0),
+        limitMB: Math.round(limit / 2 ** 20),
+    };
+}
+
+export const MB = (bytes: number): number => Math.round((bytes / 2 ** 20) * 10) / 10;
