@@ -132,6 +132,9 @@ function healthOutput(
 
 /** Declares the whole service from a checked config and what preflight found. */
 export function buildChat(cfg: ChatConfig, facts: CloudFacts, name = "chat", probe?: Probe): ChatOutputs {
+    // Logged by preview and up alike (the testbed's driver calls buildChat too), so a size change
+    // says what it changes before it is applied.
+    void pulumi.log.info(describeMemoryPreset(cfg.memoryPreset));
     const names = hostnames(cfg.domain);
     const u = urls(names);
     const { host, dropletId } = makeHost(name, cfg, facts);
@@ -230,8 +233,6 @@ export function buildChat(cfg: ChatConfig, facts: CloudFacts, name = "chat", pro
 /** The program: the stack's config read and checked, the clouds looked up, the service declared. */
 export async function chatProgram(): Promise<ChatOutputs> {
     const cfg = loadConfig();
-    // Printed by preview and up alike, so a size change shows what it changes before it is applied.
-    void pulumi.log.info(describeMemoryPreset(cfg.memoryPreset));
     // The checks see the service from this machine, through its resolver and its trusted roots.
     return buildChat(cfg, await preflight(cfg), "chat", networkProbe());
 }

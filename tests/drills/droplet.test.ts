@@ -77,11 +77,11 @@ drill(
         const { r: pr, plan } = await D.previewPlan(file, "d11-preview");
         const planOk = await check(
             t,
-            "11a preview: replace Droplet, VolumeAttachment, ReservedIpAssignment, data-release; update Firewall, the 3 monitoring alert policies (their droplet) and the 8 step commands; nothing else",
+            "11a preview: replace Droplet, VolumeAttachment, ReservedIpAssignment, data-release; update Firewall, the 3 monitoring alert policies (their droplet) and the 9 step commands; nothing else",
             () => {
                 assert.equal(pr.code, 0, `preview failed:\n${L.tail(pr.out, 40)}`);
                 const runs = [...plan.keys()].filter((n) => n.endsWith("-run"));
-                assert.equal(runs.length, 8, `step commands: ${runs.join(", ")}`);
+                assert.equal(runs.length, 9, `step commands: ${runs.join(", ")}`);
                 const want = [
                     ...["chat-droplet", "chat-data-attachment", "chat-ip-assignment", "chat-data-release"].map((n) => `replace ${n}`),
                     "update chat-firewall",

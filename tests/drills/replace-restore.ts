@@ -48,7 +48,7 @@ export function replaceAndRestore({ drill, check }: DrillSet): void {
             "1a re-deploy with serverId = the new machine-id provisions the replaced server (every step runs again)",
             () => {
                 assert.ok(r.answers, `deploy.ts up exited ${r.code} with changes ${changes}, and the new guest does not serve ${L.HS}`);
-                assert.match(changes, /"update":8\b/, `expected all 8 steps to run again, got ${changes}`);
+                assert.match(changes, /"update":9\b/, `expected all 9 steps to run again, got ${changes}`);
             },
         );
         if (!sameConfigWorked) {
