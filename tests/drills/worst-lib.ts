@@ -18,8 +18,11 @@ async function sh(script: string, label: string, timeoutMs = 120_000): Promise<s
     return (await L.runOk("bash", ["-euo", "pipefail", "-c", script], { timeoutMs, label })).out;
 }
 
-const mounted = () =>
-    sh(`findmnt -n -o SOURCE --target ${VOLUME_MOUNT} | head -n 1; findmnt -n -o TARGET --target ${VOLUME_MOUNT} | head -n 1`, "volume-findmnt");
+// findmnt --target needs the path to exist: on a fresh machine it does not yet (nothing mounted).
+const mounted = async () =>
+    existsSync(VOLUME_MOUNT)
+        ? sh(`findmnt -n -o SOURCE --target ${VOLUME_MOUNT} | head -n 1; findmnt -n -o TARGET --target ${VOLUME_MOUNT} | head -n 1`, "volume-findmnt")
+        : "";
 
 /** The image made (once) and mounted at $B/data-worstdays; a mount of something else there is refused. */
 export async function mountVolume(): Promise<void> {
