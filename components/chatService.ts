@@ -17,7 +17,7 @@ import { Housekeeping } from "./housekeeping";
 import { CloudFacts, preflight } from "./preflight";
 import { checkService, Expected, formatVerdicts } from "./health/checks";
 import { networkProbe, Probe } from "./health/probe";
-import { serverStatusVerdicts } from "./health/serverStatus";
+import { serverStatusVerdicts, workerVerdicts } from "./health/serverStatus";
 import { STATUS_FILE } from "./statusCheck";
 import { Connection } from "./host";
 import { workerLayout } from "./workerLayout";
@@ -94,6 +94,8 @@ function healthOutput(
     expected: Expected,
     probe: Probe | undefined,
     server: { connection: pulumi.Input<Connection>; sudo: boolean },
+    /** Worker mode's workers (none: nothing more is asked). */
+    workers: readonly string[] = [],
 ): pulumi.Output<string[]> {
     if (!probe) return pulumi.output(["not checked (no probe)"]);
     if (pulumi.runtime.isDryRun()) return pulumi.output(pulumi.unknown) as pulumi.Output<string[]>;
@@ -102,16 +104,22 @@ function healthOutput(
     const connection = pulumi.unsecret(pulumi.output(server.connection)) as unknown as pulumi.Output<Record<string, unknown>>;
     return pulumi.all([connection, pulumi.all(after)]).apply(async ([c]) => {
         const verdicts = await checkService(probe, expected);
+        // Over the steps' own connection.
+        const ssh = {
+            host: String(c.host),
+            port: Number(c.port ?? 22),
+            user: String(c.user ?? "root"),
+            privateKey: String(c.privateKey ?? ""),
+            sudo: server.sudo,
+        };
+        const unitStates = probe.unitStates?.bind(probe);
+        if (unitStates && workers.length > 0) {
+            // Worker mode: Redis and every worker running now (a stopped one fails `up`, naming it).
+            verdicts.push(...(await workerVerdicts((units) => unitStates(ssh, units), workers)));
+        }
         const readServerFile = probe.readServerFile?.bind(probe);
         if (readServerFile) {
-            // The server's own daily status, over the steps' own connection: shown, never failing `up`.
-            const ssh = {
-                host: String(c.host),
-                port: Number(c.port ?? 22),
-                user: String(c.user ?? "root"),
-                privateKey: String(c.privateKey ?? ""),
-                sudo: server.sudo,
-            };
+            // The server's own daily status: shown, never failing `up`.
             verdicts.push(...(await serverStatusVerdicts((file) => readServerFile(ssh, file), STATUS_FILE)));
         }
         const lines = formatVerdicts(verdicts);
@@ -204,7 +212,13 @@ export function buildChat(cfg: ChatConfig, facts: CloudFacts, name = "chat", pro
     }
     // A resource's urn resolves once the engine has finished its step: the checks start after the
     // sites, Synapse and Element are in place.
-    const health = healthOutput([web.ready.urn, synapse.ready.urn, element.ready.urn], healthExpected(cfg), probe, host);
+    const health = healthOutput(
+        [web.ready.urn, synapse.ready.urn, element.ready.urn, ...(synapseWorkers ? [synapseWorkers.ready.urn] : [])],
+        healthExpected(cfg),
+        probe,
+        host,
+        workers.map((w) => w.name),
+    );
 
     return {
         serverName: names.server,

@@ -35,14 +35,22 @@ export interface RemoteStepArgs {
     /**
      * What undoes the step when it leaves the program (its feature turned off) or the stack is
      * destroyed: a script under files/steps/, sent with lib.sh and these plain (never secret)
-     * variables as the command's `delete`. Default none: leaving the program does nothing.
+     * variables (and its own libraries under files/lib/, after lib.sh) as the command's `delete`.
+     * Default none: leaving the program does nothing.
      */
-    readonly teardown?: { readonly script: string; readonly env: Record<string, string> };
+    readonly teardown?: Teardown;
+}
+
+/** What undoes a step: a script under files/steps/, its plain variables, its libraries under files/lib/. */
+export interface Teardown {
+    readonly script: string;
+    readonly env: Record<string, string>;
+    readonly libraries?: readonly string[];
 }
 
 /** The `delete` command of a step with a teardown: the whole script in one single-quoted word. */
-export function teardownCommand(sudo: boolean, teardown: { readonly script: string; readonly env: Record<string, string> }): string {
-    const script = stepScript(teardown.script, { STEP_NAME: teardown.script.replace(/\.sh$/, ""), ...teardown.env });
+export function teardownCommand(sudo: boolean, teardown: Teardown): string {
+    const script = stepScript(teardown.script, { STEP_NAME: teardown.script.replace(/\.sh$/, ""), ...teardown.env }, teardown.libraries);
     return `${sudo ? "sudo -n " : ""}bash -c ${shellQuote(script)}`;
 }
 

@@ -28,6 +28,23 @@ export const REDIS_PATHS = {
 
 export const WORKER_UNIT = "/etc/systemd/system/matrix-synapse-worker@.service";
 
+/** The daily status check's drop-in that names Redis and the workers for it to check (statusCheck.ts). */
+export const STATUS_WORKERS_DROP_IN = "/etc/systemd/system/phillymesh-chat-status.service.d/phillymesh-chat-workers.conf";
+
+/**
+ * That drop-in: the workers as "name:port" ("-" for none) and Redis's port, in the check's
+ * environment. It comes and goes with the workers, so the check itself (installed by the
+ * certificates step) is the same with and without them.
+ */
+export function statusWorkersDropIn(workers: readonly SynapseWorker[]): string {
+    const list = workers.map((w) => `${w.name}:${w.port ?? "-"}`).join(" ");
+    return [
+        "# Managed by phillymesh-chat (synapseWorkers): the daily status check also checks Redis and each worker.",
+        "[Service]",
+        `Environment="STATUS_WORKERS=${list}" STATUS_REDIS_PORT=${PORTS.redis}`,
+    ].join("\n");
+}
+
 /**
  * redis.conf, from an object: Synapse's replication pub/sub and its shared cache only. Loopback only
  * (and protected mode), a password, no RDB snapshots and no append-only file (nothing in it needs to
@@ -101,6 +118,7 @@ export function workerFiles(dataDir: string, s: Pick<SynapseSettings, "jemalloc"
             { path: workerPaths.config(w.name), content: toYaml(workerConfig(w)), mode: "0640", owner: "root:synapse" },
             root(workerPaths.logConfig(w.name), toYaml(logConfig(s, `${w.name}.log`))),
         ]),
+        root(STATUS_WORKERS_DROP_IN, statusWorkersDropIn(workers)),
     ];
 }
 
@@ -152,6 +170,8 @@ export class SynapseWorkers extends pulumi.ComponentResource {
             {
                 target: args.target,
                 script: "synapse-workers.sh",
+                // The worker removal both the step and its teardown do (not in lib.sh, sent with every step).
+                libraries: ["workers.sh"],
                 env: {
                     // A Synapse bump restarts the workers with the main process (PartOf): the step runs
                     // again after it and waits until each worker answers on the new release.
@@ -161,7 +181,7 @@ export class SynapseWorkers extends pulumi.ComponentResource {
                     WORKER_PORTS: args.workers.map((w) => (w.port === undefined ? "-" : String(w.port))).join(" "),
                 },
                 files: workerFiles(args.dataDir, args.synapse, args.workers),
-                teardown: { script: "synapse-workers-off.sh", env: {} },
+                teardown: { script: "synapse-workers-off.sh", env: {}, libraries: ["workers.sh"] },
             },
             { parent: this, dependsOn: opts?.dependsOn },
         );

@@ -13,7 +13,7 @@ import * as pulumi from "@pulumi/pulumi";
 import { checkService, Expected, resolveFederation, Verdict } from "../components/health/checks";
 import { CertSeen, HttpAnswer, Probe, SrvAnswer } from "../components/health/probe";
 import { canonicalJson, verifySignature } from "../components/health/signedJson";
-import { statusVerdicts } from "../components/health/serverStatus";
+import { statusVerdicts, workerVerdicts } from "../components/health/serverStatus";
 import { BASE_CONFIG, runProgram, SECRETS, UNKNOWN } from "./harness";
 
 const KEYS = JSON.parse(fs.readFileSync(path.join(__dirname, "fixtures", "key-v2-server.bench3.json"), "utf8")) as Record<string, unknown>;
@@ -378,5 +378,84 @@ describe("the server's own daily status in the health output", () => {
                 errors.mockRestore();
             }
         }
+    });
+});
+
+describe("worker mode in the health output: Redis and each worker running", () => {
+    const WORKERS = ["generic_worker1", "generic_worker2", "federation_sender1", "media_worker1"];
+    const UNITS = ["redis-server.service", ...WORKERS.map((w) => `matrix-synapse-worker@${w}.service`)];
+
+    test("every unit active: one ok line each; one not active fails, naming it, its state and what to run", async () => {
+        const all = await workerVerdicts(async (units) => units.map(() => "active"), WORKERS);
+        expect(all.map((v) => [v.check, v.level])).toEqual([
+            ["Redis", "ok"],
+            ["worker generic_worker1", "ok"],
+            ["worker generic_worker2", "ok"],
+            ["worker federation_sender1", "ok"],
+            ["worker media_worker1", "ok"],
+        ]);
+        const some = await workerVerdicts(
+            async (units) => units.map((u) => (u.includes("federation_sender1") ? "failed" : u.startsWith("redis") ? "inactive" : "active")),
+            WORKERS,
+        );
+        expect(failures(some)).toEqual([
+            "Redis: redis-server.service is inactive: the workers cannot reach the main process; on the server: systemctl status redis-server, journalctl -u redis-server, then systemctl restart redis-server",
+            "worker federation_sender1: matrix-synapse-worker@federation_sender1.service is failed: its share of the service is down; on the server: systemctl status matrix-synapse-worker@federation_sender1, journalctl -u matrix-synapse-worker@federation_sender1, then systemctl restart matrix-synapse-worker@federation_sender1",
+        ]);
+        const unread = await workerVerdicts(async () => {
+            throw new Error("ssh root@10.250.0.77 exited 255: Connection refused");
+        }, WORKERS);
+        expect(unread).toEqual([
+            { check: "workers", level: "warn", detail: "could not ask systemd on the server: ssh root@10.250.0.77 exited 255: Connection refused" },
+        ]);
+    });
+
+    /** An up of a stack with `config`, its probe answering well and systemd answering `state(unit)`; what systemd was asked. */
+    async function upWith(config: Record<string, string>, state: (unit: string) => string) {
+        const s = goodServer();
+        s.answers.set(`https://${M}/_matrix/key/v2/server via ${M}:8448`, ok(freshKeys()));
+        const asked: { host: string; units: readonly string[] }[] = [];
+        const probe: Probe = {
+            ...probeOf(s),
+            readServerFile: async () => undefined,
+            unitStates: async (ssh, units) => {
+                asked.push({ host: ssh.host, units });
+                return units.map(state);
+            },
+        };
+        const errors = jest.spyOn(pulumi.log, "error").mockImplementation(() => Promise.resolve());
+        try {
+            const run = await runProgram({ ...BASE_CONFIG, domain: D, apexOnServer: "true", synapseVersion: "1.163.2", ...config }, SECRETS, { probe });
+            return { health: run.outputs.health as string[], asked, errors: errors.mock.calls.map((c) => String(c[0])) };
+        } finally {
+            errors.mockRestore();
+        }
+    }
+    const WORKERS_ON = { synapseWorkers: "2", postgresMaxConnections: "24" };
+
+    test("after an up in worker mode, health asks systemd of Redis and each worker and lists them", async () => {
+        const r = await upWith(WORKERS_ON, () => "active");
+        expect(r.asked.map((a) => a.units)).toEqual([UNITS]);
+        expect(r.errors).toEqual([]);
+        expect(r.health).toEqual(
+            expect.arrayContaining([
+                "ok   Redis: redis-server.service is active",
+                "ok   worker media_worker1: matrix-synapse-worker@media_worker1.service is active",
+            ]),
+        );
+        expect(r.health.filter((l) => !l.startsWith("ok "))).toEqual([]);
+    });
+
+    test("a worker that stopped fails the up, naming it", async () => {
+        const r = await upWith(WORKERS_ON, (u) => (u === "matrix-synapse-worker@generic_worker2.service" ? "inactive" : "active"));
+        expect(r.errors).toHaveLength(1);
+        expect(r.errors[0]).toMatch(/^the service is up but 1 health check failed/);
+        expect(r.errors[0]).toContain("FAIL worker generic_worker2: matrix-synapse-worker@generic_worker2.service is inactive");
+    });
+
+    test("without workers systemd is not asked, and the health output is what it was", async () => {
+        const r = await upWith({}, () => "active");
+        expect(r.asked).toEqual([]);
+        expect(r.health.some((l) => /Redis|worker/.test(l))).toBe(false);
     });
 });

@@ -6,10 +6,13 @@
 import { execFile } from "child_process";
 import * as fs from "fs";
 import * as http from "http";
+import * as net from "net";
 import type { AddressInfo } from "net";
 import * as os from "os";
 import * as path from "path";
 import { STATUS_CHECKS, STATUS_FILE, statusCheckFiles, statusScript } from "../components/statusCheck";
+import { statusWorkersDropIn } from "../components/synapseWorkers";
+import { workerLayout } from "../components/workerLayout";
 import { throwawayCert } from "./throwawayCert";
 
 interface Status {
@@ -22,6 +25,9 @@ let dir: string;
 let synapse: http.Server;
 let synapsePort: number;
 let closedPort: number;
+/** A stand-in for Redis with its password set: every command without AUTH answers NOAUTH. */
+let redis: net.Server;
+let redisPort: number;
 
 /** A self-signed certificate valid for `days` more days, at dir/NAME. */
 function certificate(name: string, days: number): string {
@@ -43,6 +49,8 @@ interface Case {
     port?: number;
     diskAlertPercent?: number;
     recorded?: boolean;
+    /** Worker mode: STATUS_WORKERS and STATUS_REDIS_PORT as the workers' drop-in sets them, and what systemd says of each unit. */
+    workers?: { list: string; redisPort: number; units: Record<string, string> };
 }
 
 /** Renders the check for one case and runs it (asynchronously: the stand-in Synapse answers meanwhile). */
@@ -66,6 +74,22 @@ async function runCheck(c: Case): Promise<{ code: number; stdout: string; stderr
     );
     const env: NodeJS.ProcessEnv = { PATH: process.env.PATH, LC_ALL: "C" };
     if (c.recorded !== false) env.STATE_DIRECTORY = state;
+    if (c.workers) {
+        // A stand-in for `systemctl is-active UNIT` (run to PATH's front): the state from a file, exit 0 only for active.
+        const bin = path.join(run, "bin");
+        const units = path.join(run, "units");
+        fs.mkdirSync(bin);
+        fs.mkdirSync(units);
+        for (const [unit, state] of Object.entries(c.workers.units)) fs.writeFileSync(path.join(units, unit), state);
+        fs.writeFileSync(
+            path.join(bin, "systemctl"),
+            `#!/bin/bash\n[ "$1" = is-active ] || exit 2\nstate=$(cat "${units}/$2" 2>/dev/null || echo inactive)\necho "$state"\n[ "$state" = active ]\n`,
+            { mode: 0o755 },
+        );
+        env.PATH = `${bin}:${process.env.PATH}`;
+        env.STATUS_WORKERS = c.workers.list;
+        env.STATUS_REDIS_PORT = String(c.workers.redisPort);
+    }
     const r = await new Promise<{ code: number; stdout: string; stderr: string }>((resolve) =>
         execFile("bash", [script], { env, encoding: "utf8" }, (err, stdout, stderr) =>
             resolve({ code: err ? Number((err as NodeJS.ErrnoException & { code?: number }).code) : 0, stdout, stderr }),
@@ -89,6 +113,9 @@ beforeAll(async () => {
     });
     await new Promise<void>((resolve) => synapse.listen(0, "127.0.0.1", resolve));
     synapsePort = (synapse.address() as AddressInfo).port;
+    redis = net.createServer((socket) => socket.on("data", () => socket.write("-NOAUTH Authentication required.\r\n")));
+    await new Promise<void>((resolve) => redis.listen(0, "127.0.0.1", resolve));
+    redisPort = (redis.address() as AddressInfo).port;
     // A port nothing listens on: one just closed.
     const other = http.createServer();
     await new Promise<void>((resolve) => other.listen(0, "127.0.0.1", resolve));
@@ -98,6 +125,7 @@ beforeAll(async () => {
 
 afterAll(async () => {
     await new Promise((resolve) => synapse.close(resolve));
+    await new Promise((resolve) => redis.close(resolve));
     fs.rmSync(dir, { recursive: true, force: true });
 });
 
@@ -213,5 +241,78 @@ describe("the daily status check (phillymesh-chat-status)", () => {
         expect(STATUS_FILE).toBe("/var/lib/phillymesh-chat/status.json");
         expect(unit).toMatch(/^DynamicUser=true$/m);
         expect(unit).toMatch(/^IPAddressAllow=localhost$/m);
+    });
+});
+
+describe("the daily status check in worker mode (synapseWorkers)", () => {
+    const ACTIVE = {
+        "redis-server.service": "active",
+        "matrix-synapse-worker@generic_worker1.service": "active",
+        "matrix-synapse-worker@federation_sender1.service": "active",
+        "matrix-synapse-worker@media_worker1.service": "active",
+    };
+    /** The workers as the drop-in names them, each HTTP one on the stand-in Synapse (or `port` for media_worker1). */
+    const workers = (units: Record<string, string> = ACTIVE, mediaPort = synapsePort, redis = redisPort) => ({
+        list: `generic_worker1:${synapsePort} federation_sender1:- media_worker1:${mediaPort}`,
+        redisPort: redis,
+        units,
+    });
+
+    test("all running: Redis and the workers checked after the four, each named; exit 0", async () => {
+        const r = await runCheck({ backups: recent, workers: workers() });
+        expect({ code: r.code, stderr: r.stderr }).toEqual({ code: 0, stderr: "" });
+        expect(r.status?.checks.map((c) => c.name)).toEqual([...STATUS_CHECKS, "redis", "workers"]);
+        expect(detail(r.status, "redis")).toBe(`redis-server answers on 127.0.0.1:${redisPort}`);
+        expect(detail(r.status, "workers")).toBe("generic_worker1, federation_sender1, media_worker1 running and answering");
+        expect(r.stdout).toMatch(/^all 6 checks ok$/m);
+    });
+
+    test("a stopped worker and a failed one fail the check, each named with its state; the rest stays ok", async () => {
+        const r = await runCheck({
+            backups: recent,
+            workers: workers({
+                ...ACTIVE,
+                "matrix-synapse-worker@federation_sender1.service": "inactive",
+                "matrix-synapse-worker@media_worker1.service": "failed",
+            }),
+        });
+        expect(r.code).toBe(1);
+        expect(verdicts(r.status)).toEqual({ certificate: true, backup: true, disk: true, synapse: true, redis: true, workers: false });
+        expect(detail(r.status, "workers")).toBe(
+            "federation_sender1 is inactive, media_worker1 is failed: see 'systemctl status matrix-synapse-worker@<name>' and 'journalctl -u matrix-synapse-worker@<name>'",
+        );
+        expect(r.stderr).toMatch(/^<3>workers: federation_sender1 is inactive, media_worker1 is failed: /m);
+        expect(r.stderr).toMatch(/^<3>1 of 6 checks failed$/m);
+    });
+
+    test("a worker whose unit runs but that does not answer its /health fails, naming its port", async () => {
+        const r = await runCheck({ backups: recent, workers: workers(ACTIVE, closedPort) });
+        expect(r.code).toBe(1);
+        expect(detail(r.status, "workers")).toMatch(
+            new RegExp(`^media_worker1 does not answer 127\\.0\\.0\\.1:${closedPort}/health \\(connection refused\\): `),
+        );
+    });
+
+    test("Redis stopped, or running but not answering, fails the redis check, naming its unit", async () => {
+        const stopped = await runCheck({ backups: recent, workers: workers({ ...ACTIVE, "redis-server.service": "failed" }) });
+        expect(stopped.code).toBe(1);
+        expect(verdicts(stopped.status)).toMatchObject({ redis: false, workers: true });
+        expect(detail(stopped.status, "redis")).toBe(
+            "redis-server is failed: the workers cannot reach the main process; see 'systemctl status redis-server' and 'journalctl -u redis-server'",
+        );
+        const silent = await runCheck({ backups: recent, workers: workers(ACTIVE, synapsePort, closedPort) });
+        expect(detail(silent.status, "redis")).toMatch(
+            new RegExp(`^redis-server does not answer on 127\\.0\\.0\\.1:${closedPort} \\(.*Connection refused.*\\): see 'journalctl -u redis-server'$`),
+        );
+    });
+
+    test("the drop-in the workers step installs names every worker of the layout and Redis's port, in the unit's environment", () => {
+        const dropIn = statusWorkersDropIn(workerLayout(2));
+        expect(dropIn.split("\n").slice(1)).toEqual([
+            "[Service]",
+            'Environment="STATUS_WORKERS=generic_worker1:8091 generic_worker2:8092 federation_sender1:- media_worker1:8090" STATUS_REDIS_PORT=6379',
+        ]);
+        // Without it (workers off) the check's unit sets neither, and the check is the four above.
+        expect(statusCheckFiles("/mnt/matrix_data", 85)[1].content as string).not.toMatch(/^Environment/m);
     });
 });

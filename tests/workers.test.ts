@@ -225,6 +225,14 @@ describe("turning workers on, and off again, under the mocks", () => {
                     : /systemctl disable --quiet --now "matrix-synapse-worker@\$name\.service"/,
             );
         }
+        // The workers' teardown removes them as the step removes a worker no longer configured (one
+        // library, workers.sh, sent with those two only), and the status check's drop-in with them.
+        const workersDelete: string = on.byName("chat-synapse-workers-run").inputs.delete;
+        expect(workersDelete).toContain("remove_worker() {");
+        expect(workersDelete).toContain("/etc/systemd/system/phillymesh-chat-status.service.d/phillymesh-chat-workers.conf");
+        expect(on.byName("chat-synapse-workers-run").inputs.stdin).toContain("remove_worker() {");
+        for (const r of commands(on).values())
+            if (r.name !== "chat-synapse-workers-run") expect(String(r.inputs.stdin ?? "")).not.toContain("remove_worker() {");
         // No other step has a delete: leaving the single-process setup as it was.
         for (const r of commands(off).values()) expect(r.inputs.delete === undefined || r.name === "chat-data-release").toBe(true);
     });

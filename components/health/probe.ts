@@ -5,7 +5,7 @@ import * as dns from "dns";
 import * as https from "https";
 import { isIP } from "net";
 import * as tls from "tls";
-import { sshStatusReader, type StatusSsh } from "./serverStatus";
+import { sshStatusReader, sshUnitStates, type StatusSsh } from "./serverStatus";
 
 export interface SrvAnswer {
     readonly target: string;
@@ -45,6 +45,8 @@ export interface Probe {
     get(url: string, connectTo?: { host: string; port: number }): Promise<HttpAnswer>;
     /** A file on the server, read over SSH (undefined: it does not exist); absent: not read. */
     readServerFile?(ssh: StatusSsh, file: string): Promise<string | undefined>;
+    /** What systemd says of each unit on the server (`systemctl is-active`), in order; absent: not asked. */
+    unitStates?(ssh: StatusSsh, units: readonly string[]): Promise<string[]>;
 }
 
 export interface NetworkProbeOptions {
@@ -93,6 +95,7 @@ export function networkProbe(opts: NetworkProbeOptions = {}): Probe {
     };
     return {
         readServerFile: (ssh, file) => sshStatusReader(ssh)(file),
+        unitStates: (ssh, units) => sshUnitStates(ssh)(units),
         async srv(name) {
             try {
                 return (await resolver.resolveSrv(name)).map((r) => ({ target: r.name, port: r.port, priority: r.priority, weight: r.weight }));

@@ -2,21 +2,15 @@
 # Teardown of step "synapse-workers": synapseWorkers went back to 0 (the step left the program) or the
 # stack is destroyed. By then the synapse step has put the single-process homeserver.yaml back and
 # the sites step routes everything to it again. Stops and disables every worker, removes their
-# configuration, the unit template and nginx's worker routing. No data.
+# configuration, the unit template, the status check's worker drop-in and nginx's worker routing. No data.
 # shellcheck source=files/lib/lib.sh
 declare -F log >/dev/null || . "$(dirname "${BASH_SOURCE[0]}")/../lib/lib.sh"
+# shellcheck source=files/lib/workers.sh
+declare -F remove_worker >/dev/null || . "$(dirname "${BASH_SOURCE[0]}")/../lib/workers.sh"
 
-WORKERS_DIR=/etc/matrix-synapse/workers
-for f in "$WORKERS_DIR"/*.yaml; do
-    [ -e "$f" ] || continue
-    case $f in *.log.yaml) continue ;; esac
-    name=${f##*/}
-    name=${name%.yaml}
-    log "stopping worker $name"
-    systemctl disable --quiet --now "matrix-synapse-worker@$name.service" 2>/dev/null || true
-    rm -f "$f" "$WORKERS_DIR/$name.log.yaml"
-done
-rm -f /etc/systemd/system/matrix-synapse-worker@.service
+for name in $(configured_workers); do remove_worker "$name" "worker mode off"; done
+rm -f /etc/systemd/system/matrix-synapse-worker@.service /etc/systemd/system/phillymesh-chat-status.service.d/phillymesh-chat-workers.conf
+rmdir /etc/systemd/system/phillymesh-chat-status.service.d 2>/dev/null || true
 rmdir /etc/systemd/system/matrix-synapse.service.wants 2>/dev/null || true
 systemctl daemon-reload
 systemctl reset-failed 'matrix-synapse-worker@*' 2>/dev/null || true

@@ -6,12 +6,14 @@
 # Variables: WORKERS (worker names), WORKER_PORTS (each one's HTTP port, "-" for none), in the same
 # order; SYNAPSE_VERSION (so that the step runs again after a bump, which restarts the workers with
 # the main process, and waits for them). Files (install_files): the unit template, each worker's configuration and logging
-# (synapseWorkers.ts: workerFiles). Undone by synapse-workers-off.sh.
+# (synapseWorkers.ts: workerFiles), and the daily status check's drop-in naming them. Library:
+# workers.sh (the worker removal this step and its teardown share). Undone by synapse-workers-off.sh.
 # shellcheck source=files/lib/lib.sh
 declare -F log >/dev/null || . "$(dirname "${BASH_SOURCE[0]}")/../lib/lib.sh"
+# shellcheck source=files/lib/workers.sh
+declare -F remove_worker >/dev/null || . "$(dirname "${BASH_SOURCE[0]}")/../lib/workers.sh"
 : "${WORKERS:?}" "${WORKER_PORTS:?}" "${SYNAPSE_VERSION:?}"
 
-WORKERS_DIR=/etc/matrix-synapse/workers
 UNIT=/etc/systemd/system/matrix-synapse-worker@.service
 read -r -a names <<<"$WORKERS"
 read -r -a ports <<<"$WORKER_PORTS"
@@ -22,15 +24,8 @@ systemctl is-active --quiet matrix-synapse || die "the main Synapse process is n
 install_files
 
 # Workers this configuration no longer has: stopped, disabled, their files gone.
-for f in "$WORKERS_DIR"/*.yaml; do
-    [ -e "$f" ] || continue
-    case $f in *.log.yaml) continue ;; esac
-    file_declared "$f" && continue
-    name=${f##*/}
-    name=${name%.yaml}
-    log "removing worker $name (no longer configured)"
-    systemctl disable --quiet --now "matrix-synapse-worker@$name.service" 2>/dev/null || true
-    rm -f "$f" "$WORKERS_DIR/$name.log.yaml"
+for name in $(configured_workers); do
+    file_declared "$WORKERS_DIR/$name.yaml" || remove_worker "$name" "no longer configured"
 done
 systemctl daemon-reload
 

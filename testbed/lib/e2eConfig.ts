@@ -24,6 +24,8 @@ export interface Server {
     webClientUrl: string;
     synapseVersion: string;
     elementVersion: string;
+    /** synapseWorkers in its stack's config (0: one Synapse process); optional in older files. */
+    synapseWorkers?: number;
 }
 
 export interface E2eConfig {
@@ -87,6 +89,7 @@ export function serverEntry(
         webClientUrl: outputs.webClientUrl,
         synapseVersion: stack.config.synapseVersion,
         elementVersion: stack.config.elementVersion,
+        synapseWorkers: Number(stack.config.synapseWorkers ?? 0),
     };
 }
 

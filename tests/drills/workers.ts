@@ -1,13 +1,14 @@
-// Worker mode on the testbed (synapseWorkers, issue 14): each process seen serving its share, and the
-// way back to one process leaving nothing behind. Not part of `npm run test:drills` (its glob is
-// *.test.ts) nor of .ci/run: run it by hand against a guest deployed by deploy.ts, under the lock:
+// Worker mode on the testbed (synapseWorkers, issue 14): each process seen serving its share, the
+// daily status check watching Redis and every worker, and the way back to one process leaving nothing
+// behind. Not part of `npm run test:drills` (its glob is *.test.ts): testbed/workers-e2e.sh runs the
+// "on" half after the end-to-end checks on a worker-mode guest of its own. By hand, under the lock:
 //
 //   WORKERS_PROOF=on  flock -o /var/tmp/phillymesh-testbed.lock node --test tests/drills/workers.ts
 //   WORKERS_PROOF=off flock -o /var/tmp/phillymesh-testbed.lock node --test tests/drills/workers.ts
 //
 // WORKERS_STACK (default workers1) names the stack; its guest, domain and admin password are read
 // from $B/stacks/<stack>.json and $B/secrets/<stack>.json. Read-only on the server, apart from the
-// room, message and file it makes as the admin.
+// room, message and file it makes as the admin, and media_worker1 stopped and started again.
 import assert from "node:assert/strict";
 import { randomBytes } from "node:crypto";
 import fs from "node:fs";
@@ -112,6 +113,38 @@ if (MODE === "on") {
         );
         assert.equal(cfg.trim(), "False True False", journal.slice(-2000));
     });
+
+    void test("the daily status check checks Redis and each worker, and names a stopped one", async () => {
+        type Status = { checks: { name: string; ok: boolean; detail: string }[] };
+        // Through its unit, as its timer runs it (sandboxed: systemd is asked over D-Bus). A fresh
+        // server may have no backup yet: only the worker-mode checks are asserted here.
+        const check = async () => {
+            await on("systemctl start phillymesh-chat-status >/dev/null 2>&1 || true");
+            const status = JSON.parse(await on("cat /var/lib/phillymesh-chat/status.json")) as Status;
+            return Object.fromEntries(status.checks.map((c) => [c.name, c]));
+        };
+        const before = await check();
+        assert.equal(before.redis?.ok, true, JSON.stringify(before));
+        assert.equal(before.workers?.ok, true, JSON.stringify(before));
+        for (const w of WORKERS) assert.ok(before.workers.detail.includes(w), before.workers.detail);
+        let stoppedDetail = "";
+        await on("systemctl stop matrix-synapse-worker@media_worker1");
+        try {
+            const stopped = await check();
+            stoppedDetail = stopped.workers?.detail ?? "";
+            assert.equal(stopped.workers?.ok, false, JSON.stringify(stopped));
+            assert.match(stopped.workers.detail, /^media_worker1 is inactive: see 'systemctl status matrix-synapse-worker@<name>'/);
+            assert.equal(stopped.redis?.ok, true);
+            assert.match(await on("journalctl -u phillymesh-chat-status -p err -n 20 -o cat --no-pager"), /workers: media_worker1 is inactive/);
+        } finally {
+            await on("systemctl start matrix-synapse-worker@media_worker1");
+        }
+        // Back: it answers its /health again, and the check is green for it.
+        await on("for i in $(seq 60); do curl -fsS http://127.0.0.1:8090/health >/dev/null 2>&1 && exit 0; sleep 1; done; exit 1");
+        const after = await check();
+        assert.equal(after.workers?.ok, true, JSON.stringify(after));
+        console.log(`status check: ${before.redis.detail}; ${before.workers.detail}; stopped: ${stoppedDetail}`);
+    });
 } else {
     void test("one process again: no worker unit, no Redis, no routing, no worker configuration left", async () => {
         assert.equal((await on("systemctl list-unit-files --no-legend 'matrix-synapse-worker@*' | wc -l")).trim(), "0");
@@ -121,12 +154,20 @@ if (MODE === "on") {
             (
                 await on(
                     "ls -d /etc/nginx/conf.d/phillymesh-chat-workers.conf /etc/matrix-synapse/workers /opt/synapse/redis-lib /etc/phillymesh-chat/redis.conf " +
+                        "/etc/systemd/system/phillymesh-chat-status.service.d " +
                         "/etc/systemd/system/matrix-synapse.service.d /etc/systemd/system/redis-server.service.d 2>/dev/null | wc -l",
                 )
             ).trim(),
             "0",
         );
         assert.equal((await on("ss -ltnH | awk '{print $4}' | grep -cE ':(6379|9093|8090|8091)$' || true")).trim(), "0");
+        // The daily status check is back to its four checks.
+        await on("systemctl start phillymesh-chat-status >/dev/null 2>&1 || true");
+        const status = JSON.parse(await on("cat /var/lib/phillymesh-chat/status.json")) as { checks: { name: string }[] };
+        assert.deepEqual(
+            status.checks.map((c) => c.name),
+            ["certificate", "backup", "disk", "synapse"],
+        );
     });
 
     void test("the main process serves everything, and what was written in worker mode is all there", async () => {

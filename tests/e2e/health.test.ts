@@ -1,6 +1,6 @@
 // `up` checks its own work: on both servers, the `health` output the last `up` left lists every check
 // (well-known, client API, Element, SRV, federation route and TLS, signing keys, Synapse version,
-// certificate expiry) as passed, and the server's daily status read over SSH; and `npm run check -- <server name>`, the same checks as a command,
+// certificate expiry; in worker mode Redis and each worker running) as passed, and the server's daily status read over SSH; and `npm run check -- <server name>`, the same checks as a command,
 // passes from the host through the testbed's DNS and CA.
 // Run:  node --test --test-concurrency=1 --test-force-exit 'tests/e2e/*.test.ts'   (see README.md)
 import assert from "node:assert/strict";
@@ -23,6 +23,10 @@ const CHECKS = [
     "certificate expiry",
 ];
 
+/** In worker mode, up also asks systemd on the server: Redis and each worker running (workerLayout.ts's names). */
+const workerChecks = (count: number): string[] =>
+    count > 0 ? ["Redis", ...Array.from({ length: count }, (_, i) => `worker generic_worker${i + 1}`), "worker federation_sender1", "worker media_worker1"] : [];
+
 void describe("up checks its own work", () => {
     for (const server of testbed.servers) {
         void test(`${server.domain}: the health output of the last up has every check, all passed`, async () => {
@@ -31,7 +35,7 @@ void describe("up checks its own work", () => {
             const names = health.map((l) => /^\S+\s+([^:]+):/.exec(l)?.[1] ?? l);
             assert.deepEqual(
                 names.filter((n) => !n.startsWith("server ")),
-                CHECKS,
+                [...CHECKS, ...workerChecks(server.synapseWorkers ?? 0)],
                 health.join("\n"),
             );
             // The server's own daily status, read over SSH with the stack's key (as root on one, through

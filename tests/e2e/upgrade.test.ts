@@ -72,7 +72,7 @@ void describe("the stacks under the real engine", () => {
 
             await testbedSh(["bump", `synapseVersion=${BUMP_TO}`, server.name], 600_000);
 
-            // What the preview planned: one update, of the Synapse step, and nothing else.
+            // What the preview planned: one update, of the Synapse step, and nothing else (but the workers step).
             // (Provider resources are left out: the testbed's stand-in for the command provider is a
             // dynamic provider, whose default instance the engine re-reads when stack config changes.
             // A "read" changes nothing: the program reads its own stack's last outputs, preflight.ts.)
@@ -84,7 +84,9 @@ void describe("the stacks under the real engine", () => {
             const changed = planned
                 .filter((r) => !r.type.startsWith("pulumi:providers:") && r.ops.some((op) => op !== "same" && op !== "read"))
                 .map((r) => `${r.urn.split("::").pop()}:${r.ops.join(",")}`);
-            assert.deepEqual(changed, ["chat-synapse-run:update"]);
+            // In worker mode the workers step carries the version too: it runs after the Synapse step
+            // and waits until every worker answers on the new release.
+            assert.deepEqual(changed.sort(), ["chat-synapse-run:update", ...(server.synapseWorkers ? ["chat-synapse-workers-run:update"] : [])]);
 
             assert.equal(await runningVersion(), BUMP_TO);
             const r = await testbedFetch(`${server.homeserverUrl}/_matrix/client/v3/rooms/${encodeURIComponent(room.room_id)}/messages?dir=b&limit=20`, {

@@ -7,6 +7,11 @@
 #   backup       the newest backup below the backup directory is less than 36 hours old
 #   disk         the data directory's and the root file system's use are below the threshold
 #   synapse      Synapse answers its /health on 127.0.0.1
+# and in worker mode (synapseWorkers), named by the drop-in the synapse-workers step installs
+# (phillymesh-chat-status.service.d/phillymesh-chat-workers.conf: STATUS_WORKERS "name:port ...",
+# port "-" for none, and STATUS_REDIS_PORT), two more; without it, nothing more is checked:
+#   redis        redis-server is active and answers on 127.0.0.1
+#   workers      each matrix-synapse-worker@<name> is active and answers its /health on 127.0.0.1
 # Each result is logged, a problem at error priority (journalctl -p err -u phillymesh-chat-status);
 # when one fails the unit fails (systemctl --failed). Run through the unit, every result is also
 # recorded in $STATE_DIRECTORY/status.json (/var/lib/phillymesh-chat/status.json):
@@ -14,6 +19,8 @@
 # Run by hand it prints the same verdicts and records nothing: the file is the unit's, and root never
 # writes into a directory a service user owns.
 set -euo pipefail
+STATUS_WORKERS=${STATUS_WORKERS:-}
+STATUS_REDIS_PORT=${STATUS_REDIS_PORT:-6379}
 CERT_DAYS=14
 BACKUP_HOURS=36
 DISK_ALERT_PERCENT='{{disk_alert_percent}}'
@@ -113,16 +120,17 @@ check_disk() {
     fi
 }
 
-check_synapse() {
+# health PORT: succeeds when a Synapse process answers 200 OK on 127.0.0.1:PORT/health; else fails
+# and prints what it met instead.
+health() {
     local reply rc=0 status
     # Plain bash on a TCP socket: no HTTP client is needed for one status line and a two-letter body.
     # shellcheck disable=SC2016 # $0 is expanded by the inner bash
     reply=$(timeout 10 bash -c 'exec 3<>"/dev/tcp/127.0.0.1/$0" && printf "GET /health HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n" >&3 && cat <&3' \
-        "{{synapse_port}}" 2>&1) || rc=$?
+        "$1" 2>&1) || rc=$?
     status=$(head -n 1 <<<"$reply" | tr -d '\r')
     if [ "$rc" = 0 ] && [[ $status == "HTTP/1."?" 200 "* ]] && [ "$(tail -n 1 <<<"$reply" | tr -d '\r')" = OK ]; then
-        record synapse true "Synapse answers $health_url"
-        return
+        return 0
     fi
     if [ "$rc" = 124 ]; then
         status="no answer within 10 s"
@@ -131,7 +139,66 @@ check_synapse() {
     elif [ "$rc" != 0 ]; then
         status=$(tr '\n' ' ' <<<"$reply" | cut -c1-200)
     fi
-    record synapse false "Synapse does not answer $health_url ($status): see 'systemctl status matrix-synapse' and 'journalctl -u matrix-synapse'"
+    printf '%s' "$status"
+    return 1
+}
+
+check_synapse() {
+    local problem
+    if problem=$(health "{{synapse_port}}"); then
+        record synapse true "Synapse answers $health_url"
+    else
+        record synapse false "Synapse does not answer $health_url ($problem): see 'systemctl status matrix-synapse' and 'journalctl -u matrix-synapse'"
+    fi
+}
+
+# unit_state UNIT: what systemd says of UNIT (active, failed, inactive, ...), asked over D-Bus.
+unit_state() {
+    local out
+    out=$(systemctl is-active "$1" 2>&1) || true
+    out=$(tail -n 1 <<<"$out")
+    printf '%s' "${out:-unknown}"
+}
+
+check_redis() {
+    local port=$STATUS_REDIS_PORT state reply rc=0
+    state=$(unit_state redis-server.service)
+    if [ "$state" != active ]; then
+        record redis false "redis-server is $state: the workers cannot reach the main process; see 'systemctl status redis-server' and 'journalctl -u redis-server'"
+        return
+    fi
+    # PING without the password: an answer at all (PONG, or NOAUTH) shows Redis serving.
+    # shellcheck disable=SC2016 # $0 is expanded by the inner bash
+    reply=$(timeout 10 bash -c 'exec 3<>"/dev/tcp/127.0.0.1/$0" && printf "PING\r\n" >&3 && IFS= read -r line <&3 && printf "%s" "$line"' \
+        "$port" 2>&1) || rc=$?
+    reply=${reply%$'\r'}
+    if [ "$rc" = 0 ] && [[ $reply == "+PONG" || $reply == "-NOAUTH"* ]]; then
+        record redis true "redis-server answers on 127.0.0.1:$port"
+    else
+        [ "$rc" != 124 ] || reply="no answer within 10 s"
+        record redis false "redis-server does not answer on 127.0.0.1:$port ($(tr '\n' ' ' <<<"$reply" | cut -c1-200)): see 'journalctl -u redis-server'"
+    fi
+}
+
+check_workers() {
+    local entry name port state problem good=() bad=()
+    for entry in $STATUS_WORKERS; do
+        name=${entry%%:*}
+        port=${entry#*:}
+        state=$(unit_state "matrix-synapse-worker@$name.service")
+        if [ "$state" != active ]; then
+            bad+=("$name is $state")
+        elif [ "$port" != - ] && ! problem=$(health "$port"); then
+            bad+=("$name does not answer 127.0.0.1:$port/health ($problem)")
+        else
+            good+=("$name")
+        fi
+    done
+    if [ "${#bad[@]}" = 0 ]; then
+        record workers true "$(join "${good[@]}") running and answering"
+    else
+        record workers false "$(join "${bad[@]}"): see 'systemctl status matrix-synapse-worker@<name>' and 'journalctl -u matrix-synapse-worker@<name>'"
+    fi
 }
 
 # json_string TEXT: TEXT as a JSON string (control characters dropped).
@@ -161,6 +228,10 @@ check_certificate
 check_backup
 check_disk
 check_synapse
+if [ -n "${STATUS_WORKERS:-}" ]; then
+    check_redis
+    check_workers
+fi
 write_status
 if [ "$failed" != 0 ]; then
     echo "<3>$failed of ${#names[@]} checks failed" >&2
