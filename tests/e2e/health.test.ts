@@ -25,7 +25,9 @@ const CHECKS = [
 
 /** In worker mode, up also asks systemd on the server: Redis and each worker running (workerLayout.ts's names). */
 const workerChecks = (count: number): string[] =>
-    count > 0 ? ["Redis", ...Array.from({ length: count }, (_, i) => `worker generic_worker${i + 1}`), "worker federation_sender1", "worker media_worker1"] : [];
+    count > 0
+        ? ["Redis", ...Array.from({ length: count }, (_, i) => `worker generic_worker${i + 1}`), "worker federation_sender1", "worker media_worker1"]
+        : [];
 
 void describe("up checks its own work", () => {
     for (const server of testbed.servers) {
