@@ -20,6 +20,8 @@ export interface StatusScriptValues {
     readonly synapsePort: number;
     /** A file system at this use (percent) or above fails the disk check. */
     readonly diskAlertPercent: number;
+    /** Where systemd's control groups are (worker mode's checks read the units' there). Default /sys/fs/cgroup. */
+    readonly cgroupRoot?: string;
 }
 
 /** The check program, rendered (tests render it with their own paths and run it). */
@@ -30,6 +32,7 @@ export function statusScript(v: StatusScriptValues): string {
         backup_dir: v.backupDir,
         synapse_port: v.synapsePort,
         disk_alert_percent: v.diskAlertPercent,
+        cgroup_root: v.cgroupRoot ?? "/sys/fs/cgroup",
     });
 }
 

@@ -6,7 +6,7 @@
 #     the worker server as server 0 and the testbed's nycmesh as server 1: E2E_CONFIG names their
 #     e2e file, TESTBED_SERVERS the pair for the preview and the bump (testbed.sh);
 #   - tests/drills/workers.ts (WORKERS_PROOF=on) after the bump: each process serving its share, seen
-#     in its own log;
+#     in its own log, and the daily status check's worker-mode checks (a worker stopped and started);
 # and the guest, its stack, DNS records and files removed again (--keep leaves them up).
 #
 #   flock -o /var/tmp/phillymesh-testbed.lock bash testbed/workers-e2e.sh [--keep]
@@ -78,8 +78,10 @@ say "deployed"
 deploy outputs --stack "$NAME" >"$B/stacks/$NAME.outputs.json"
 (umask 077 && node "$HERE/lib/e2eConfig.ts" write "$NAME" root nycmesh debian >"$E2E")
 
-# The daily status check once, so that up's health and the e2e check of it see its worker checks.
-bash "$HERE/tssh" "root@$IP" 'systemctl start phillymesh-chat-status && cat /var/lib/phillymesh-chat/status.json' >&2
+# The peer at this checkout's program too: the e2e preview expects no change on either stack.
+say "nycmesh.test at this checkout's program"
+deploy up --stack nycmesh --config "$B/stacks/nycmesh.json" 2>&1 | sed -u "s/^/[nycmesh] /" >"$B/log/up-nycmesh-for-$NAME.log" ||
+    { tail -n 40 "$B/log/up-nycmesh-for-$NAME.log" >&2; say "pulumi up of nycmesh FAILED"; exit 1; }
 
 say "end-to-end checks against $NAME.test (and nycmesh.test)"
 status=0

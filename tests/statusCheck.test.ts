@@ -49,7 +49,7 @@ interface Case {
     port?: number;
     diskAlertPercent?: number;
     recorded?: boolean;
-    /** Worker mode: STATUS_WORKERS and STATUS_REDIS_PORT as the workers' drop-in sets them, and what systemd says of each unit. */
+    /** Worker mode: STATUS_WORKERS and STATUS_REDIS_PORT as the workers' drop-in sets them, and each unit's control group: running (processes in it), empty (none left), gone (no group: stopped). */
     workers?: { list: string; redisPort: number; units: Record<string, string> };
 }
 
@@ -70,23 +70,20 @@ async function runCheck(c: Case): Promise<{ code: number; stdout: string; stderr
             backupDir: backups,
             synapsePort: c.port ?? synapsePort,
             diskAlertPercent: c.diskAlertPercent ?? 99,
+            cgroupRoot: path.join(run, "cgroup"),
         }),
     );
     const env: NodeJS.ProcessEnv = { PATH: process.env.PATH, LC_ALL: "C" };
     if (c.recorded !== false) env.STATE_DIRECTORY = state;
     if (c.workers) {
-        // A stand-in for `systemctl is-active UNIT` (run to PATH's front): the state from a file, exit 0 only for active.
-        const bin = path.join(run, "bin");
-        const units = path.join(run, "units");
-        fs.mkdirSync(bin);
-        fs.mkdirSync(units);
-        for (const [unit, state] of Object.entries(c.workers.units)) fs.writeFileSync(path.join(units, unit), state);
-        fs.writeFileSync(
-            path.join(bin, "systemctl"),
-            `#!/bin/bash\n[ "$1" = is-active ] || exit 2\nstate=$(cat "${units}/$2" 2>/dev/null || echo inactive)\necho "$state"\n[ "$state" = active ]\n`,
-            { mode: 0o755 },
-        );
-        env.PATH = `${bin}:${process.env.PATH}`;
+        // systemd's control groups as the check reads them: a running unit's cgroup.events says "populated 1".
+        for (const [unit, state] of Object.entries(c.workers.units)) {
+            if (state === "gone") continue;
+            const slice = unit.includes("@") ? `system-${unit.split("@")[0].replace(/-/g, "\\x2d")}.slice` : "";
+            const group = path.join(run, "cgroup", "system.slice", slice, unit);
+            fs.mkdirSync(group, { recursive: true });
+            fs.writeFileSync(path.join(group, "cgroup.events"), `populated ${state === "running" ? 1 : 0}\nfrozen 0\n`);
+        }
         env.STATUS_WORKERS = c.workers.list;
         env.STATUS_REDIS_PORT = String(c.workers.redisPort);
     }
@@ -235,6 +232,7 @@ describe("the daily status check (phillymesh-chat-status)", () => {
         expect(script).toContain("data_dir='/mnt/matrix_data'");
         expect(script).toContain("DISK_ALERT_PERCENT='85'");
         expect(script).toContain("health_url='http://127.0.0.1:8008/health'");
+        expect(script).toContain("cgroup_root='/sys/fs/cgroup'");
         const unit = files[1].content as string;
         expect(unit).toContain("LoadCredential=fullchain.pem:/etc/letsencrypt/live/matrix-chat/fullchain.pem");
         expect(unit).toMatch(/^StateDirectory=phillymesh-chat$/m);
@@ -246,10 +244,10 @@ describe("the daily status check (phillymesh-chat-status)", () => {
 
 describe("the daily status check in worker mode (synapseWorkers)", () => {
     const ACTIVE = {
-        "redis-server.service": "active",
-        "matrix-synapse-worker@generic_worker1.service": "active",
-        "matrix-synapse-worker@federation_sender1.service": "active",
-        "matrix-synapse-worker@media_worker1.service": "active",
+        "redis-server.service": "running",
+        "matrix-synapse-worker@generic_worker1.service": "running",
+        "matrix-synapse-worker@federation_sender1.service": "running",
+        "matrix-synapse-worker@media_worker1.service": "running",
     };
     /** The workers as the drop-in names them, each HTTP one on the stand-in Synapse (or `port` for media_worker1). */
     const workers = (units: Record<string, string> = ACTIVE, mediaPort = synapsePort, redis = redisPort) => ({
@@ -267,21 +265,21 @@ describe("the daily status check in worker mode (synapseWorkers)", () => {
         expect(r.stdout).toMatch(/^all 6 checks ok$/m);
     });
 
-    test("a stopped worker and a failed one fail the check, each named with its state; the rest stays ok", async () => {
+    test("a stopped worker (no control group) and one whose processes are gone fail the check, each named; the rest stays ok", async () => {
         const r = await runCheck({
             backups: recent,
             workers: workers({
                 ...ACTIVE,
-                "matrix-synapse-worker@federation_sender1.service": "inactive",
-                "matrix-synapse-worker@media_worker1.service": "failed",
+                "matrix-synapse-worker@federation_sender1.service": "gone",
+                "matrix-synapse-worker@media_worker1.service": "empty",
             }),
         });
         expect(r.code).toBe(1);
         expect(verdicts(r.status)).toEqual({ certificate: true, backup: true, disk: true, synapse: true, redis: true, workers: false });
         expect(detail(r.status, "workers")).toBe(
-            "federation_sender1 is inactive, media_worker1 is failed: see 'systemctl status matrix-synapse-worker@<name>' and 'journalctl -u matrix-synapse-worker@<name>'",
+            "federation_sender1 is not running, media_worker1 is not running: see 'systemctl status matrix-synapse-worker@<name>' and 'journalctl -u matrix-synapse-worker@<name>'",
         );
-        expect(r.stderr).toMatch(/^<3>workers: federation_sender1 is inactive, media_worker1 is failed: /m);
+        expect(r.stderr).toMatch(/^<3>workers: federation_sender1 is not running, media_worker1 is not running: /m);
         expect(r.stderr).toMatch(/^<3>1 of 6 checks failed$/m);
     });
 
@@ -294,11 +292,11 @@ describe("the daily status check in worker mode (synapseWorkers)", () => {
     });
 
     test("Redis stopped, or running but not answering, fails the redis check, naming its unit", async () => {
-        const stopped = await runCheck({ backups: recent, workers: workers({ ...ACTIVE, "redis-server.service": "failed" }) });
+        const stopped = await runCheck({ backups: recent, workers: workers({ ...ACTIVE, "redis-server.service": "gone" }) });
         expect(stopped.code).toBe(1);
         expect(verdicts(stopped.status)).toMatchObject({ redis: false, workers: true });
         expect(detail(stopped.status, "redis")).toBe(
-            "redis-server is failed: the workers cannot reach the main process; see 'systemctl status redis-server' and 'journalctl -u redis-server'",
+            "redis-server is not running: the workers cannot reach the main process; see 'systemctl status redis-server' and 'journalctl -u redis-server'",
         );
         const silent = await runCheck({ backups: recent, workers: workers(ACTIVE, synapsePort, closedPort) });
         expect(detail(silent.status, "redis")).toMatch(

@@ -116,8 +116,8 @@ if (MODE === "on") {
 
     void test("the daily status check checks Redis and each worker, and names a stopped one", async () => {
         type Status = { checks: { name: string; ok: boolean; detail: string }[] };
-        // Through its unit, as its timer runs it (sandboxed: systemd is asked over D-Bus). A fresh
-        // server may have no backup yet: only the worker-mode checks are asserted here.
+        // Through its unit, as its timer runs it (sandboxed, as a dynamic user: it reads the units'
+        // control groups). A fresh server may have no backup yet: only the worker-mode checks are asserted.
         const check = async () => {
             await on("systemctl start phillymesh-chat-status >/dev/null 2>&1 || true");
             const status = JSON.parse(await on("cat /var/lib/phillymesh-chat/status.json")) as Status;
@@ -133,9 +133,9 @@ if (MODE === "on") {
             const stopped = await check();
             stoppedDetail = stopped.workers?.detail ?? "";
             assert.equal(stopped.workers?.ok, false, JSON.stringify(stopped));
-            assert.match(stopped.workers.detail, /^media_worker1 is inactive: see 'systemctl status matrix-synapse-worker@<name>'/);
+            assert.match(stopped.workers.detail, /^media_worker1 is not running: see 'systemctl status matrix-synapse-worker@<name>'/);
             assert.equal(stopped.redis?.ok, true);
-            assert.match(await on("journalctl -u phillymesh-chat-status -p err -n 20 -o cat --no-pager"), /workers: media_worker1 is inactive/);
+            assert.match(await on("journalctl -u phillymesh-chat-status -p err -n 20 -o cat --no-pager"), /workers: media_worker1 is not running/);
         } finally {
             await on("systemctl start matrix-synapse-worker@media_worker1");
         }

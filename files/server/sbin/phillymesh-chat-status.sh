@@ -10,8 +10,8 @@
 # and in worker mode (synapseWorkers), named by the drop-in the synapse-workers step installs
 # (phillymesh-chat-status.service.d/phillymesh-chat-workers.conf: STATUS_WORKERS "name:port ...",
 # port "-" for none, and STATUS_REDIS_PORT), two more; without it, nothing more is checked:
-#   redis        redis-server is active and answers on 127.0.0.1
-#   workers      each matrix-synapse-worker@<name> is active and answers its /health on 127.0.0.1
+#   redis        redis-server runs and answers on 127.0.0.1
+#   workers      each matrix-synapse-worker@<name> runs and answers its /health on 127.0.0.1
 # Each result is logged, a problem at error priority (journalctl -p err -u phillymesh-chat-status);
 # when one fails the unit fails (systemctl --failed). Run through the unit, every result is also
 # recorded in $STATE_DIRECTORY/status.json (/var/lib/phillymesh-chat/status.json):
@@ -28,6 +28,7 @@ cert_name='{{certificate_file}}'
 backup_dir='{{backup_dir}}'
 data_dir='{{data_dir}}'
 health_url='http://127.0.0.1:{{synapse_port}}/health'
+cgroup_root='{{cgroup_root}}'
 
 names=()
 oks=()
@@ -152,19 +153,24 @@ check_synapse() {
     fi
 }
 
-# unit_state UNIT: what systemd says of UNIT (active, failed, inactive, ...), asked over D-Bus.
-unit_state() {
-    local out
-    out=$(systemctl is-active "$1" 2>&1) || true
-    out=$(tail -n 1 <<<"$out")
-    printf '%s' "${out:-unknown}"
+# unit_running UNIT: whether UNIT has processes now, from its control group in systemd's layout
+# (system.slice/[system-<template>.slice/]UNIT, "populated 1" in its cgroup.events). Not `systemctl
+# is-active`: the check runs as a dynamic user, and D-Bus hangs up on a user it cannot look up (no
+# nss-systemd), while the control groups are readable to anyone.
+unit_running() {
+    local unit=$1 dir=$cgroup_root/system.slice template
+    if [[ $unit == *@* ]]; then
+        # A template's instances live in a slice named after it, "-" escaped as systemd does.
+        template=${unit%%@*}
+        dir+="/system-${template//-/\\x2d}.slice"
+    fi
+    grep -qx 'populated 1' "$dir/$unit/cgroup.events" 2>/dev/null
 }
 
 check_redis() {
-    local port=$STATUS_REDIS_PORT state reply rc=0
-    state=$(unit_state redis-server.service)
-    if [ "$state" != active ]; then
-        record redis false "redis-server is $state: the workers cannot reach the main process; see 'systemctl status redis-server' and 'journalctl -u redis-server'"
+    local port=$STATUS_REDIS_PORT reply rc=0
+    if ! unit_running redis-server.service; then
+        record redis false "redis-server is not running: the workers cannot reach the main process; see 'systemctl status redis-server' and 'journalctl -u redis-server'"
         return
     fi
     # PING without the password: an answer at all (PONG, or NOAUTH) shows Redis serving.
@@ -181,13 +187,12 @@ check_redis() {
 }
 
 check_workers() {
-    local entry name port state problem good=() bad=()
+    local entry name port problem good=() bad=()
     for entry in $STATUS_WORKERS; do
         name=${entry%%:*}
         port=${entry#*:}
-        state=$(unit_state "matrix-synapse-worker@$name.service")
-        if [ "$state" != active ]; then
-            bad+=("$name is $state")
+        if ! unit_running "matrix-synapse-worker@$name.service"; then
+            bad+=("$name is not running")
         elif [ "$port" != - ] && ! problem=$(health "$port"); then
             bad+=("$name does not answer 127.0.0.1:$port/health ($problem)")
         else
