@@ -7,6 +7,8 @@
 #     e2e file, TESTBED_SERVERS the pair for the preview and the bump (testbed.sh);
 #   - tests/drills/workers.ts (WORKERS_PROOF=on) after the bump: each process serving its share, seen
 #     in its own log, and the daily status check's worker-mode checks (a worker stopped and started);
+#   - synapseWorkers back to 0 and WORKERS_PROOF=off: no worker unit, Redis, routing or drop-in left,
+#     the main process serving everything, the rooms of worker mode intact;
 # and the guest, its stack, DNS records and files removed again (--keep leaves them up).
 #
 #   flock -o /var/tmp/phillymesh-testbed.lock bash testbed/workers-e2e.sh [--keep]
@@ -90,6 +92,16 @@ status=0
 
 say "each process serving its share (tests/drills/workers.ts, after the bump)"
 (cd "$REPO" && WORKERS_STACK=$NAME WORKERS_PROOF=on node --test tests/drills/workers.ts) || status=1
+
+say "back to one process (synapseWorkers 0): nothing of worker mode left, nothing lost"
+node "$HERE/lib/stackConfig.ts" set "$STACK" synapseWorkers=0
+if deploy up --stack "$NAME" --config "$STACK" 2>&1 | sed -u "s/^/[$NAME] /" >"$B/log/off-$NAME.log"; then
+    (cd "$REPO" && WORKERS_STACK=$NAME WORKERS_PROOF=off node --test tests/drills/workers.ts) || status=1
+else
+    tail -n 40 "$B/log/off-$NAME.log" >&2
+    say "pulumi up of $NAME with synapseWorkers 0 FAILED (log $B/log/off-$NAME.log)"
+    status=1
+fi
 
 say "done in $(($(date +%s) - T0)) s: $([ "$status" = 0 ] && echo PASS || echo FAIL)"
 exit "$status"
