@@ -58,6 +58,8 @@ export interface StepResult {
     synapsePeakMB: number | null;
     /** the load generator's own CPU seconds over the step (it shares the host's two cores) */
     loadGeneratorCpuSeconds: number;
+    /** the host's 1-minute load average over the step (mean): anything else running skews the figures */
+    hostLoad1m: number | null;
 }
 
 export interface ModeResult {
@@ -251,10 +253,11 @@ async function step(
         peakMB: samples.length ? round1(Math.max(...samples.map((x) => x.mb.total))) : null,
         synapsePeakMB: samples.length ? round1(Math.max(...samples.map((x) => x.mb.synapse))) : null,
         loadGeneratorCpuSeconds: round1((cpu.user + cpu.system) / 1e6)!,
+        hostLoad1m: samples.length ? round1(samples.reduce((a, x) => a + x.hostLoad1m, 0) / samples.length) : null,
     };
     const result = { ...s, sustained: isSustained(s, w.p95TargetMs) };
     say(
-        `  rate ${rate}/s: sent ${sent} (${s.achievedRate}/s, ${sendErrors} errors), p50 ${s.p50Ms} ms, p95 ${s.p95Ms} ms, missed ${missed}, peak ${s.peakMB} MB -> ${result.sustained ? "sustained" : "NOT sustained"}`,
+        `  rate ${rate}/s: sent ${sent} (${s.achievedRate}/s, ${sendErrors} errors), p50 ${s.p50Ms} ms, p95 ${s.p95Ms} ms, missed ${missed}, peak ${s.peakMB} MB, host load ${s.hostLoad1m} -> ${result.sustained ? "sustained" : "NOT sustained"}`,
     );
     return result;
 }

@@ -4,7 +4,7 @@ import type { CommunityResult, ModeResult } from "./community.ts";
 
 function modeRow(m: ModeResult | null, name: string, error: string | undefined): string {
     if (!m) return `| ${name} | failed: ${(error ?? "not run").split("\n")[0].slice(0, 120)} | | | | |`;
-    const ramp = m.steps.map((s) => `${s.targetRate}/s: p95 ${s.p95Ms ?? "-"} ms${s.sustained ? "" : " ✗"}`).join("; ");
+    const ramp = m.steps.map((s) => `${s.targetRate}/s: p95 ${s.p95Ms ?? "-"} ms, load ${s.hostLoad1m ?? "-"}${s.sustained ? "" : " ✗"}`).join("; ");
     return `| ${name} (synapseWorkers ${m.synapseWorkers}) | **${m.sustainedRate}/s** | ${m.idleMB ?? "-"} MB | ${m.peakMB ?? "-"} MB | ${m.oomKills} | ${ramp} |`;
 }
 
