@@ -245,3 +245,14 @@ describe("turning spaces on, and back to local, under the mocks", () => {
         expect(on.byName("chat-media-storage-run").secretInputs.has("stdin")).toBe(false);
     });
 });
+
+describe("the trim's guard, run by python3 with boto3 stood in (tests/mediaTrim.py)", () => {
+    test("a copy is verified only with the bucket's size and MD5; no trim before a verified move", () => {
+        const program = path.join(__dirname, "..", "files", "server", "sbin", "phillymesh-chat-media-trim.py");
+        const r = spawnSync("python3", [path.join(__dirname, "mediaTrim.py"), program], { encoding: "utf8" });
+        expect(r.stderr).toBe("");
+        expect(r.stdout).toMatch(/all checks passed/);
+        expect((r.stdout.match(/^ok /gm) ?? []).length).toBe(10);
+        expect(r.status).toBe(0);
+    });
+});
