@@ -30,7 +30,8 @@ import boto3
 import botocore.config
 import botocore.exceptions
 
-SETTINGS = "/etc/phillymesh-chat/media-storage.json"
+# The unit sets neither variable; a check of this program off the server may.
+SETTINGS = os.environ.get("MEDIA_STORAGE_SETTINGS", "/etc/phillymesh-chat/media-storage.json")
 STATE_DIR = os.environ.get("STATE_DIRECTORY", "/var/lib/phillymesh-chat-media")
 MOVED = os.path.join(STATE_DIR, "moved.json")
 TRIMMED = os.path.join(STATE_DIR, "trimmed.json")
