@@ -102,6 +102,12 @@ describe("what the server gets", () => {
         expect(homeserverConfig(synapseBuild(cfg(BASE_CONFIG, SECRETS)))).not.toHaveProperty("media_storage_providers");
     });
 
+    test("with workers too: the media worker runs the media repository, with the provider from the shared configuration", () => {
+        const hs = homeserverConfig(synapseBuild(cfg({ ...SPACES_ON, synapseWorkers: "1", postgresMaxConnections: "20" })));
+        expect(hs).toMatchObject({ enable_media_repo: false, media_instance_running_background_jobs: "media_worker1" });
+        expect(hs.media_storage_providers).toEqual(homeserverConfig(build).media_storage_providers);
+    });
+
     test("the keys: in the synapse user's home, synapse's alone, in boto3's format", async () => {
         const creds = file("/mnt/matrix_data/synapse/.aws/credentials");
         expect([creds.mode, creds.owner]).toEqual(["0600", "synapse:synapse"]);
