@@ -132,8 +132,10 @@ export class MediaBucket extends pulumi.ComponentResource {
         this.bucket = new digitalocean.SpacesBucket(
             `${name}-media`,
             { name: args.media.bucket, region: args.media.region, acl: "private", forceDestroy: false },
-            // Data is sacred: media trimmed from the volume lives only here.
-            { parent: this, provider, protect: true },
+            // Data is sacred: media trimmed from the volume lives only here. Protected, so a plan that
+            // would delete it (a destroy, mediaStorage back to local) fails at preview; and once an
+            // operator unprotects it on purpose, it is still only dropped from the stack, never deleted.
+            { parent: this, provider, protect: true, retainOnDelete: true },
         );
         this.registerOutputs({ bucket: this.bucket.name });
     }

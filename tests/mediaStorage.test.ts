@@ -210,6 +210,7 @@ describe("turning spaces on, and back to local, under the mocks", () => {
         const bucket = on.byName("chat-media");
         expect(bucket.inputs).toMatchObject({ name: "phillymesh-net-media", region: "nyc3", acl: "private", forceDestroy: false });
         expect(bucket.protect).toBe(true);
+        expect(bucket.retainOnDelete).toBe(true);
         const provider = on.byName("chat-spaces");
         expect(provider.inputs).toMatchObject({ spacesAccessId: SPACES_KEYS.spacesAccessKeyId, spacesSecretKey: SPACES_KEYS.spacesSecretKey });
         expect(provider.secretInputs.has("spacesAccessId")).toBe(true);
