@@ -22,6 +22,7 @@ import { STATUS_FILE } from "./statusCheck";
 import { Connection } from "./host";
 import { workerLayout } from "./workerLayout";
 import { SynapseWorkers, WorkerRedis } from "./synapseWorkers";
+import { MediaBucket, MediaStorage } from "./mediaStorage";
 
 /** The stack outputs. */
 export interface ChatOutputs {
@@ -50,6 +51,8 @@ export const synapseBuild = (cfg: ChatConfig): SynapseBuild => ({
     adminEmail: cfg.adminEmail,
     dataDir: cfg.dataDir,
     synapse: cfg.synapse,
+    // Only with spaces: with local media the build is exactly what it was.
+    ...(cfg.mediaStorage.kind === "spaces" ? { media: cfg.mediaStorage } : {}),
 });
 export const elementBuild = (cfg: ChatConfig): ElementBuild => ({ names: hostnames(cfg.domain), element: cfg.element, guests: cfg.synapse.allowGuestAccess });
 export const webSettings = (cfg: ChatConfig): WebSettings => ({
@@ -165,11 +168,16 @@ export function buildChat(cfg: ChatConfig, facts: CloudFacts, name = "chat", pro
         workers.length > 0
             ? new WorkerRedis(name, { target: host, dataDir: cfg.dataDir, pipIndexUrl: cfg.synapse.pipIndexUrl }, { dependsOn: [base.ready] })
             : undefined;
+    // mediaStorage spaces: the bucket exists before Synapse writes to it.
+    const media = cfg.mediaStorage.kind === "spaces" ? cfg.mediaStorage : undefined;
+    const bucket = media ? new MediaBucket(name, { media }) : undefined;
     const synapse = new Synapse(
         name,
         { target: host, build: synapseBuild(cfg), postgresPassword: cfg.postgres.password },
-        { dependsOn: [postgres.ready, ...(redis ? [redis.ready] : [])] },
+        { dependsOn: [postgres.ready, ...(redis ? [redis.ready] : []), ...(bucket ? [bucket.bucket] : [])] },
     );
+    // The media already on the server into the bucket, verified, then the trim of the local cache.
+    if (media) new MediaStorage(name, { target: host, dataDir: cfg.dataDir, media }, { dependsOn: [synapse.ready] });
     const synapseWorkers =
         workers.length > 0
             ? new SynapseWorkers(name, { target: host, dataDir: cfg.dataDir, synapse: cfg.synapse, workers }, { dependsOn: [synapse.ready] })

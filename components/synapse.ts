@@ -8,6 +8,7 @@ import { dataPaths, Hostnames, PORTS, SERVER_PATHS, urls } from "./layout";
 import { RemoteStep, ServerFile } from "./remoteStep";
 import { readFile, renderTemplate, shellQuote } from "./templates";
 import { mainWorkerSettings, replicationListener, workerLayout } from "./workerLayout";
+import { mediaStorageProviders, S3_PROVIDER_REQUIREMENT, SpacesMedia, synapseMediaFiles } from "./mediaStorage";
 
 /** What Synapse is built from. */
 export interface SynapseBuild {
@@ -15,6 +16,8 @@ export interface SynapseBuild {
     readonly adminEmail: string;
     readonly dataDir: string;
     readonly synapse: SynapseSettings;
+    /** mediaStorage spaces (mediaStorage.ts); absent with local media, which changes nothing here. */
+    readonly media?: SpacesMedia;
 }
 
 /**
@@ -135,6 +138,7 @@ export function homeserverConfig(b: SynapseBuild): Record<string, unknown> {
         trusted_key_servers: s.trustedKeyServers.map((server_name) => ({ server_name })),
         suppress_key_server_warning: true,
         ...mainWorkerSettings(workers),
+        ...(b.media ? { media_storage_providers: mediaStorageProviders(b.media) } : {}),
     };
 }
 
@@ -233,8 +237,14 @@ export function synapseFiles(
               ]
             : []),
         { path: "/etc/systemd/system/matrix-synapse.service", content: synapseUnit(b.dataDir, b.synapse), mode: "0644", owner: "root:root" },
-        ...refreshFiles(b.synapse.pipIndexUrl, b.synapse.advisoryFeedUrl),
+        ...refreshFiles(b.synapse.pipIndexUrl, b.synapse.advisoryFeedUrl, synapseRequirements(b)),
+        ...(b.media ? synapseMediaFiles(b.dataDir, b.media) : []),
     ];
+}
+
+/** Pinned packages installed into Synapse's virtualenv with it: the S3 storage provider with spaces. */
+export function synapseRequirements(b: Pick<SynapseBuild, "media">): string[] {
+    return b.media ? [S3_PROVIDER_REQUIREMENT] : [];
 }
 
 /** The units of phillymesh-chat-synapse-refresh: one template, run weekly in full and daily if advised. */
@@ -249,10 +259,14 @@ const REFRESH_UNITS = {
  * builds from and the advisory feed, and two units from one template with their timers: the weekly
  * refresh, and the daily audit that refreshes only when an advisory is in force.
  */
-export function refreshFiles(pipIndexUrl: string, advisoryFeedUrl: string): ServerFile[] {
+export function refreshFiles(pipIndexUrl: string, advisoryFeedUrl: string, requirements: readonly string[] = []): ServerFile[] {
     const root = (path: string, content: string, mode: "0644" | "0755"): ServerFile => ({ path, content, mode, owner: "root:root" });
     const unit = (description: string, args: string) => renderTemplate("server/systemd/synapse-refresh.service", { description, arguments: args });
-    const env = { PIP_INDEX_URL: pipIndexUrl, ADVISORY_FEED_URL: advisoryFeedUrl };
+    const env = {
+        PIP_INDEX_URL: pipIndexUrl,
+        ADVISORY_FEED_URL: advisoryFeedUrl,
+        ...(requirements.length > 0 ? { SYNAPSE_REQUIREMENTS: requirements.join(" ") } : {}),
+    };
     return [
         root("/usr/local/lib/phillymesh-chat/lib.sh", readFile("lib/lib.sh"), "0644"),
         root("/usr/local/lib/phillymesh-chat/venv.sh", readFile("lib/venv.sh"), "0644"),
@@ -313,6 +327,7 @@ export class Synapse extends pulumi.ComponentResource {
                     ADOPT_SQLITE_DATABASE: s.adopt.sqliteDatabase,
                     ADOPT_POSTGRES_DUMP: s.adopt.postgresDump,
                     ADOPT_MEDIA_STORE: s.adopt.mediaStore,
+                    ...(synapseRequirements(b).length > 0 ? { SYNAPSE_REQUIREMENTS: synapseRequirements(b).join(" ") } : {}),
                 },
                 files: synapseFiles(b, {
                     postgresPassword: args.postgresPassword,

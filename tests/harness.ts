@@ -17,6 +17,8 @@ export interface Recorded {
     readonly secretInputs: Set<string>;
     readonly protect: boolean;
     readonly deleteBeforeReplace: boolean;
+    /** Whether a delete only drops it from the stack (the cloud resource is kept). */
+    readonly retainOnDelete: boolean;
     readonly ignoreChanges: string[];
     /** Names of the resources this one explicitly waits for. */
     readonly dependsOn: string[];
@@ -202,6 +204,7 @@ export async function runProgram(
             secretInputs,
             protect: d.opts.protect === true,
             deleteBeforeReplace: (d.opts as PulumiModule.CustomResourceOptions).deleteBeforeReplace === true,
+            retainOnDelete: d.opts.retainOnDelete === true,
             ignoreChanges: d.opts.ignoreChanges ?? [],
             dependsOn,
             parent: d.opts.parent ? nameOf.get(d.opts.parent) : undefined,

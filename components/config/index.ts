@@ -12,6 +12,7 @@ import type {
     ElementSettings,
     Hosting,
     HousekeepingSettings,
+    MediaStorageSettings,
     MonitoringSettings,
     PostgresSettings,
     SynapseSettings,
@@ -257,6 +258,40 @@ function readBackups(r: Reader): BackupSettings {
     return { keep: r.int("backupKeep", 1, 365), rsyncTarget, rsyncHostKey, passphrase };
 }
 
+/**
+ * mediaStorage (issue 14): `spaces` keeps media in a private DigitalOcean Spaces bucket. Only with
+ * hosting digitalocean: the bucket is made with the same DigitalOcean account and token as the
+ * droplet, in the droplet's region by default; an existing server has neither. The Spaces keys are
+ * secrets, read only when spaces is on.
+ */
+function readMediaStorage(r: Reader, hosting: Hosting, domain: string): MediaStorageSettings {
+    const kind = r.oneOf("mediaStorage", ["local", "spaces"] as const);
+    if (kind !== "spaces") return { kind: "local" };
+    if (hosting.kind !== "digitalocean") {
+        r.fail(
+            `${PROJECT}:mediaStorage spaces needs hosting digitalocean (the bucket is made in the DigitalOcean account that holds the droplet): set mediaStorage to local on an existing server`,
+        );
+    }
+    const region = r.optional("spacesRegion", c.checkSlug) || (hosting.kind === "digitalocean" ? hosting.region : "");
+    const bucket =
+        r.optional("spacesBucket", (v) =>
+            /^[a-z0-9][a-z0-9-]{1,61}[a-z0-9]$/.test(v)
+                ? undefined
+                : "a bucket name of 3-63 lower-case letters, digits and '-' (no dots), starting and ending with a letter or digit",
+        ) || `${domain.replace(/\./g, "-").slice(0, 57).replace(/-+$/, "")}-media`;
+    const keyId = (v: string) => (/^[A-Za-z0-9]{16,128}$/.test(v) ? undefined : "a Spaces access key id (letters and digits)");
+    const secretKey = (v: string) => (/^[A-Za-z0-9/+=]{20,128}$/.test(v) ? undefined : "a Spaces secret key (letters, digits, / + =)");
+    return {
+        kind,
+        region,
+        bucket,
+        accessKeyId: r.secret("spacesAccessKeyId", keyId, "when mediaStorage is spaces"),
+        secretKey: r.secret("spacesSecretKey", secretKey, "when mediaStorage is spaces"),
+        cacheDays: r.int("mediaCacheDays", 1, 3650),
+        cacheMaxMb: r.int("mediaCacheMaxMb", 64, 16777216),
+    };
+}
+
 /** Releases of synapse-auto-compressor on PyPI whose wheel does not work: refused at preview. */
 const BROKEN_COMPRESSOR_RELEASES: Record<string, string> = {
     "0.1.4": "its wheel on PyPI is an empty stub (the library inside exports no function)",
@@ -342,6 +377,7 @@ export function readConfig(source: ConfigSource): ChatConfig {
         housekeeping: readHousekeeping(r),
         element: readElement(r, domain),
         monitoring: readMonitoring(r, tls.diskAlertPercent),
+        mediaStorage: readMediaStorage(r, hosting, domain),
     });
 }
 

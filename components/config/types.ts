@@ -161,6 +161,27 @@ export interface MonitoringSettings {
     readonly load5: number;
 }
 
+/**
+ * Where Synapse's media lives (mediaStorage, issue 14; components/mediaStorage.ts). `local`: the
+ * data volume, as always. `spaces`: a private DigitalOcean Spaces bucket through Synapse's S3 storage
+ * provider, the volume a cache bounded by age and size.
+ */
+export type MediaStorageSettings =
+    | { readonly kind: "local" }
+    | {
+          readonly kind: "spaces";
+          /** The bucket's Spaces region (spacesRegion, or doRegion). */
+          readonly region: string;
+          /** The bucket's name (spacesBucket, or <domain>-media). */
+          readonly bucket: string;
+          readonly accessKeyId: pulumi.Output<string>;
+          readonly secretKey: pulumi.Output<string>;
+          /** mediaCacheDays: local copies not read for this long go (once verified in the bucket). */
+          readonly cacheDays: number;
+          /** mediaCacheMaxMb: the local cache's ceiling. */
+          readonly cacheMaxMb: number;
+      };
+
 export interface ChatConfig {
     readonly domain: string;
     readonly adminEmail: string;
@@ -184,4 +205,5 @@ export interface ChatConfig {
     readonly housekeeping: HousekeepingSettings;
     readonly element: ElementSettings;
     readonly monitoring: MonitoringSettings;
+    readonly mediaStorage: MediaStorageSettings;
 }
