@@ -19,12 +19,20 @@ export function knownHostsLine(rsyncTarget: string, hostKey: string): string {
 export const BACKUP_PASSPHRASE = "/etc/phillymesh-chat/backup.passphrase";
 
 /** The backup and restore programs, the settings they read, and the daily timer. */
-export function backupFiles(dataDir: string, b: BackupSettings): ServerFile[] {
+export function backupFiles(dataDir: string, b: BackupSettings, pgServiceFile?: string): ServerFile[] {
     const root = (path: string, content: string, mode: "0600" | "0644" | "0755"): ServerFile => ({ path, content, mode, owner: "root:root" });
     return [
         root(
             "/etc/phillymesh-chat/backup.env",
-            [`DATA_DIR=${dataDir}`, `BACKUP_KEEP=${b.keep}`, `BACKUP_RSYNC_TARGET=${b.rsyncTarget}`, `BACKUP_ENCRYPT=${b.passphrase ? 1 : 0}`].join("\n"),
+            [
+                `DATA_DIR=${dataDir}`,
+                `BACKUP_KEEP=${b.keep}`,
+                `BACKUP_RSYNC_TARGET=${b.rsyncTarget}`,
+                `BACKUP_ENCRYPT=${b.passphrase ? 1 : 0}`,
+                // database managed: pg_dump reads the cluster's address, CA and passfile from libpq's
+                // service file, so the dump is of the database Synapse uses, not the local one it left.
+                ...(pgServiceFile ? [`export PGSERVICEFILE=${pgServiceFile}`, "export PGSERVICE=synapse"] : []),
+            ].join("\n"),
             "0600",
         ),
         ...(b.passphrase ? [{ path: BACKUP_PASSPHRASE, content: b.passphrase, mode: "0600", owner: "root:root" } as ServerFile] : []),
@@ -41,6 +49,8 @@ export interface BackupsArgs {
     readonly target: Target;
     readonly dataDir: string;
     readonly backups: BackupSettings;
+    /** database managed: libpq's service file for the cluster, which the dump then reads. Default none (the local database). */
+    readonly pgServiceFile?: string;
 }
 
 export class Backups extends pulumi.ComponentResource {
@@ -56,7 +66,7 @@ export class Backups extends pulumi.ComponentResource {
                     BACKUP_KEEP: String(args.backups.keep),
                     BACKUP_RSYNC_TARGET: args.backups.rsyncTarget,
                 },
-                files: backupFiles(args.dataDir, args.backups),
+                files: backupFiles(args.dataDir, args.backups, args.pgServiceFile),
                 handlesSecrets: args.backups.passphrase !== undefined,
             },
             { parent: this, dependsOn: opts?.dependsOn },

@@ -22,6 +22,7 @@ import { STATUS_FILE } from "./statusCheck";
 import { Connection } from "./host";
 import { workerLayout } from "./workerLayout";
 import { SynapseWorkers, WorkerRedis } from "./synapseWorkers";
+import { MANAGED_DB_SERVICE_FILE, ManagedDatabase } from "./managedDatabase";
 
 /** The stack outputs. */
 export interface ChatOutputs {
@@ -165,10 +166,20 @@ export function buildChat(cfg: ChatConfig, facts: CloudFacts, name = "chat", pro
         workers.length > 0
             ? new WorkerRedis(name, { target: host, dataDir: cfg.dataDir, pipIndexUrl: cfg.synapse.pipIndexUrl }, { dependsOn: [base.ready] })
             : undefined;
+    // database managed: the cluster, and the local database moved into it before Synapse switches.
+    // The local PostgreSQL stays (the moved database is kept there until the operator removes it).
+    const managedDatabase =
+        cfg.database.kind === "managed" && dropletId && cfg.hosting.kind === "digitalocean"
+            ? new ManagedDatabase(
+                  name,
+                  { settings: cfg.database, region: cfg.hosting.region, dropletId, target: host, dataDir: cfg.dataDir },
+                  { dependsOn: [postgres.ready] },
+              )
+            : undefined;
     const synapse = new Synapse(
         name,
-        { target: host, build: synapseBuild(cfg), postgresPassword: cfg.postgres.password },
-        { dependsOn: [postgres.ready, ...(redis ? [redis.ready] : [])] },
+        { target: host, build: synapseBuild(cfg), postgresPassword: cfg.postgres.password, managedDatabase: managedDatabase?.connection },
+        { dependsOn: [postgres.ready, ...(redis ? [redis.ready] : []), ...(managedDatabase ? [managedDatabase.ready] : [])] },
     );
     const synapseWorkers =
         workers.length > 0
@@ -184,7 +195,11 @@ export function buildChat(cfg: ChatConfig, facts: CloudFacts, name = "chat", pro
         },
         { dependsOn: [base.ready, dns] },
     );
-    new Backups(name, { target: host, dataDir: cfg.dataDir, backups: cfg.backups }, { dependsOn: [synapse.ready] });
+    new Backups(
+        name,
+        { target: host, dataDir: cfg.dataDir, backups: cfg.backups, pgServiceFile: managedDatabase ? MANAGED_DB_SERVICE_FILE : undefined },
+        { dependsOn: [synapse.ready] },
+    );
     // Nightly database report and state compression: after Synapse, whose tables it tunes.
     new Housekeeping(
         name,
