@@ -53,8 +53,11 @@ export function passfileLine(host: string, port: number, password: string): stri
     return `${esc(host)}:${port}:${MANAGED_DB_NAME}:${MANAGED_DB_USER}:${esc(password)}`;
 }
 
-/** The service file: the cluster over TLS verified against its CA and its host name. */
-export function serviceFile(host: string, port: number): string {
+/**
+ * The service file: the cluster over TLS verified against its CA and its host name. `paths`: where the
+ * CA and the passfile are (the server's fixed paths; tests/databaseMove.test.ts puts them elsewhere).
+ */
+export function serviceFile(host: string, port: number, paths = { ca: MANAGED_DB_CA_PATH, passfile: MANAGED_DB_PGPASS }): string {
     return [
         "# Managed by phillymesh-chat: the managed PostgreSQL (database: managed). Use: PGSERVICEFILE=<this file> psql service=synapse",
         "[synapse]",
@@ -63,8 +66,8 @@ export function serviceFile(host: string, port: number): string {
         `dbname=${MANAGED_DB_NAME}`,
         `user=${MANAGED_DB_USER}`,
         "sslmode=verify-full",
-        `sslrootcert=${MANAGED_DB_CA_PATH}`,
-        `passfile=${MANAGED_DB_PGPASS}`,
+        `sslrootcert=${paths.ca}`,
+        `passfile=${paths.passfile}`,
     ].join("\n");
 }
 

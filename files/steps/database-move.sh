@@ -28,7 +28,8 @@ KEY_TABLES=(users profiles devices access_tokens rooms room_memberships current_
     e2e_device_keys_json e2e_room_keys)
 MARKER=phillymesh_chat_database_move
 
-apt_install postgresql-client
+# pg_dump and pg_restore come with the local PostgreSQL; the client package if they do not.
+command -v pg_restore >/dev/null || apt_install postgresql-client
 install_files
 grep -q -- '-----BEGIN CERTIFICATE-----' "$MANAGED_CA" || die "the cluster's CA ($MANAGED_CA) is not a PEM certificate"
 
@@ -121,7 +122,8 @@ back_to_local() {
     fi
     printf '[%s] the move did not happen: Synapse stays on the local database\n' "$STEP_NAME" >&2
 }
-trap 'rc=$?; [ "$rc" = 0 ] || back_to_local; (exit "$rc"); on_exit' EXIT
+# (errexit off inside: lib.sh's on_exit, which removes the admin's passfile, must run whatever happens.)
+trap 'rc=$?; set +e; [ "$rc" = 0 ] || back_to_local; (exit "$rc"); on_exit' EXIT
 
 # Nothing may write while the dump is made: Synapse and its workers (PartOf the main unit) stop.
 log "stopping Synapse for the move"
