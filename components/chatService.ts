@@ -170,11 +170,7 @@ export function buildChat(cfg: ChatConfig, facts: CloudFacts, name = "chat", pro
     // The local PostgreSQL stays (the moved database is kept there until the operator removes it).
     const managedDatabase =
         cfg.database.kind === "managed" && dropletId && cfg.hosting.kind === "digitalocean"
-            ? new ManagedDatabase(
-                  name,
-                  { settings: cfg.database, region: cfg.hosting.region, dropletId, target: host, dataDir: cfg.dataDir },
-                  { dependsOn: [postgres.ready] },
-              )
+            ? new ManagedDatabase(name, { settings: cfg.database, region: cfg.hosting.region, dropletId, target: host }, { dependsOn: [postgres.ready] })
             : undefined;
     const synapse = new Synapse(
         name,

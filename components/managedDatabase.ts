@@ -84,7 +84,6 @@ export interface ManagedDatabaseArgs {
     readonly dropletId: pulumi.Input<string>;
     /** The droplet, where the step runs. */
     readonly target: Target;
-    readonly dataDir: string;
 }
 
 export class ManagedDatabase extends pulumi.ComponentResource {
@@ -134,7 +133,6 @@ export class ManagedDatabase extends pulumi.ComponentResource {
                 script: "database-move.sh",
                 handlesSecrets: true,
                 env: {
-                    DATA_DIR: args.dataDir,
                     MANAGED_HOST: host,
                     MANAGED_PORT: port.apply(String),
                     MANAGED_CA: MANAGED_DB_CA_PATH,

@@ -60,7 +60,6 @@ function runStep(caFile = `${dir}/ca.crt`): { status: number; out: string } {
         "database-move.sh",
         {
             STEP_NAME: "database-move",
-            DATA_DIR: `${dir}/data`,
             MANAGED_HOST: "localhost",
             MANAGED_PORT: String(MANAGED_PORT),
             MANAGED_CA: `${dir}/etc/ca.crt`,
@@ -210,7 +209,7 @@ describe("database-move.sh on real PostgreSQL servers", () => {
         expect(r.status).not.toBe(0);
         expect(r.out).toContain("the move did not happen: Synapse stays on the local database");
         // lib.sh's exit handler ran after the step's own (it removes the admin's passfile).
-        expect(r.out).toMatch(/the move did not happen[^]*\[database-move\] FAILED \(exit 1\)/);
+        expect(r.out).toMatch(/the move did not happen[^]*\[database-move\] FAILED \(exit [1-9]\d*\)/);
         // The database was made as Synapse needs it, and holds nothing from the failed restore.
         expect(
             managedSql("SELECT datcollate || '/' || datctype || '/' || pg_encoding_to_char(encoding) FROM pg_database WHERE datname = 'synapse'", "postgres"),
@@ -242,7 +241,6 @@ describe("database-move.sh on real PostgreSQL servers", () => {
         expect(systemctlLog()).toContain("stop matrix-synapse");
         expect(systemctlLog()).not.toContain("start matrix-synapse");
         expect(fs.existsSync(`${dir}/synapse.running`)).toBe(false);
-        expect(fs.existsSync(`${dir}/data/database-move/synapse.dump`)).toBe(false);
         // The local database is kept as it was.
         expect(localSql("SELECT count(*) FROM events")).toBe("5000");
         expect(r.out).not.toContain("SECRET");

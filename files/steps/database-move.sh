@@ -6,20 +6,20 @@
 #      refuses any other), created by the cluster's admin, with the synapse user allowed to create
 #      its tables in it (PostgreSQL 15 and newer give a non-owner nothing in schema public).
 #   2. The move, only when the cluster holds no Synapse data yet and the local database does: Synapse
-#      stopped, pg_dump of the local database, pg_restore into the cluster in one transaction over
-#      TLS verified against the cluster's CA and its host name, the row counts of the key tables
-#      compared. Equal: a marker table records the move and Synapse stays stopped until its step
+#      stopped, pg_dump of the local database streamed into psql on the cluster as one transaction
+#      (nothing written to the volume, which may be the full disk the move is for), over TLS verified
+#      against the cluster's CA and its host name, the row counts of the key tables compared. Equal: a marker table records the move and Synapse stays stopped until its step
 #      starts it on the cluster. Different (or any failure): what was restored is dropped, Synapse is
 #      started again on the local database, and the step fails loudly.
 #   3. A re-run with the marker present does nothing: no second dump. A fresh server (no local data)
 #      gets the marker at once; Synapse creates its tables in the cluster.
 # The local database is never changed or dropped: the operator removes it (README).
-# Variables: DATA_DIR, MANAGED_HOST, MANAGED_PORT, MANAGED_CA, MANAGED_SERVICE_FILE,
+# Variables: MANAGED_HOST, MANAGED_PORT, MANAGED_CA, MANAGED_SERVICE_FILE,
 # MANAGED_ADMIN_USER, MANAGED_ADMIN_PASSWORD (secret), MANAGED_ADMIN_DB.
 # Files (install_files): MANAGED_CA, MANAGED_SERVICE_FILE, and the synapse user's passfile it names.
 # shellcheck source=files/lib/lib.sh
 declare -F log >/dev/null || . "$(dirname "${BASH_SOURCE[0]}")/../lib/lib.sh"
-: "${DATA_DIR:?}" "${MANAGED_HOST:?}" "${MANAGED_PORT:?}" "${MANAGED_CA:?}" "${MANAGED_SERVICE_FILE:?}"
+: "${MANAGED_HOST:?}" "${MANAGED_PORT:?}" "${MANAGED_CA:?}" "${MANAGED_SERVICE_FILE:?}"
 : "${MANAGED_ADMIN_USER:?}" "${MANAGED_ADMIN_PASSWORD:?}" "${MANAGED_ADMIN_DB:?}"
 
 # The key tables whose row counts must agree after the restore (those Synapse has: older schemas lack some).
@@ -128,14 +128,12 @@ trap 'rc=$?; set +e; [ "$rc" = 0 ] || back_to_local; (exit "$rc"); on_exit' EXIT
 # Nothing may write while the dump is made: Synapse and its workers (PartOf the main unit) stop.
 log "stopping Synapse for the move"
 systemctl stop matrix-synapse
-dump=$DATA_DIR/database-move/synapse.dump
-install -d -m 700 -o postgres -g postgres "$DATA_DIR/database-move"
-log "dumping the local database"
-runuser -u postgres -- pg_dump -Fc -f "$dump" synapse
-log "restoring it into the cluster ($(du -h "$dump" | cut -f1)), one transaction over verified TLS"
+log "copying the local database ($(local_psql -c "SELECT pg_size_pretty(pg_database_size('synapse'))")) into the cluster: one transaction over verified TLS"
 restored=1
-PGSERVICEFILE=$MANAGED_SERVICE_FILE pg_restore --no-owner --no-privileges --single-transaction --exit-on-error \
-    -d "service=synapse" "$dump"
+# Objects are created by (so owned by) the cluster's synapse user; a failure anywhere, pg_dump's
+# included (pipefail), rolls the whole transaction back.
+runuser -u postgres -- pg_dump --no-owner --no-privileges synapse |
+    managed_psql --single-transaction -o /dev/null -f -
 
 local_counts=$(counts local_psql)
 managed_counts=$(counts managed_psql)
@@ -146,5 +144,4 @@ fi
 mark "moved from the local database on $(hostname): $(printf '%s' "$local_counts" | tr '\n' ',' | sed 's/,$//')"
 restored=0
 synapse_was_active=0
-rm -f "$dump"
 log "moved: $(printf '%s' "$local_counts" | tr '\n' ' '); Synapse starts on the cluster in its own step. The local database is kept (README: removing it)"
