@@ -6,14 +6,15 @@
 // What the provider does, from terraform-provider-digitalocean (the provider @pulumi/digitalocean
 // bridges; digitalocean/database/ at 401992a):
 //  - resource_database_db.go: a database has only `name` and `cluster_id` (godo's
-//    DatabaseCreateDBRequest{Name}). No encoding or locale can be asked for, so it would get the
-//    cluster's default, and Synapse refuses a database whose collation and ctype are not C
-//    (docs/postgres.md, "Fixing incorrect COLLATE or CTYPE"; since 1.110 also for a new database,
-//    element-hq/synapse#17238). Its `allow_unsafe_locale` exists for databases that cannot be C
-//    (YugabyteDB), and Synapse's docs advise against it: a locale library updated under the database
-//    corrupts its text indexes, which on a managed cluster happens on the provider's schedule. The
-//    cluster's admin (doadmin) can create databases, so the step creates `synapse` itself, UTF8 with
-//    C collation from template0, as Synapse documents; there is no `digitalocean.DatabaseDb`.
+//    DatabaseCreateDBRequest{Name}). No encoding or locale can be asked for, so it gets whatever the
+//    cluster's default is (not documented as C, and not checked against a real cluster here), and
+//    Synapse refuses a database whose collation or ctype is not C (docs/postgres.md, "Fixing
+//    incorrect COLLATE or CTYPE"; for new databases too since element-hq/synapse#17238). Its
+//    `allow_unsafe_locale` lets Synapse start anyway, and Synapse's docs advise against it: a locale
+//    library updated under the database corrupts its text indexes, which on a managed cluster
+//    happens on the provider's schedule, not ours. So the step creates `synapse` itself as the
+//    cluster's admin (doadmin, DigitalOcean's default administrative user), UTF8 with C collation
+//    from template0 as Synapse documents, and checks the result; there is no `digitalocean.DatabaseDb`.
 //  - resource_database_firewall.go: the rules are written with UpdateFirewallRules, which replaces
 //    the cluster's whole list of trusted sources: one rule of type `droplet` leaves the droplet as
 //    the only thing that may connect (DigitalOcean counts its public and private addresses).

@@ -128,9 +128,31 @@ describe("database managed: the DigitalOcean side", () => {
         expect(run.byName("chat-postgres-run")).toBeDefined();
     });
 
-    test("the backups dump the cluster (libpq's service file), not the local database Synapse left", () => {
-        const env = installedFiles(run.byName("chat-backups-run")).get("/etc/phillymesh-chat/backup.env")!.content;
-        expect(env.split("\n")).toEqual(expect.arrayContaining([`export PGSERVICEFILE=${MANAGED_DB_SERVICE_FILE}`, "export PGSERVICE=synapse"]));
+    test("the backups dump the cluster (libpq's service file), not the local database Synapse left; the local restore is not installed", () => {
+        const files = installedFiles(run.byName("chat-backups-run"));
+        const backup = files.get("/usr/local/sbin/phillymesh-chat-backup")!.content;
+        // The settings first, then the service for pg_dump, which bash hands on to it.
+        const shown = spawnSync(
+            "bash",
+            ["-c", `${backup.split("\n# database managed")[0]}\nexport PGSERVICEFILE=x; ${backup.match(/^export PGSERVICE.*$/m)![0]}; env`],
+            {
+                encoding: "utf8",
+                env: { PATH: process.env.PATH },
+            },
+        );
+        expect(backup).toMatch(
+            new RegExp(
+                `\\n\\[ -f "\\$CONF" \\] && \\. "\\$CONF"\\n# database managed.*\\nexport PGSERVICEFILE=${MANAGED_DB_SERVICE_FILE} PGSERVICE=synapse\\n`,
+            ),
+        );
+        expect(shown.stdout).toContain("PGSERVICE=synapse\n");
+        const sc = spawnSync("shellcheck", ["--shell=bash", "-"], { input: backup, encoding: "utf8" });
+        expect(sc.stdout + sc.stderr).toBe("");
+        // The settings file the restore also reads names no cluster; the restore installed refuses.
+        expect(files.get("/etc/phillymesh-chat/backup.env")!.content).not.toMatch(/PGSERVICE|PGHOST/);
+        const restore = files.get("/usr/local/sbin/phillymesh-chat-restore")!.content;
+        expect(restore).toBe(readFile("server/sbin/phillymesh-chat-restore-managed.sh"));
+        expect(spawnSync("bash", ["-c", restore]).status).toBe(1);
     });
 });
 
@@ -167,7 +189,9 @@ describe("database local (the default) renders exactly what it did before", () =
             cp_min: 1,
             cp_max: 3,
         });
-        expect(installedFiles(run.byName("chat-backups-run")).get("/etc/phillymesh-chat/backup.env")!.content).not.toContain("PGSERVICE");
+        const files = installedFiles(run.byName("chat-backups-run"));
+        expect(files.get("/usr/local/sbin/phillymesh-chat-backup")!.content).toBe(readFile("server/sbin/phillymesh-chat-backup.sh"));
+        expect(files.get("/usr/local/sbin/phillymesh-chat-restore")!.content).toBe(readFile("server/sbin/phillymesh-chat-restore.sh"));
     });
 
     test("every step's stdin is the same with database local set explicitly", async () => {

@@ -53,6 +53,12 @@ local_psql() { runuser -u postgres -- psql -X -q -tA -v ON_ERROR_STOP=1 -d synap
 admin_psql -d "$MANAGED_ADMIN_DB" -c 'SELECT 1' >/dev/null ||
     die "cannot reach the managed database at $MANAGED_HOST:$MANAGED_PORT over verified TLS (is the droplet in its firewall? is the CA the cluster's?)"
 
+# The nightly backup dumps the cluster with this server's pg_dump, which refuses a newer server.
+client_major=$(pg_dump --version | sed -E 's/^[^0-9]*([0-9]+).*/\1/')
+cluster_major=$(admin_psql -d "$MANAGED_ADMIN_DB" -c "SELECT current_setting('server_version_num')::int / 10000")
+[ "$cluster_major" -le "$client_major" ] ||
+    die "the cluster runs PostgreSQL $cluster_major, newer than this server's pg_dump ($client_major), which the nightly backup uses: set managedDatabaseVersion to $client_major"
+
 # 1. The database, C-collated as Synapse requires, and the synapse user's rights in it.
 if [ -z "$(admin_psql -d "$MANAGED_ADMIN_DB" -c "SELECT 1 FROM pg_database WHERE datname = 'synapse'")" ]; then
     log "creating the database synapse in the cluster (UTF8, C collation)"
