@@ -14,6 +14,7 @@ import * as fs from "fs";
 import * as os from "os";
 import * as path from "path";
 import { serviceFile } from "../components/managedDatabase";
+import { managedDatabaseConfig } from "../components/synapse";
 import { stepScript } from "../components/templates";
 
 const PG_BIN = (() => {
@@ -255,6 +256,40 @@ describe("database-move.sh on real PostgreSQL servers", () => {
         expect(systemctlLog()).toBe("");
         expect(managedSql("SELECT count(*) FROM users")).toBe("301");
     }, 60_000);
+
+    test("Synapse's database section, as psycopg2 hands it to libpq, reaches the moved database over verify-full (and not with another CA)", () => {
+        // psycopg2.connect(**args) (Synapse passes `args` but cp_*) makes a libpq conninfo of them.
+        const conninfo = (ca: string) => {
+            const args = (managedDatabaseConfig("/unused", { host: "localhost", port: MANAGED_PORT, poolMax: 10 }) as { args: Record<string, unknown> }).args;
+            const libpq = { ...args, sslrootcert: ca, passfile: `${dir}/etc/pgpass` } as Record<string, unknown>;
+            delete libpq.cp_min;
+            delete libpq.cp_max;
+            return Object.entries(libpq)
+                .map(([k, v]) => `${k}=${String(v)}`)
+                .join(" ");
+        };
+        const query = (ca: string) =>
+            spawnSync(
+                "runuser",
+                [
+                    "-u",
+                    "postgres",
+                    "--",
+                    "psql",
+                    "-X",
+                    "-tA",
+                    conninfo(ca),
+                    "-c",
+                    "SELECT current_user || ' ' || ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()",
+                ],
+                { encoding: "utf8" },
+            );
+        expect(conninfo(`${dir}/etc/ca.crt`)).toContain("sslmode=verify-full");
+        expect(query(`${dir}/etc/ca.crt`).stdout.trim()).toBe("synapse true");
+        const other = query(`${dir}/other-ca.crt`);
+        expect(other.status).not.toBe(0);
+        expect(other.stderr).toMatch(/certificate verify failed/);
+    });
 
     test("tables in the cluster without the record of a move: refused, nothing dropped", () => {
         managedSql("ALTER TABLE phillymesh_chat_database_move RENAME TO someone_elses");
