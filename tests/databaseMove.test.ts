@@ -242,8 +242,13 @@ describe("database-move.sh on real PostgreSQL servers", () => {
         expect(systemctlLog()).toContain("stop matrix-synapse");
         expect(systemctlLog()).not.toContain("start matrix-synapse");
         expect(fs.existsSync(`${dir}/synapse.running`)).toBe(false);
-        // The local database is kept as it was.
+        // The local database is kept as it was, but no longer takes Synapse's connections (a switch
+        // back to local fails instead of running on a copy that stopped at the move).
         expect(localSql("SELECT count(*) FROM events")).toBe("5000");
+        expect(localSql("SELECT has_database_privilege('synapse', 'synapse', 'CONNECT')")).toBe("f");
+        expect(localSql("SELECT shobj_description(oid, 'pg_database') FROM pg_database WHERE datname = 'synapse'")).toMatch(
+            /^phillymesh-chat: Synapse's database is the managed cluster \(moved from the local database .*\); this copy is kept until you drop it$/,
+        );
         expect(r.out).not.toContain("SECRET");
     }, 60_000);
 

@@ -71,9 +71,29 @@ admin_psql -d "$MANAGED_ADMIN_DB" -c "GRANT CONNECT, CREATE, TEMPORARY ON DATABA
 admin_psql -d synapse -c "GRANT ALL ON SCHEMA public TO synapse"
 
 # 2. The move.
+# The record that the cluster is Synapse's database now (the note travels as a psql variable, quoted by psql).
+mark() {
+    managed_psql -v note="$1" -f - <<SQL
+CREATE TABLE $MARKER (at timestamptz NOT NULL DEFAULT now(), note text NOT NULL);
+INSERT INTO $MARKER (note) VALUES (:'note');
+SQL
+}
+# The local database, kept as it is, stops taking Synapse's connections once the cluster is Synapse's:
+# a later switch back to `database: local` must fail loudly, not run Synapse on a copy that stopped at
+# the move. Done again by every run (the record's note goes into the database's comment).
+close_local() {
+    [ -n "$(runuser -u postgres -- psql -X -q -tA -d postgres -c "SELECT 1 FROM pg_database WHERE datname = 'synapse'")" ] || return 0
+    runuser -u postgres -- psql -X -q -v ON_ERROR_STOP=1 -d postgres -v note="$1" -f - <<'SQL'
+REVOKE CONNECT ON DATABASE synapse FROM PUBLIC, synapse;
+SELECT format('COMMENT ON DATABASE synapse IS %L', 'phillymesh-chat: Synapse''s database is the managed cluster (' || :'note' || '); this copy is kept until you drop it') \gexec
+SQL
+}
+
 moved=$(managed_psql -c "SELECT to_regclass('public.$MARKER') IS NOT NULL")
 if [ "$moved" = t ]; then
-    log "the cluster is Synapse's database already ($(managed_psql -c "SELECT note FROM $MARKER ORDER BY at DESC LIMIT 1")): nothing to move"
+    note=$(managed_psql -c "SELECT note FROM $MARKER ORDER BY at DESC LIMIT 1")
+    close_local "$note"
+    log "the cluster is Synapse's database already ($note): nothing to move"
     exit 0
 fi
 managed_tables=$(managed_psql -c "SELECT count(*) FROM information_schema.tables WHERE table_schema = 'public'")
@@ -82,14 +102,6 @@ if [ "$managed_tables" != 0 ]; then
     # restored): someone else's data, never overwritten or dropped here.
     die "the cluster's database synapse holds $managed_tables tables but no record of a move: refusing to restore over them. Inspect it (PGSERVICEFILE=$MANAGED_SERVICE_FILE psql service=synapse); if it is a leftover, empty it as doadmin and run pulumi up again"
 fi
-# The record that the cluster is Synapse's database now (the note travels as a psql variable, quoted by psql).
-mark() {
-    managed_psql -v note="$1" -f - <<SQL
-CREATE TABLE $MARKER (at timestamptz NOT NULL DEFAULT now(), note text NOT NULL);
-INSERT INTO $MARKER (note) VALUES (:'note');
-SQL
-}
-
 local_has_synapse=f
 if [ -n "$(runuser -u postgres -- psql -X -q -tA -d postgres -c "SELECT 1 FROM pg_database WHERE datname = 'synapse'" 2>/dev/null)" ]; then
     local_has_synapse=$(local_psql -c "SELECT to_regclass('public.events') IS NOT NULL")
@@ -97,6 +109,7 @@ fi
 if [ "$local_has_synapse" != t ]; then
     log "no Synapse data in the local database: Synapse will create its tables in the cluster"
     mark "fresh: nothing to move"
+    close_local "fresh: nothing to move"
     exit 0
 fi
 
@@ -147,7 +160,10 @@ if [ "$local_counts" != "$managed_counts" ]; then
     diff <(printf '%s\n' "$local_counts") <(printf '%s\n' "$managed_counts") >&2 || true
     die "row counts differ between the local database (<) and the cluster (>)"
 fi
-mark "moved from the local database on $(hostname): $(printf '%s' "$local_counts" | tr '\n' ',' | sed 's/,$//')"
+note="moved from the local database on $(hostname) at $(date -u +%FT%TZ): $(printf '%s' "$local_counts" | tr '\n' ',' | sed 's/,$//')"
+mark "$note"
+# From here the cluster is Synapse's database: nothing is dropped, Synapse is not started on local.
 restored=0
 synapse_was_active=0
+close_local "$note"
 log "moved: $(printf '%s' "$local_counts" | tr '\n' ' '); Synapse starts on the cluster in its own step. The local database is kept (README: removing it)"
