@@ -246,6 +246,11 @@ describe("bad configurations are refused at preview, naming the key", () => {
             { managedDatabaseVersion: "13" },
             /phillymesh-chat:managedDatabaseVersion must be a PostgreSQL major version .*14 or newer/,
         ],
+        [
+            "a cluster newer than the image's pg_dump (the nightly backup)",
+            { managedDatabaseVersion: "18" },
+            /phillymesh-chat:managedDatabaseVersion \(18\) is newer than the PostgreSQL of dropletImage debian-13-x64 \(17\)/,
+        ],
         ["a size without its memory", { managedDatabaseSize: "db-s-1vcpu" }, /phillymesh-chat:managedDatabaseSize must be a DigitalOcean database size slug/],
         [
             "eight workers on the smallest node",

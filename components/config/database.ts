@@ -22,6 +22,12 @@ export function managedConnectionLimit(size: string): number | undefined {
  * its row counts (2), the nightly backup's pg_dump (1), and an admin's psql (1).
  */
 export const MANAGED_HEADROOM = 4;
+/**
+ * The PostgreSQL major version each Debian image's packages bring (bookworm 15, trixie 17): the
+ * server's pg_dump, which the nightly backup dumps the cluster with, refuses a newer server.
+ */
+const IMAGE_POSTGRES: Readonly<Record<string, number>> = { "debian-12-x64": 15, "debian-13-x64": 17 };
+
 /** Synapse's own default cp_max: a larger pool only adds idle connections to one process. */
 const SYNAPSE_DEFAULT_CP_MAX = 10;
 
@@ -43,6 +49,12 @@ export function readDatabase(r: Reader, kind: "local" | "managed", hosting: Host
     const version = r.required("managedDatabaseVersion", (v) =>
         /^\d{2}$/.test(v) && Number(v) >= 14 ? undefined : "a PostgreSQL major version such as 17 (14 or newer: Synapse refuses older)",
     );
+    const imagePostgres = hosting.kind === "digitalocean" ? IMAGE_POSTGRES[hosting.image] : undefined;
+    if (imagePostgres !== undefined && Number(version) > imagePostgres) {
+        r.fail(
+            `${PROJECT}:managedDatabaseVersion (${version}) is newer than the PostgreSQL of dropletImage ${hosting.kind === "digitalocean" ? hosting.image : ""} (${imagePostgres}), whose pg_dump cannot dump it for the nightly backup: use ${imagePostgres}`,
+        );
+    }
     const size = r.required("managedDatabaseSize", c.checkSlug);
     const limit = managedConnectionLimit(size);
     if (limit === undefined) {

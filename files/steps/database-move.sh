@@ -28,8 +28,8 @@ KEY_TABLES=(users profiles devices access_tokens rooms room_memberships current_
     e2e_device_keys_json e2e_room_keys)
 MARKER=phillymesh_chat_database_move
 
-# pg_dump and pg_restore come with the local PostgreSQL; the client package if they do not.
-command -v pg_restore >/dev/null || apt_install postgresql-client
+# pg_dump and psql come with the local PostgreSQL; the client package if they do not.
+command -v pg_dump >/dev/null || apt_install postgresql-client
 install_files
 grep -q -- '-----BEGIN CERTIFICATE-----' "$MANAGED_CA" || die "the cluster's CA ($MANAGED_CA) is not a PEM certificate"
 
@@ -57,7 +57,7 @@ admin_psql -d "$MANAGED_ADMIN_DB" -c 'SELECT 1' >/dev/null ||
 client_major=$(pg_dump --version | sed -E 's/^[^0-9]*([0-9]+).*/\1/')
 cluster_major=$(admin_psql -d "$MANAGED_ADMIN_DB" -c "SELECT current_setting('server_version_num')::int / 10000")
 [ "$cluster_major" -le "$client_major" ] ||
-    die "the cluster runs PostgreSQL $cluster_major, newer than this server's pg_dump ($client_major), which the nightly backup uses: set managedDatabaseVersion to $client_major"
+    die "the cluster runs PostgreSQL $cluster_major, newer than this server's pg_dump ($client_major), which the nightly backup uses; DigitalOcean cannot downgrade a cluster: nothing was moved (preview refuses this for the Debian images it knows)"
 
 # 1. The database, C-collated as Synapse requires, and the synapse user's rights in it.
 if [ -z "$(admin_psql -d "$MANAGED_ADMIN_DB" -c "SELECT 1 FROM pg_database WHERE datname = 'synapse'")" ]; then
