@@ -157,6 +157,18 @@ describe("database managed: the DigitalOcean side", () => {
 });
 
 describe("turning it on is a config edit", () => {
+    test("it previews (the cluster's address unknown until it exists): the cluster, its user and firewall, the move step", async () => {
+        const preview = await runProgram(MANAGED, SECRETS, { preview: true });
+        expect(preview.resources.map((r) => r.type)).toEqual(
+            expect.arrayContaining([
+                "digitalocean:index/databaseCluster:DatabaseCluster",
+                "digitalocean:index/databaseUser:DatabaseUser",
+                "digitalocean:index/databaseFirewall:DatabaseFirewall",
+            ]),
+        );
+        expect(preview.byName("chat-database-move-run").dependsOn).toContain("chat-database-firewall");
+    });
+
     test("of the steps already there, only synapse (the switch) and backups (the dump's source) change; nothing is replaced", async () => {
         const before = await runProgram(BASE_CONFIG, SECRETS);
         const after = await runProgram(MANAGED, SECRETS);
