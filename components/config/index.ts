@@ -4,6 +4,7 @@ import * as c from "./checks";
 import { ConfigSource, PROJECT, Reader } from "./reader";
 import { stackConfigSource } from "./source";
 import { resolveMemoryPreset } from "./presets";
+import { readDatabase } from "./database";
 import type {
     AdoptSettings,
     BackupSettings,
@@ -25,6 +26,7 @@ export { PROJECT, declaredKeys } from "./reader";
 export type { ConfigSource } from "./reader";
 export { mapSource, stackConfigSource } from "./source";
 export { MEMORY_PRESETS, describeMemoryPreset } from "./presets";
+export { MANAGED_HEADROOM, managedConnectionLimit, synapseProcesses } from "./database";
 export type { MemoryPreset, MemoryPresetName } from "./presets";
 
 /** A Synapse duration in hours, days, weeks or years. */
@@ -147,7 +149,8 @@ function readAdopt(r: Reader, dataDir: string): AdoptSettings {
     return adopt;
 }
 
-function readSynapse(r: Reader, postgres: PostgresSettings, dataDir: string): SynapseSettings {
+/** `localDatabase`: false with database managed, whose pools are checked against the cluster (database.ts), not the local PostgreSQL. */
+function readSynapse(r: Reader, postgres: PostgresSettings, dataDir: string, localDatabase: boolean): SynapseSettings {
     const registration = r.oneOf("registration", ["closed", "token", "open"] as const);
     // Synapse refuses open registration without a verification method; we offer reCAPTCHA.
     const recaptcha =
@@ -158,7 +161,7 @@ function readSynapse(r: Reader, postgres: PostgresSettings, dataDir: string): Sy
               }
             : undefined;
     const databasePoolMax = r.int("databasePoolMax", 1, 100);
-    if (databasePoolMax + 3 > postgres.maxConnections) {
+    if (localDatabase && databasePoolMax + 3 > postgres.maxConnections) {
         r.fail(
             `${PROJECT}:databasePoolMax (${databasePoolMax}) must leave room under postgresMaxConnections (${postgres.maxConnections}): keep it at most ${postgres.maxConnections - 3}`,
         );
@@ -171,7 +174,7 @@ function readSynapse(r: Reader, postgres: PostgresSettings, dataDir: string): Sy
     }
     const version = r.required("synapseVersion", c.checkVersion);
     const workers = r.int("synapseWorkers", 0, 8);
-    if (workers > 0) checkWorkers(r, workers, version, databasePoolMax, postgres.maxConnections);
+    if (workers > 0) checkWorkers(r, workers, version, databasePoolMax, localDatabase ? postgres.maxConnections : Infinity);
     return {
         version,
         pipIndexUrl: r.required("pipIndexUrl", c.checkPipIndexUrl),
@@ -358,6 +361,8 @@ export function readConfig(source: ConfigSource): ChatConfig {
     r.usePresetDefaults(memoryPreset.applied);
     const postgres = readPostgres(r);
     const tls = readTls(r, domain, dns);
+    const databaseKind = r.oneOf("database", ["local", "managed"] as const);
+    const synapse = readSynapse(r, postgres, dataDir, databaseKind !== "managed");
     return r.done({
         domain,
         adminEmail: r.required("adminEmail", c.checkEmail),
@@ -372,7 +377,8 @@ export function readConfig(source: ConfigSource): ChatConfig {
         dns,
         tls,
         postgres,
-        synapse: readSynapse(r, postgres, dataDir),
+        database: readDatabase(r, databaseKind, hosting, synapse),
+        synapse,
         backups: readBackups(r),
         housekeeping: readHousekeeping(r),
         element: readElement(r, domain),

@@ -64,6 +64,24 @@ export interface PostgresSettings {
     readonly lowMemory: boolean;
 }
 
+/**
+ * Where Synapse's database lives (`database`): PostgreSQL on the server (the default), or a
+ * DigitalOcean managed cluster (components/managedDatabase.ts), hosting digitalocean only.
+ */
+export type DatabaseSettings =
+    | { readonly kind: "local" }
+    | {
+          readonly kind: "managed";
+          /** managedDatabaseVersion: the PostgreSQL major version, e.g. "17". */
+          readonly version: string;
+          /** managedDatabaseSize: the node size slug, e.g. db-s-1vcpu-1gb. */
+          readonly size: string;
+          /** The connections the size admits to users (DigitalOcean's figure, its own 3 already taken off). */
+          readonly connectionLimit: number;
+          /** Each Synapse process's pool (cp_max), sized so that every process fits under connectionLimit. */
+          readonly poolMax: number;
+      };
+
 /** An old server's data to bring in once (paths on the server; "" when not adopting). */
 export interface AdoptSettings {
     readonly signingKey: string;
@@ -200,6 +218,8 @@ export interface ChatConfig {
     readonly dns: Dns;
     readonly tls: TlsSettings;
     readonly postgres: PostgresSettings;
+    /** database: local, or managed (issue 14). */
+    readonly database: DatabaseSettings;
     readonly synapse: SynapseSettings;
     readonly backups: BackupSettings;
     readonly housekeeping: HousekeepingSettings;
