@@ -8,6 +8,9 @@
 # shellcheck source=files/lib/lib.sh
 declare -F log >/dev/null || . "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
+# is_block_device PATH (a function of its own so that the tests can stand in for a device).
+is_block_device() { [ -b "$1" ]; }
+
 # keep_room_for_database DIR MIB GROUP: DIR's file system keeps MIB MiB back for GROUP, when it is an
 # ext4 volume of its own (not the root file system, nor a directory of another file system bound
 # here). Otherwise it says why and changes nothing. Never fails the step: a reserve it cannot set
@@ -39,7 +42,7 @@ keep_room_for_database() {
     want=$((mib * 1048576 / bsize))
 
     # The count and the group in the superblock (kept across mounts), when the device is reachable.
-    if [ -b "$src" ] && command -v tune2fs >/dev/null 2>&1; then
+    if is_block_device "$src" && command -v tune2fs >/dev/null 2>&1; then
         have=$(dumpe2fs -h "$src" 2>/dev/null | awk -F: '/^Reserved block count/ {gsub(/ /, "", $2); print $2}')
         sb_gid=$(dumpe2fs -h "$src" 2>/dev/null | awk -F: '/^Reserved blocks gid/ {split($2, a, " "); print a[1]}')
         if [ -n "$have" ] && [ "$want" -gt "$have" ] && [ $((free - want)) -lt "$want" ]; then
