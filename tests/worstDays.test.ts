@@ -124,7 +124,9 @@ function reserve(v: Volume, mib = 512): { log: string; ran: string[] } {
         tune2fs() { ran tune2fs "$@"; }
         mount() { ran mount "$@"; }
     `;
-    const script = [readFile("lib/lib.sh"), readFile("lib/disk-reserve.sh"), stubs, `keep_room_for_database /mnt/matrix_data/postgresql ${mib} postgres`].join("\n");
+    const script = [readFile("lib/lib.sh"), readFile("lib/disk-reserve.sh"), stubs, `keep_room_for_database /mnt/matrix_data/postgresql ${mib} postgres`].join(
+        "\n",
+    );
     // (tune2fs and mount have their output sent to /dev/null by the library: the stand-ins write to a file.)
     const dir = fs.mkdtempSync(path.join(os.tmpdir(), "reserve-"));
     try {
@@ -146,7 +148,9 @@ describe("disk full: PostgreSQL keeps room on a volume media has filled (postgre
         expect(config().postgres.diskReserveMb).toBe(512);
         expect(config({ postgresDiskReserveMb: "0" }).postgres.diskReserveMb).toBe(0);
         expect(config({ postgresDiskReserveMb: "5120" }).postgres.diskReserveMb).toBe(5120);
-        expect(() => config({ postgresDiskReserveMb: "5121" })).toThrow(/phillymesh-chat:postgresDiskReserveMb is 5121 MB, more than half of the 10 GB volume \(volumeSizeGb\): at most 5120 MB/);
+        expect(() => config({ postgresDiskReserveMb: "5121" })).toThrow(
+            /phillymesh-chat:postgresDiskReserveMb is 5121 MB, more than half of the 10 GB volume \(volumeSizeGb\): at most 5120 MB/,
+        );
         expect(() => config({ postgresDiskReserveMb: "-1" })).toThrow(/phillymesh-chat:postgresDiskReserveMb must be a whole number from 0 to 65536/);
         expect(() => config({ postgresDiskReserveMb: "512MB" })).toThrow(/postgresDiskReserveMb/);
     });
@@ -179,9 +183,13 @@ describe("disk full: PostgreSQL keeps room on a volume media has filled (postgre
     test("a nearly full volume: the reserve is not raised (it would take Synapse's last space at once), the group still is", () => {
         const r = reserve({ mount: "/dev/sda ext4 /mnt/matrix_data /", blocks: [4096, 2621440, 200000, 190000], superblock: [1000, 0] });
         expect(r.ran).toEqual(["tune2fs -r 1000 -g 105 /dev/sda", "mount -o remount,resgid=105 /mnt/matrix_data"]);
-        expect(r.log).toMatch(/WARNING \/mnt\/matrix_data has only 781 MiB free: the reserve stays at 3 MiB rather than 512 MiB \(free space or raise volumeSizeGb/);
+        expect(r.log).toMatch(
+            /WARNING \/mnt\/matrix_data has only 781 MiB free: the reserve stays at 3 MiB rather than 512 MiB \(free space or raise volumeSizeGb/,
+        );
         // Lowering it is always allowed (it gives users room).
-        expect(reserve({ mount: "/dev/sda ext4 /mnt/matrix_data /", blocks: [4096, 2621440, 200000, 0], superblock: [300000, 105] }).ran[0]).toBe("tune2fs -r 131072 -g 105 /dev/sda");
+        expect(reserve({ mount: "/dev/sda ext4 /mnt/matrix_data /", blocks: [4096, 2621440, 200000, 0], superblock: [300000, 105] }).ran[0]).toBe(
+            "tune2fs -r 131072 -g 105 /dev/sda",
+        );
     });
 
     test.each([
