@@ -178,7 +178,7 @@ function diskFull({ drill, check }: DrillSet): void {
             const since = (await L.tsshOk("date '+%Y-%m-%d %H:%M:%S'")).trim();
             const before = await W.mainPids();
             // The stack's postgresDiskReserveMb, or its default (Pulumi.yaml).
-            const reserveMb = Number(L.readJson<Record<string, string>>(L.STACK_FILE).postgresDiskReserveMb ?? RESERVE_DEFAULT_MB);
+            const reserveMb = Number(L.readJson<{ config: Record<string, string> }>(L.STACK_FILE).config.postgresDiskReserveMb ?? RESERVE_DEFAULT_MB);
             let fullAt = 0;
             const answers: string[] = [];
             try {
