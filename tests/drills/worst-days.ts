@@ -187,37 +187,48 @@ function diskFull({ drill, check }: DrillSet): void {
                     t,
                     "23a Synapse's media fills the data volume to the last block it may use; the reserve (postgres group) is still there and PostgreSQL may write to it",
                     async () => {
-                        // What really fills a disk: media, written by the synapse user. fallocate takes what
-                        // df says is available, dd the rest until ENOSPC. The reserve is ext4's reserved
-                        // blocks, set by the postgres step: the synapse user cannot touch them.
+                        // What really fills a disk: media, written by the synapse user. fallocate takes all but
+                        // 64 MiB of what df says is available, dd the rest until ENOSPC. The reserve is ext4's
+                        // reserved blocks, set by the postgres step: the synapse user cannot touch them. Every
+                        // line of what it saw is labelled (a tool's error line cannot shift the others).
                         const r = await L.tsshOk(
                             `install -d -o synapse -g synapse -m 700 ${FILL_DIR}; ` +
-                                `avail=$(df --output=avail -B1 ${DATA} | tail -n 1); runuser -u synapse -- fallocate -l "$avail" ${FILL_DIR}/fill-1 || true; ` +
+                                `avail=$(df --output=avail -B1 ${DATA} | tail -n 1); ` +
+                                // (fallocate of all of it fails for want of room for its own extent tree.)
+                                `[ "$avail" -le 67108864 ] || runuser -u synapse -- fallocate -l "$((avail - 67108864))" ${FILL_DIR}/fill-1 2>/dev/null || true; ` +
                                 `runuser -u synapse -- dd if=/dev/zero of=${FILL_DIR}/fill-2 bs=4k status=none 2>/dev/null || true; sync; ` +
-                                `df --output=size,used,avail -B1 ${DATA} | tail -n 1; stat -f -c '%f %a %S' ${DATA}; ` +
-                                `findmnt -n -r -o SOURCE,OPTIONS --mountpoint ${DATA}; getent group postgres | cut -d: -f3; ` +
-                                `dumpe2fs -h "$(findmnt -n -r -o SOURCE --mountpoint ${DATA})" 2>/dev/null | grep -E '^Reserved (block count|blocks gid)' | tr -s ' ' | paste -sd ';'; ` +
-                                `(runuser -u synapse -- dd if=/dev/zero of=${FILL_DIR}/fill-3 bs=4k count=1 conv=fsync status=none 2>&1 || true) | head -n 1; ` +
-                                `(runuser -u postgres -- dd if=/dev/zero of=${DATA}/postgresql/lib/drill23-probe bs=1M count=4 conv=fsync status=none 2>&1 && echo postgres wrote 4 MiB) | head -n 1; ` +
+                                `echo "df=$(df --output=size,used,avail -B1 ${DATA} | tail -n 1)"; echo "statf=$(stat -f -c '%f %a %S' ${DATA})"; ` +
+                                `echo "mount=$(findmnt -n -r -o SOURCE,OPTIONS --mountpoint ${DATA})"; echo "gid=$(getent group postgres | cut -d: -f3)"; ` +
+                                `echo "sb=$(dumpe2fs -h "$(findmnt -n -r -o SOURCE --mountpoint ${DATA})" 2>/dev/null | grep -E '^Reserved (block count|blocks gid)' | tr -s ' ' | paste -sd ';')"; ` +
+                                `echo "synapse=$(runuser -u synapse -- dd if=/dev/zero of=${FILL_DIR}/fill-3 bs=4k count=1 conv=fsync status=none 2>&1 | head -n 1)"; ` +
+                                `echo "postgres=$(runuser -u postgres -- dd if=/dev/zero of=${DATA}/postgresql/lib/drill23-probe bs=1M count=4 conv=fsync status=none 2>&1 && echo wrote 4 MiB)"; ` +
                                 `rm -f ${DATA}/postgresql/lib/drill23-probe`,
                             { timeoutMs: 180_000, label: "drill23-fill" },
                         );
                         fullAt = Date.now();
-                        const [df, statf, mount, pgGid, sb, synapseProbe, postgresProbe] = r.trim().split("\n");
-                        const [freeBlocks, availBlocks, bsize] = statf.trim().split(/\s+/).map(Number);
+                        const saw = new Map(
+                            r
+                                .split("\n")
+                                .filter((l) => /^[a-z]+=/.test(l))
+                                .map((l) => [l.slice(0, l.indexOf("=")), l.slice(l.indexOf("=") + 1).trim()]),
+                        );
+                        const [df, statf, mount, pgGid, sb, synapseProbe, postgresProbe] = ["df", "statf", "mount", "gid", "sb", "synapse", "postgres"].map(
+                            (k) => saw.get(k) ?? "",
+                        );
+                        const [freeBlocks, availBlocks, bsize] = statf.split(/\s+/).map(Number);
                         const held = ((freeBlocks - availBlocks) * bsize) / 1048576;
                         L.note(
-                            `23a ${DATA}: size used avail ${df.trim()} | free ${((freeBlocks * bsize) / 1048576).toFixed(0)} MiB, ${held.toFixed(0)} MiB of them held back | ` +
-                                `mount ${mount} | postgres gid ${pgGid} | superblock ${sb} | one more 4 KiB as synapse: ${synapseProbe ?? "written"} | as postgres: ${postgresProbe}`,
+                            `23a ${DATA}: size used avail ${df} | free ${((freeBlocks * bsize) / 1048576).toFixed(0)} MiB, ${held.toFixed(0)} MiB of them held back | ` +
+                                `mount ${mount} | postgres gid ${pgGid} | superblock ${sb} | one more 4 KiB as synapse: ${synapseProbe || "written"} | 4 MiB as postgres: ${postgresProbe}`,
                         );
-                        assert.equal(Number(df.trim().split(/\s+/)[2]), 0, "df still shows room for users");
-                        assert.match(synapseProbe ?? "", /No space left on device/);
+                        assert.equal(Number(df.split(/\s+/)[2]), 0, `df still shows room for users: ${df}`);
+                        assert.match(synapseProbe, /No space left on device/);
                         assert.match(mount, new RegExp(`(^|,)resgid=${pgGid}(,|$)`), `the mount's reserve is not the postgres group's: ${mount}`);
                         assert.match(sb, new RegExp(`Reserved block count: ${(reserveMb * 1048576) / bsize};Reserved blocks gid: ${pgGid} `), sb);
                         // The reserve is still (nearly) whole: what is held back is the reserve, less the
                         // blocks PostgreSQL took meanwhile (and ext4's own small reserve on top).
                         assert.ok(held >= reserveMb * 0.9, `only ${held.toFixed(0)} MiB held back, the reserve is ${reserveMb} MiB`);
-                        assert.equal(postgresProbe, "postgres wrote 4 MiB");
+                        assert.equal(postgresProbe, "wrote 4 MiB");
                     },
                 );
                 await sleep(5000);
