@@ -108,13 +108,22 @@ function readTls(r: Reader, domain: string, dns: Dns): TlsSettings {
     };
 }
 
-function readPostgres(r: Reader): PostgresSettings {
+function readPostgres(r: Reader, hosting: Hosting): PostgresSettings {
+    const diskReserveMb = r.int("postgresDiskReserveMb", 0, 65536);
+    // A reserve of half the volume or more would leave Synapse's media almost nothing from the start.
+    if (hosting.kind === "digitalocean" && diskReserveMb * 2 > hosting.volumeSizeGb * 1024) {
+        r.fail(
+            `${PROJECT}:postgresDiskReserveMb is ${diskReserveMb} MB, more than half of the ${hosting.volumeSizeGb} GB volume (volumeSizeGb): ` +
+                `at most ${hosting.volumeSizeGb * 512} MB, or 0 to keep the volume's own reserve`,
+        );
+    }
     return {
         password: r.secret("postgresPassword", strongPassword),
         sharedBuffersMb: r.int("postgresSharedBuffersMb", 8, 8192),
         workMemMb: r.int("postgresWorkMemMb", 1, 1024),
         maxConnections: r.int("postgresMaxConnections", 10, 500),
         lowMemory: r.bool("postgresLowMemory"),
+        diskReserveMb,
     };
 }
 
@@ -359,7 +368,7 @@ export function readConfig(source: ConfigSource): ChatConfig {
         (key) => r.isSet(key),
     );
     r.usePresetDefaults(memoryPreset.applied);
-    const postgres = readPostgres(r);
+    const postgres = readPostgres(r, hosting);
     const tls = readTls(r, domain, dns);
     const databaseKind = r.oneOf("database", ["local", "managed"] as const);
     const synapse = readSynapse(r, postgres, dataDir, databaseKind !== "managed");

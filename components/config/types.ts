@@ -62,6 +62,12 @@ export interface PostgresSettings {
     readonly workMemMb: number;
     readonly maxConnections: number;
     readonly lowMemory: boolean;
+    /**
+     * Room on the data volume kept back for PostgreSQL (postgresDiskReserveMb, MiB): ext4's reserved
+     * blocks, usable by the postgres group (and root), not by Synapse. When media fills the volume,
+     * logins and messages still have room. 0: the volume's reserve is left as it is.
+     */
+    readonly diskReserveMb: number;
 }
 
 /**
