@@ -23,6 +23,8 @@ import type { ServerResult } from "./lib/measure.ts";
 import type { PageServer } from "./lib/urlPreviews.ts";
 import type { AgingWorkload } from "./lib/agingWorkload.ts";
 import type { BigRoomWorkload } from "./lib/bigroom.ts";
+import type { CommunityWorkload } from "./lib/community.ts";
+import { communityTable } from "./lib/communityReport.ts";
 import { issue12Headline, issue12Table } from "./lib/issue12Report.ts";
 import type { Homeserver, Workload } from "./lib/workload.ts";
 
@@ -51,7 +53,7 @@ let closeClient = (): void => undefined;
 // --- arguments -----------------------------------------------------------------------------------
 
 /** The phases --phases may name; without it, the first four (issue 12's run only when asked for). */
-const ALL_PHASES = ["tuned", "noop", "bump", "defaults", "aging", "bigroom", "small512"];
+const ALL_PHASES = ["tuned", "noop", "bump", "defaults", "aging", "bigroom", "small512", "community"];
 
 /** The standard workload at a scale (--scale): fewer messages, media and previews, a shorter idle. */
 function scaledWorkload(w: Workload, scale: number): Workload & { scale?: number } {
@@ -76,6 +78,7 @@ function parseArgs() {
         workload: path.join(HERE, "workload.json"),
         agingWorkload: path.join(HERE, "aging.json"),
         bigroomWorkload: path.join(HERE, "bigroom.json"),
+        communityWorkload: path.join(HERE, "community.json"),
         scale: 1,
         name: "latest",
     };
@@ -108,9 +111,12 @@ function parseArgs() {
             case "--bigroom-workload":
                 a.bigroomWorkload = path.resolve(v());
                 break;
+            case "--community-workload":
+                a.communityWorkload = path.resolve(v());
+                break;
             default:
                 process.stderr.write(
-                    `unknown argument ${argv[i]}\nusage: node bench/run.ts [--phases ${ALL_PHASES.join(",")}] [--tuned-config JSON] [--workload FILE] [--name NAME] [--scale S] [--aging-workload FILE] [--bigroom-workload FILE]\n`,
+                    `unknown argument ${argv[i]}\nusage: node bench/run.ts [--phases ${ALL_PHASES.join(",")}] [--tuned-config JSON] [--workload FILE] [--name NAME] [--scale S] [--aging-workload FILE] [--bigroom-workload FILE] [--community-workload FILE]\n`,
                 );
                 process.exit(64);
         }
@@ -179,6 +185,8 @@ async function main(): Promise<void> {
         aging: args.phases.includes("aging") ? undefined : prev.aging,
         bigroom: args.phases.includes("bigroom") ? undefined : prev.bigroom,
         small512: args.phases.includes("small512") ? undefined : prev.small512,
+        // Issue 14's phase.
+        community: args.phases.includes("community") ? undefined : prev.community,
         scale: args.scale,
     };
     const samplesOut: Record<string, unknown> = {
@@ -187,6 +195,7 @@ async function main(): Promise<void> {
         aging: args.phases.includes("aging") ? undefined : prevSamples.aging,
         bigroom: args.phases.includes("bigroom") ? undefined : prevSamples.bigroom,
         small512: args.phases.includes("small512") ? undefined : prevSamples.small512,
+        community: args.phases.includes("community") ? undefined : prevSamples.community,
     };
     if (!args.phases.includes("tuned") && prev.tuned) res.tuned = { ...prev.tuned };
 
@@ -229,6 +238,14 @@ async function main(): Promise<void> {
         const agingW = agingW0 ? scaledAging(agingW0, args.scale) : null;
         if (agingW) res.agingWorkload = { file: path.relative(REPO, args.agingWorkload), ...agingW };
         await issue12Phases(args, res, samplesOut, partner, w, agingW, bigW, pages, tunedExtra);
+        if (args.phases.includes("community"))
+            await guarded("community", res, async () => {
+                const { communityPhase, scaledCommunity } = await import("./lib/community.ts");
+                const cw = scaledCommunity(JSON.parse(fs.readFileSync(args.communityWorkload, "utf8")) as CommunityWorkload, args.scale);
+                const c = await communityPhase(partner, cw);
+                res.community = c.result;
+                samplesOut.community = c.samples;
+            });
     } finally {
         pages.stop();
     }
@@ -244,8 +261,11 @@ async function main(): Promise<void> {
         : "";
     await plot(samplesFile, pngFile, `bench1, tuned${overrides}`);
     const tbl12 = issue12Table(res);
+    const tbl14 = communityTable(res.community);
     const tbl =
-        table(res) + (tbl12 ? `\n\nIssue 12 (aging, big room, 512 MiB)${args.scale < 1 ? `; this run at --scale ${args.scale}` : ""}:\n\n${tbl12}` : "");
+        table(res) +
+        (tbl12 ? `\n\nIssue 12 (aging, big room, 512 MiB)${args.scale < 1 ? `; this run at --scale ${args.scale}` : ""}:\n\n${tbl12}` : "") +
+        (tbl14 ? `\n\nIssue 14 (the community: one process against workers)${args.scale < 1 ? `; this run at --scale ${args.scale}` : ""}:\n\n${tbl14}` : "");
     const tableFile = path.join(RESULTS, isLatest ? "table.md" : `${args.name}-table.md`);
     fs.writeFileSync(tableFile, tbl + "\n");
     // The headline figures, kept when the next run replaces these files.

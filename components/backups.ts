@@ -18,8 +18,27 @@ export function knownHostsLine(rsyncTarget: string, hostKey: string): string {
 /** The passphrase the dumps and keys are encrypted with (backupPassphrase); root's, 0600. */
 export const BACKUP_PASSPHRASE = "/etc/phillymesh-chat/backup.passphrase";
 
+/** The line of the backup program after which its settings are in place. */
+const BACKUP_SETTINGS_LINE = '[ -f "$CONF" ] && . "$CONF"';
+
+/**
+ * The backup program. With database managed (`pgServiceFile`), the same program with libpq's service
+ * for the cluster in its environment, so pg_dump dumps the database Synapse uses (its address, CA,
+ * verify-full and passfile from the service file), not the local one it left. Only this program gets
+ * it: the restore, which reads the same settings file, must never reach the cluster.
+ */
+export function backupProgram(pgServiceFile?: string): string {
+    const program = readFile("server/sbin/phillymesh-chat-backup.sh");
+    if (!pgServiceFile) return program;
+    if (!program.includes(`\n${BACKUP_SETTINGS_LINE}\n`)) throw new Error(`internal: phillymesh-chat-backup.sh no longer has the line ${BACKUP_SETTINGS_LINE}`);
+    return program.replace(
+        `\n${BACKUP_SETTINGS_LINE}\n`,
+        `\n${BACKUP_SETTINGS_LINE}\n# database managed (backups.ts): the dump is of the cluster.\nexport PGSERVICEFILE=${pgServiceFile} PGSERVICE=synapse\n`,
+    );
+}
+
 /** The backup and restore programs, the settings they read, and the daily timer. */
-export function backupFiles(dataDir: string, b: BackupSettings): ServerFile[] {
+export function backupFiles(dataDir: string, b: BackupSettings, pgServiceFile?: string): ServerFile[] {
     const root = (path: string, content: string, mode: "0600" | "0644" | "0755"): ServerFile => ({ path, content, mode, owner: "root:root" });
     return [
         root(
@@ -30,8 +49,9 @@ export function backupFiles(dataDir: string, b: BackupSettings): ServerFile[] {
         ...(b.passphrase ? [{ path: BACKUP_PASSPHRASE, content: b.passphrase, mode: "0600", owner: "root:root" } as ServerFile] : []),
         // The off-site target's host key, pinned: ssh checks the target against this file alone.
         ...(b.rsyncTarget ? [root(BACKUP_KNOWN_HOSTS, knownHostsLine(b.rsyncTarget, b.rsyncHostKey), "0644")] : []),
-        root("/usr/local/sbin/phillymesh-chat-backup", readFile("server/sbin/phillymesh-chat-backup.sh"), "0755"),
-        root("/usr/local/sbin/phillymesh-chat-restore", readFile("server/sbin/phillymesh-chat-restore.sh"), "0755"),
+        root("/usr/local/sbin/phillymesh-chat-backup", backupProgram(pgServiceFile), "0755"),
+        // database managed: the local restore would restore into the PostgreSQL Synapse left.
+        root("/usr/local/sbin/phillymesh-chat-restore", readFile(`server/sbin/phillymesh-chat-restore${pgServiceFile ? "-managed" : ""}.sh`), "0755"),
         root("/etc/systemd/system/phillymesh-chat-backup.service", renderTemplate("server/systemd/backup.service", { data_dir: dataDir }), "0644"),
         root("/etc/systemd/system/phillymesh-chat-backup.timer", readFile("server/systemd/backup.timer"), "0644"),
     ];
@@ -41,6 +61,8 @@ export interface BackupsArgs {
     readonly target: Target;
     readonly dataDir: string;
     readonly backups: BackupSettings;
+    /** database managed: libpq's service file for the cluster, which the dump then reads. Default none (the local database). */
+    readonly pgServiceFile?: string;
 }
 
 export class Backups extends pulumi.ComponentResource {
@@ -56,7 +78,7 @@ export class Backups extends pulumi.ComponentResource {
                     BACKUP_KEEP: String(args.backups.keep),
                     BACKUP_RSYNC_TARGET: args.backups.rsyncTarget,
                 },
-                files: backupFiles(args.dataDir, args.backups),
+                files: backupFiles(args.dataDir, args.backups, args.pgServiceFile),
                 handlesSecrets: args.backups.passphrase !== undefined,
             },
             { parent: this, dependsOn: opts?.dependsOn },

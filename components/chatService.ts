@@ -22,6 +22,8 @@ import { STATUS_FILE } from "./statusCheck";
 import { Connection } from "./host";
 import { workerLayout } from "./workerLayout";
 import { SynapseWorkers, WorkerRedis } from "./synapseWorkers";
+import { MediaBucket, MediaStorage } from "./mediaStorage";
+import { MANAGED_DB_SERVICE_FILE, ManagedDatabase } from "./managedDatabase";
 
 /** The stack outputs. */
 export interface ChatOutputs {
@@ -50,6 +52,8 @@ export const synapseBuild = (cfg: ChatConfig): SynapseBuild => ({
     adminEmail: cfg.adminEmail,
     dataDir: cfg.dataDir,
     synapse: cfg.synapse,
+    // Only with spaces: with local media the build is exactly what it was.
+    ...(cfg.mediaStorage.kind === "spaces" ? { media: cfg.mediaStorage } : {}),
 });
 export const elementBuild = (cfg: ChatConfig): ElementBuild => ({ names: hostnames(cfg.domain), element: cfg.element, guests: cfg.synapse.allowGuestAccess });
 export const webSettings = (cfg: ChatConfig): WebSettings => ({
@@ -173,11 +177,29 @@ export function buildChat(cfg: ChatConfig, facts: CloudFacts, name = "chat", pro
         workers.length > 0
             ? new WorkerRedis(name, { target: host, dataDir: cfg.dataDir, pipIndexUrl: cfg.synapse.pipIndexUrl }, { dependsOn: [base.ready] })
             : undefined;
+    // mediaStorage spaces: the bucket exists before Synapse writes to it.
+    const media = cfg.mediaStorage.kind === "spaces" ? cfg.mediaStorage : undefined;
+    const bucket = media ? new MediaBucket(name, { media }) : undefined;
+    // database managed: the cluster, and the local database moved into it before Synapse switches.
+    // The local PostgreSQL stays (the moved database is kept there until the operator removes it).
+    const managedDatabase =
+        cfg.database.kind === "managed" && dropletId && cfg.hosting.kind === "digitalocean"
+            ? new ManagedDatabase(name, { settings: cfg.database, region: cfg.hosting.region, dropletId, target: host }, { dependsOn: [postgres.ready] })
+            : undefined;
     const synapse = new Synapse(
         name,
-        { target: host, build: synapseBuild(cfg), postgresPassword: cfg.postgres.password },
-        { dependsOn: [postgres.ready, ...(redis ? [redis.ready] : [])] },
+        { target: host, build: synapseBuild(cfg), postgresPassword: cfg.postgres.password, managedDatabase: managedDatabase?.connection },
+        {
+            dependsOn: [
+                postgres.ready,
+                ...(redis ? [redis.ready] : []),
+                ...(bucket ? [bucket.bucket] : []),
+                ...(managedDatabase ? [managedDatabase.ready] : []),
+            ],
+        },
     );
+    // The media already on the server into the bucket, verified, then the trim of the local cache.
+    if (media) new MediaStorage(name, { target: host, dataDir: cfg.dataDir, media }, { dependsOn: [synapse.ready] });
     const synapseWorkers =
         workers.length > 0
             ? new SynapseWorkers(name, { target: host, dataDir: cfg.dataDir, synapse: cfg.synapse, workers }, { dependsOn: [synapse.ready] })
@@ -192,7 +214,11 @@ export function buildChat(cfg: ChatConfig, facts: CloudFacts, name = "chat", pro
         },
         { dependsOn: [base.ready, dns] },
     );
-    new Backups(name, { target: host, dataDir: cfg.dataDir, backups: cfg.backups }, { dependsOn: [synapse.ready] });
+    new Backups(
+        name,
+        { target: host, dataDir: cfg.dataDir, backups: cfg.backups, pgServiceFile: managedDatabase ? MANAGED_DB_SERVICE_FILE : undefined },
+        { dependsOn: [synapse.ready] },
+    );
     // Nightly database report and state compression: after Synapse, whose tables it tunes.
     new Housekeeping(
         name,

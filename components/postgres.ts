@@ -52,7 +52,7 @@ export function postgresUnitDropIn(): string {
 }
 
 /** The settings file: sized for a 1 GB server that also runs Synapse. */
-export function postgresTuning(s: Omit<PostgresSettings, "password">): string {
+export function postgresTuning(s: Omit<PostgresSettings, "password" | "diskReserveMb">): string {
     const lines = [
         "# Managed by phillymesh-chat: sized for a 1 GB server that also runs Synapse.",
         "listen_addresses = 'localhost'",
@@ -102,12 +102,15 @@ export class Postgres extends pulumi.ComponentResource {
             {
                 target: args.target,
                 script: "postgres.sh",
+                libraries: ["disk-reserve.sh"],
                 handlesSecrets: true,
                 env: {
                     DATA_DIR: args.dataDir,
                     PG_PASSWORD: s.password,
                     PG_TUNING: POSTGRES_TUNING_PATH,
                     PG_OOM_DROP_IN: POSTGRES_OOM_DROP_IN,
+                    // Room on the data volume kept back for the database (files/lib/disk-reserve.sh).
+                    PG_DISK_RESERVE_MB: String(s.diskReserveMb),
                 },
                 files: [
                     { path: POSTGRES_TUNING_PATH, content: postgresTuning(s), mode: "0644", owner: "root:root" },

@@ -8,6 +8,8 @@ import { dataPaths, Hostnames, PORTS, SERVER_PATHS, urls } from "./layout";
 import { RemoteStep, ServerFile } from "./remoteStep";
 import { readFile, renderTemplate, shellQuote } from "./templates";
 import { mainWorkerSettings, replicationListener, workerLayout } from "./workerLayout";
+import { mediaStorageProviders, S3_PROVIDER_REQUIREMENT, SpacesMedia, synapseMediaFiles } from "./mediaStorage";
+import { MANAGED_DB_CA_PATH, MANAGED_DB_NAME, MANAGED_DB_USER, ManagedDatabaseConnection, passfileLine } from "./managedDatabase";
 
 /** What Synapse is built from. */
 export interface SynapseBuild {
@@ -15,6 +17,8 @@ export interface SynapseBuild {
     readonly adminEmail: string;
     readonly dataDir: string;
     readonly synapse: SynapseSettings;
+    /** mediaStorage spaces (mediaStorage.ts); absent with local media, which changes nothing here. */
+    readonly media?: SpacesMedia;
 }
 
 /**
@@ -43,8 +47,39 @@ export const URL_PREVIEW_IP_RANGE_BLOCKLIST: readonly string[] = [
     "fec0::/10",
 ];
 
-/** homeserver.yaml as an object. It holds no secret: those are files referenced by *_path options. */
-export function homeserverConfig(b: SynapseBuild): Record<string, unknown> {
+/** With database managed: the cluster's address (known once it exists) and each process's pool. */
+export interface ManagedDatabaseTarget {
+    readonly host: string;
+    readonly port: number;
+    readonly poolMax: number;
+}
+
+/**
+ * Synapse's database section with database managed: the cluster over TLS, its certificate verified
+ * against the cluster's CA and its host name (libpq's verify-full), the password in the passfile.
+ */
+export function managedDatabaseConfig(dataDir: string, m: ManagedDatabaseTarget): Record<string, unknown> {
+    return {
+        name: "psycopg2",
+        args: {
+            user: MANAGED_DB_USER,
+            dbname: MANAGED_DB_NAME,
+            host: m.host,
+            port: m.port,
+            sslmode: "verify-full",
+            sslrootcert: MANAGED_DB_CA_PATH,
+            passfile: `${dataPaths(dataDir).secrets}/pgpass`,
+            cp_min: 1,
+            cp_max: m.poolMax,
+        },
+    };
+}
+
+/**
+ * homeserver.yaml as an object. It holds no secret: those are files referenced by *_path options.
+ * `managed`: the cluster with database managed; without it, the local PostgreSQL (unchanged).
+ */
+export function homeserverConfig(b: SynapseBuild, managed?: ManagedDatabaseTarget): Record<string, unknown> {
     const s = b.synapse;
     const p = dataPaths(b.dataDir);
     const u = urls(b.names);
@@ -67,19 +102,21 @@ export function homeserverConfig(b: SynapseBuild): Record<string, unknown> {
             },
             ...(workers.length > 0 ? [replicationListener] : []),
         ],
-        database: {
-            name: "psycopg2",
-            args: {
-                user: "synapse",
-                dbname: "synapse",
-                host: "127.0.0.1",
-                port: PORTS.postgres,
-                // libpq reads the password from this 0600 file, so this file holds none.
-                passfile: `${p.secrets}/pgpass`,
-                cp_min: 1,
-                cp_max: s.databasePoolMax,
-            },
-        },
+        database: managed
+            ? managedDatabaseConfig(b.dataDir, managed)
+            : {
+                  name: "psycopg2",
+                  args: {
+                      user: "synapse",
+                      dbname: "synapse",
+                      host: "127.0.0.1",
+                      port: PORTS.postgres,
+                      // libpq reads the password from this 0600 file, so this file holds none.
+                      passfile: `${p.secrets}/pgpass`,
+                      cp_min: 1,
+                      cp_max: s.databasePoolMax,
+                  },
+              },
         log_config: `${SERVER_PATHS.synapseConfigDir}/log.yaml`,
         media_store_path: p.media,
         signing_key_path: p.signingKey,
@@ -135,6 +172,7 @@ export function homeserverConfig(b: SynapseBuild): Record<string, unknown> {
         trusted_key_servers: s.trustedKeyServers.map((server_name) => ({ server_name })),
         suppress_key_server_warning: true,
         ...mainWorkerSettings(workers),
+        ...(b.media ? { media_storage_providers: mediaStorageProviders(b.media) } : {}),
     };
 }
 
@@ -210,6 +248,7 @@ export function synapseFiles(
         readonly formSecret: pulumi.Input<string>;
         readonly recaptchaPrivateKey?: pulumi.Input<string>;
     },
+    managed?: ManagedDatabaseConnection,
 ): ServerFile[] {
     const p = dataPaths(b.dataDir);
     const etc = SERVER_PATHS.synapseConfigDir;
@@ -218,9 +257,22 @@ export function synapseFiles(
         secret(`${p.secrets}/registration_shared_secret`, secrets.registrationSharedSecret),
         secret(`${p.secrets}/macaroon_secret_key`, secrets.macaroonSecretKey),
         secret(`${p.secrets}/form_secret`, secrets.formSecret),
-        // libpq refuses a password file others may read: synapse's own, 0600.
-        secret(`${p.secrets}/pgpass`, pulumi.output(secrets.postgresPassword).apply(pgpassLine)),
-        { path: `${etc}/homeserver.yaml`, content: toYaml(homeserverConfig(b)), mode: "0640", owner: "root:synapse" },
+        // libpq refuses a password file others may read: synapse's own, 0600. With database managed,
+        // the cluster's user, address and password (DigitalOcean's) instead of the local role's.
+        secret(
+            `${p.secrets}/pgpass`,
+            managed
+                ? pulumi.secret(pulumi.all([managed.host, managed.port, managed.password]).apply(([h, port, pw]) => passfileLine(h, port, pw)))
+                : pulumi.output(secrets.postgresPassword).apply(pgpassLine),
+        ),
+        {
+            path: `${etc}/homeserver.yaml`,
+            content: managed
+                ? pulumi.all([managed.host, managed.port]).apply(([host, port]) => toYaml(homeserverConfig(b, { host, port, poolMax: managed.poolMax })))
+                : toYaml(homeserverConfig(b)),
+            mode: "0640",
+            owner: "root:synapse",
+        },
         { path: `${etc}/log.yaml`, content: toYaml(logConfig(b.synapse)), mode: "0644", owner: "root:root" },
         ...(secrets.recaptchaPrivateKey !== undefined
             ? [
@@ -233,8 +285,14 @@ export function synapseFiles(
               ]
             : []),
         { path: "/etc/systemd/system/matrix-synapse.service", content: synapseUnit(b.dataDir, b.synapse), mode: "0644", owner: "root:root" },
-        ...refreshFiles(b.synapse.pipIndexUrl, b.synapse.advisoryFeedUrl),
+        ...refreshFiles(b.synapse.pipIndexUrl, b.synapse.advisoryFeedUrl, synapseRequirements(b)),
+        ...(b.media ? synapseMediaFiles(b.dataDir, b.media) : []),
     ];
+}
+
+/** Pinned packages installed into Synapse's virtualenv with it: the S3 storage provider with spaces. */
+export function synapseRequirements(b: Pick<SynapseBuild, "media">): string[] {
+    return b.media ? [S3_PROVIDER_REQUIREMENT] : [];
 }
 
 /** The units of phillymesh-chat-synapse-refresh: one template, run weekly in full and daily if advised. */
@@ -249,10 +307,14 @@ const REFRESH_UNITS = {
  * builds from and the advisory feed, and two units from one template with their timers: the weekly
  * refresh, and the daily audit that refreshes only when an advisory is in force.
  */
-export function refreshFiles(pipIndexUrl: string, advisoryFeedUrl: string): ServerFile[] {
+export function refreshFiles(pipIndexUrl: string, advisoryFeedUrl: string, requirements: readonly string[] = []): ServerFile[] {
     const root = (path: string, content: string, mode: "0644" | "0755"): ServerFile => ({ path, content, mode, owner: "root:root" });
     const unit = (description: string, args: string) => renderTemplate("server/systemd/synapse-refresh.service", { description, arguments: args });
-    const env = { PIP_INDEX_URL: pipIndexUrl, ADVISORY_FEED_URL: advisoryFeedUrl };
+    const env = {
+        PIP_INDEX_URL: pipIndexUrl,
+        ADVISORY_FEED_URL: advisoryFeedUrl,
+        ...(requirements.length > 0 ? { SYNAPSE_REQUIREMENTS: requirements.join(" ") } : {}),
+    };
     return [
         root("/usr/local/lib/phillymesh-chat/lib.sh", readFile("lib/lib.sh"), "0644"),
         root("/usr/local/lib/phillymesh-chat/venv.sh", readFile("lib/venv.sh"), "0644"),
@@ -285,6 +347,8 @@ export interface SynapseArgs {
     readonly build: SynapseBuild;
     /** The database role's password (written to the pgpass file). */
     readonly postgresPassword: pulumi.Output<string>;
+    /** With database managed: the cluster Synapse uses instead of the local PostgreSQL. Default none. */
+    readonly managedDatabase?: ManagedDatabaseConnection;
 }
 
 export class Synapse extends pulumi.ComponentResource {
@@ -313,14 +377,19 @@ export class Synapse extends pulumi.ComponentResource {
                     ADOPT_SQLITE_DATABASE: s.adopt.sqliteDatabase,
                     ADOPT_POSTGRES_DUMP: s.adopt.postgresDump,
                     ADOPT_MEDIA_STORE: s.adopt.mediaStore,
+                    ...(synapseRequirements(b).length > 0 ? { SYNAPSE_REQUIREMENTS: synapseRequirements(b).join(" ") } : {}),
                 },
-                files: synapseFiles(b, {
-                    postgresPassword: args.postgresPassword,
-                    registrationSharedSecret: s.registrationSharedSecret,
-                    macaroonSecretKey: s.macaroonSecretKey,
-                    formSecret: s.formSecret,
-                    recaptchaPrivateKey: s.recaptcha?.privateKey,
-                }),
+                files: synapseFiles(
+                    b,
+                    {
+                        postgresPassword: args.postgresPassword,
+                        registrationSharedSecret: s.registrationSharedSecret,
+                        macaroonSecretKey: s.macaroonSecretKey,
+                        formSecret: s.formSecret,
+                        recaptchaPrivateKey: s.recaptcha?.privateKey,
+                    },
+                    args.managedDatabase,
+                ),
             },
             { parent: this, dependsOn: opts?.dependsOn },
         );

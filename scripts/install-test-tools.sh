@@ -1,6 +1,6 @@
 #!/bin/bash
 # Installs the system tools the unit tests and the lint drive for real: shellcheck (every script),
-# nginx (`nginx -t` on the rendered sites), nftables (`nft` on the host firewall), systemd-analyze (the units' sandboxes), openssl (throwaway certificates), actionlint (the
+# nginx (`nginx -t` on the rendered sites), nftables (`nft` on the host firewall), systemd-analyze (the units' sandboxes), openssl (throwaway certificates), PostgreSQL (the database move), actionlint (the
 # GitHub workflows; built from Go modules) and Renovate (its extraction on renovate.json; from npm). Debian/Ubuntu, as root or with sudo.
 # With --e2e also what the end-to-end checks and the drills drive: Chromium and NSS's certutil (to
 # trust the testbed's CA in a throwaway browser profile), testssl.sh (drill 4).
@@ -37,6 +37,9 @@ command -v shellcheck >/dev/null || need+=(shellcheck)
 [ -x /usr/sbin/nft ] || need+=(nftables)
 command -v systemd-analyze >/dev/null || need+=(systemd)
 command -v openssl >/dev/null || need+=(openssl)
+# PostgreSQL's server binaries: tests/databaseMove.test.ts runs the database-move step between two
+# throwaway servers of its own (loopback and sockets only).
+compgen -G '/usr/lib/postgresql/*/bin/initdb' >/dev/null || need+=(postgresql)
 
 actionlint_ok() { [ -x "$ACTIONLINT" ] && [ "$("$ACTIONLINT" -version 2>/dev/null | head -n 1)" = "$ACTIONLINT_VERSION" ]; }
 renovate_ok() { [ -x "$RENOVATE" ] && [ "$("$RENOVATE" --version 2>/dev/null)" = "$RENOVATE_VERSION" ]; }

@@ -182,9 +182,25 @@ chmod 755 "$W/supervise.sh"
 setsid "$W/supervise.sh" > "$W/nspawn.log" 2>&1 < /dev/null &
 echo $! > "$W/supervise.pid"
 
+# A data dir that is the root of a block device's mount of its own (the worst days' volume image,
+# tests/drills/worst-lib.ts) brings that device into the guest, at the path the guest's mount table
+# names, as a server sees its volume's device: the program's steps can then tune its file system
+# (the database's reserve, files/lib/disk-reserve.sh). A plain directory of the host's disk never.
+expose_data_device() {
+    local src pid
+    [ "$DATA_DIR" = 1 ] && mountpoint -q "$DATA" || return 0
+    src=$(findmnt -n -r -o SOURCE --mountpoint "$DATA")
+    [ -b "$src" ] && [ "$(findmnt -n -r -o FSROOT --mountpoint "$DATA")" = / ] || return 0
+    [[ $src =~ ^/dev/[a-z0-9]+$ ]] || return 0
+    pid=$(guest_init_pid)
+    [ -n "$pid" ] || return 1
+    nsenter -t "$pid" -m -- sh -c "[ -b $src ] || mknod -m 660 $src b $(printf '%d %d' "0x$(stat -c %t "$src")" "0x$(stat -c %T "$src")")"
+}
+
 deadline=$((SECONDS + 90))
 while [ "$SECONDS" -lt "$deadline" ]; do
     if ssh_ready; then
+        expose_data_device || { echo "$NAME: could not make the device of its data volume ($DATA) in the guest" >&2; exit 1; }
         if [ "$DATA_DIR" = 1 ]; then
             echo "$NAME up at $IP (data disk $DATA at /mnt/matrix_data, memory cap $(numfmt --to=iec "$MEM"))"
         else

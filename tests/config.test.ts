@@ -182,7 +182,13 @@ describe("every kind of wrong value is rejected at preview, naming the key", () 
 
 describe("the config schema", () => {
     const project = yaml.load(fs.readFileSync(path.join(__dirname, "..", "Pulumi.yaml"), "utf8")) as { config: Record<string, any> };
-    const source = fs.readFileSync(path.join(__dirname, "..", "components", "config", "index.ts"), "utf8");
+    // Every reader in components/config (index.ts, and database.ts for database: managed).
+    const configDir = path.join(__dirname, "..", "components", "config");
+    const source = fs
+        .readdirSync(configDir)
+        .filter((f) => f.endsWith(".ts"))
+        .map((f) => fs.readFileSync(path.join(configDir, f), "utf8"))
+        .join("\n");
 
     test("every key the program reads is declared, with a type and a description", () => {
         const read = [...source.matchAll(/r\.(?:required|optional|secret|optionalSecret|int|decimal|bool|list|oneOf)(?:<[^>]*>)?\(\s*"([A-Za-z0-9]+)"/g)].map(

@@ -17,6 +17,8 @@ export interface Recorded {
     readonly secretInputs: Set<string>;
     readonly protect: boolean;
     readonly deleteBeforeReplace: boolean;
+    /** Whether a delete only drops it from the stack (the cloud resource is kept). */
+    readonly retainOnDelete: boolean;
     readonly ignoreChanges: string[];
     /** Names of the resources this one explicitly waits for. */
     readonly dependsOn: string[];
@@ -72,10 +74,27 @@ function mockState(type: string, name: string, inputs: any): Record<string, any>
             return { ...inputs, fingerprint: "aa:bb:cc" };
         case "command:remote:Command":
             return { ...inputs, stdout: "", stderr: "" };
+        case "digitalocean:index/databaseCluster:DatabaseCluster":
+            return { ...inputs, ...MANAGED_CLUSTER };
+        case "digitalocean:index/databaseUser:DatabaseUser":
+            return { ...inputs, password: MANAGED_USER_PASSWORD };
         default:
             return inputs;
     }
 }
+
+/** What the mocked DigitalOcean reports for a database cluster (database managed). */
+export const MANAGED_CLUSTER = {
+    host: "chat-synapse-db-do-user-1-0.f.db.ondigitalocean.com",
+    port: 25060,
+    user: "doadmin",
+    password: "doadmin-SECRET-cluster-password",
+    database: "defaultdb",
+};
+/** The synapse user's password DigitalOcean makes; must never appear in a plain input. */
+export const MANAGED_USER_PASSWORD = "synapse-SECRET-managed:pass\\word";
+/** The cluster's CA, as digitalocean.getDatabaseCa answers. */
+export const MANAGED_CA = "-----BEGIN CERTIFICATE-----\nMIIEQTCCAqmgAwIBAgIUtest\n-----END CERTIFICATE-----";
 
 const SECRET_SIG = "4dabf18193072939515e22adb298388d";
 
@@ -148,6 +167,8 @@ export async function runProgram(
                     }
                     case "digitalocean:index/getSshKeys:getSshKeys":
                         return { sshKeys: opts.cloud?.accountKeys ?? [] };
+                    case "digitalocean:index/getDatabaseCa:getDatabaseCa":
+                        return { clusterId: args.inputs.clusterId, certificate: MANAGED_CA, id: args.inputs.clusterId };
                     default:
                         throw new Error(`unexpected provider call ${args.token}`);
                 }
@@ -202,6 +223,7 @@ export async function runProgram(
             secretInputs,
             protect: d.opts.protect === true,
             deleteBeforeReplace: (d.opts as PulumiModule.CustomResourceOptions).deleteBeforeReplace === true,
+            retainOnDelete: d.opts.retainOnDelete === true,
             ignoreChanges: d.opts.ignoreChanges ?? [],
             dependsOn,
             parent: d.opts.parent ? nameOf.get(d.opts.parent) : undefined,

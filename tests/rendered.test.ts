@@ -42,7 +42,7 @@ describe("scripts pass shellcheck", () => {
                 "release-volume.sh",
             ]),
         );
-        expect(shellFiles("lib").sort()).toEqual(["adopt.sh", "lib.sh", "venv.sh", "workers.sh"]);
+        expect(shellFiles("lib").sort()).toEqual(["adopt.sh", "disk-reserve.sh", "lib.sh", "venv.sh", "workers.sh"]);
     });
 
     test.each(SHELL_FILES)("files/%s", (script) => {

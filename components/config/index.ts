@@ -4,6 +4,7 @@ import * as c from "./checks";
 import { ConfigSource, PROJECT, Reader } from "./reader";
 import { stackConfigSource } from "./source";
 import { resolveMemoryPreset } from "./presets";
+import { readDatabase } from "./database";
 import type {
     AdoptSettings,
     BackupSettings,
@@ -12,6 +13,7 @@ import type {
     ElementSettings,
     Hosting,
     HousekeepingSettings,
+    MediaStorageSettings,
     MonitoringSettings,
     PostgresSettings,
     SynapseSettings,
@@ -24,6 +26,7 @@ export { PROJECT, declaredKeys } from "./reader";
 export type { ConfigSource } from "./reader";
 export { mapSource, stackConfigSource } from "./source";
 export { MEMORY_PRESETS, describeMemoryPreset } from "./presets";
+export { MANAGED_HEADROOM, managedConnectionLimit, synapseProcesses } from "./database";
 export type { MemoryPreset, MemoryPresetName } from "./presets";
 
 /** A Synapse duration in hours, days, weeks or years. */
@@ -105,13 +108,22 @@ function readTls(r: Reader, domain: string, dns: Dns): TlsSettings {
     };
 }
 
-function readPostgres(r: Reader): PostgresSettings {
+function readPostgres(r: Reader, hosting: Hosting): PostgresSettings {
+    const diskReserveMb = r.int("postgresDiskReserveMb", 0, 65536);
+    // A reserve of half the volume or more would leave Synapse's media almost nothing from the start.
+    if (hosting.kind === "digitalocean" && diskReserveMb * 2 > hosting.volumeSizeGb * 1024) {
+        r.fail(
+            `${PROJECT}:postgresDiskReserveMb is ${diskReserveMb} MB, more than half of the ${hosting.volumeSizeGb} GB volume (volumeSizeGb): ` +
+                `at most ${hosting.volumeSizeGb * 512} MB, or 0 to keep the volume's own reserve`,
+        );
+    }
     return {
         password: r.secret("postgresPassword", strongPassword),
         sharedBuffersMb: r.int("postgresSharedBuffersMb", 8, 8192),
         workMemMb: r.int("postgresWorkMemMb", 1, 1024),
         maxConnections: r.int("postgresMaxConnections", 10, 500),
         lowMemory: r.bool("postgresLowMemory"),
+        diskReserveMb,
     };
 }
 
@@ -146,7 +158,8 @@ function readAdopt(r: Reader, dataDir: string): AdoptSettings {
     return adopt;
 }
 
-function readSynapse(r: Reader, postgres: PostgresSettings, dataDir: string): SynapseSettings {
+/** `localDatabase`: false with database managed, whose pools are checked against the cluster (database.ts), not the local PostgreSQL. */
+function readSynapse(r: Reader, postgres: PostgresSettings, dataDir: string, localDatabase: boolean): SynapseSettings {
     const registration = r.oneOf("registration", ["closed", "token", "open"] as const);
     // Synapse refuses open registration without a verification method; we offer reCAPTCHA.
     const recaptcha =
@@ -157,7 +170,7 @@ function readSynapse(r: Reader, postgres: PostgresSettings, dataDir: string): Sy
               }
             : undefined;
     const databasePoolMax = r.int("databasePoolMax", 1, 100);
-    if (databasePoolMax + 3 > postgres.maxConnections) {
+    if (localDatabase && databasePoolMax + 3 > postgres.maxConnections) {
         r.fail(
             `${PROJECT}:databasePoolMax (${databasePoolMax}) must leave room under postgresMaxConnections (${postgres.maxConnections}): keep it at most ${postgres.maxConnections - 3}`,
         );
@@ -170,7 +183,7 @@ function readSynapse(r: Reader, postgres: PostgresSettings, dataDir: string): Sy
     }
     const version = r.required("synapseVersion", c.checkVersion);
     const workers = r.int("synapseWorkers", 0, 8);
-    if (workers > 0) checkWorkers(r, workers, version, databasePoolMax, postgres.maxConnections);
+    if (workers > 0) checkWorkers(r, workers, version, databasePoolMax, localDatabase ? postgres.maxConnections : Infinity);
     return {
         version,
         pipIndexUrl: r.required("pipIndexUrl", c.checkPipIndexUrl),
@@ -257,6 +270,40 @@ function readBackups(r: Reader): BackupSettings {
     return { keep: r.int("backupKeep", 1, 365), rsyncTarget, rsyncHostKey, passphrase };
 }
 
+/**
+ * mediaStorage (issue 14): `spaces` keeps media in a private DigitalOcean Spaces bucket. Only with
+ * hosting digitalocean: the bucket is made with the same DigitalOcean account and token as the
+ * droplet, in the droplet's region by default; an existing server has neither. The Spaces keys are
+ * secrets, read only when spaces is on.
+ */
+function readMediaStorage(r: Reader, hosting: Hosting, domain: string): MediaStorageSettings {
+    const kind = r.oneOf("mediaStorage", ["local", "spaces"] as const);
+    if (kind !== "spaces") return { kind: "local" };
+    if (hosting.kind !== "digitalocean") {
+        r.fail(
+            `${PROJECT}:mediaStorage spaces needs hosting digitalocean (the bucket is made in the DigitalOcean account that holds the droplet): set mediaStorage to local on an existing server`,
+        );
+    }
+    const region = r.optional("spacesRegion", c.checkSlug) || (hosting.kind === "digitalocean" ? hosting.region : "");
+    const bucket =
+        r.optional("spacesBucket", (v) =>
+            /^[a-z0-9][a-z0-9-]{1,61}[a-z0-9]$/.test(v)
+                ? undefined
+                : "a bucket name of 3-63 lower-case letters, digits and '-' (no dots), starting and ending with a letter or digit",
+        ) || `${domain.replace(/\./g, "-").slice(0, 57).replace(/-+$/, "")}-media`;
+    const keyId = (v: string) => (/^[A-Za-z0-9]{16,128}$/.test(v) ? undefined : "a Spaces access key id (letters and digits)");
+    const secretKey = (v: string) => (/^[A-Za-z0-9/+=]{20,128}$/.test(v) ? undefined : "a Spaces secret key (letters, digits, / + =)");
+    return {
+        kind,
+        region,
+        bucket,
+        accessKeyId: r.secret("spacesAccessKeyId", keyId, "when mediaStorage is spaces"),
+        secretKey: r.secret("spacesSecretKey", secretKey, "when mediaStorage is spaces"),
+        cacheDays: r.int("mediaCacheDays", 1, 3650),
+        cacheMaxMb: r.int("mediaCacheMaxMb", 64, 16777216),
+    };
+}
+
 /** Releases of synapse-auto-compressor on PyPI whose wheel does not work: refused at preview. */
 const BROKEN_COMPRESSOR_RELEASES: Record<string, string> = {
     "0.1.4": "its wheel on PyPI is an empty stub (the library inside exports no function)",
@@ -321,8 +368,10 @@ export function readConfig(source: ConfigSource): ChatConfig {
         (key) => r.isSet(key),
     );
     r.usePresetDefaults(memoryPreset.applied);
-    const postgres = readPostgres(r);
+    const postgres = readPostgres(r, hosting);
     const tls = readTls(r, domain, dns);
+    const databaseKind = r.oneOf("database", ["local", "managed"] as const);
+    const synapse = readSynapse(r, postgres, dataDir, databaseKind !== "managed");
     return r.done({
         domain,
         adminEmail: r.required("adminEmail", c.checkEmail),
@@ -337,11 +386,13 @@ export function readConfig(source: ConfigSource): ChatConfig {
         dns,
         tls,
         postgres,
-        synapse: readSynapse(r, postgres, dataDir),
+        database: readDatabase(r, databaseKind, hosting, synapse),
+        synapse,
         backups: readBackups(r),
         housekeeping: readHousekeeping(r),
         element: readElement(r, domain),
         monitoring: readMonitoring(r, tls.diskAlertPercent),
+        mediaStorage: readMediaStorage(r, hosting, domain),
     });
 }
 

@@ -62,7 +62,31 @@ export interface PostgresSettings {
     readonly workMemMb: number;
     readonly maxConnections: number;
     readonly lowMemory: boolean;
+    /**
+     * Room on the data volume kept back for PostgreSQL (postgresDiskReserveMb, MiB): ext4's reserved
+     * blocks, usable by the postgres group (and root), not by Synapse. When media fills the volume,
+     * logins and messages still have room. 0: the volume's reserve is left as it is.
+     */
+    readonly diskReserveMb: number;
 }
+
+/**
+ * Where Synapse's database lives (`database`): PostgreSQL on the server (the default), or a
+ * DigitalOcean managed cluster (components/managedDatabase.ts), hosting digitalocean only.
+ */
+export type DatabaseSettings =
+    | { readonly kind: "local" }
+    | {
+          readonly kind: "managed";
+          /** managedDatabaseVersion: the PostgreSQL major version, e.g. "17". */
+          readonly version: string;
+          /** managedDatabaseSize: the node size slug, e.g. db-s-1vcpu-1gb. */
+          readonly size: string;
+          /** The connections the size admits to users (DigitalOcean's figure, its own 3 already taken off). */
+          readonly connectionLimit: number;
+          /** Each Synapse process's pool (cp_max), sized so that every process fits under connectionLimit. */
+          readonly poolMax: number;
+      };
 
 /** An old server's data to bring in once (paths on the server; "" when not adopting). */
 export interface AdoptSettings {
@@ -161,6 +185,27 @@ export interface MonitoringSettings {
     readonly load5: number;
 }
 
+/**
+ * Where Synapse's media lives (mediaStorage, issue 14; components/mediaStorage.ts). `local`: the
+ * data volume, as always. `spaces`: a private DigitalOcean Spaces bucket through Synapse's S3 storage
+ * provider, the volume a cache bounded by age and size.
+ */
+export type MediaStorageSettings =
+    | { readonly kind: "local" }
+    | {
+          readonly kind: "spaces";
+          /** The bucket's Spaces region (spacesRegion, or doRegion). */
+          readonly region: string;
+          /** The bucket's name (spacesBucket, or <domain>-media). */
+          readonly bucket: string;
+          readonly accessKeyId: pulumi.Output<string>;
+          readonly secretKey: pulumi.Output<string>;
+          /** mediaCacheDays: local copies not read for this long go (once verified in the bucket). */
+          readonly cacheDays: number;
+          /** mediaCacheMaxMb: the local cache's ceiling. */
+          readonly cacheMaxMb: number;
+      };
+
 export interface ChatConfig {
     readonly domain: string;
     readonly adminEmail: string;
@@ -179,9 +224,12 @@ export interface ChatConfig {
     readonly dns: Dns;
     readonly tls: TlsSettings;
     readonly postgres: PostgresSettings;
+    /** database: local, or managed (issue 14). */
+    readonly database: DatabaseSettings;
     readonly synapse: SynapseSettings;
     readonly backups: BackupSettings;
     readonly housekeeping: HousekeepingSettings;
     readonly element: ElementSettings;
     readonly monitoring: MonitoringSettings;
+    readonly mediaStorage: MediaStorageSettings;
 }

@@ -46,14 +46,17 @@ psycopg2_links() {
     done
 }
 
-# build_synapse_venv VENV VERSION INDEX: Synapse VERSION (with the postgres and url-preview extras)
-# and the newest dependencies its constraints allow, from INDEX, into a new VENV; marked complete
-# once Synapse's own dependency check passes. Returns 1 when pip (or the venv) fails, 2 when the
+# build_synapse_venv VENV VERSION INDEX [REQUIREMENT...]: Synapse VERSION (with the postgres and
+# url-preview extras), the pinned REQUIREMENTs that run inside Synapse (mediaStorage spaces: the S3
+# storage provider), and the newest dependencies their constraints allow, from INDEX, into a new VENV,
+# resolved together; VENV/.requirements lists the REQUIREMENTs; marked complete once Synapse's own
+# dependency check passes. Returns 1 when pip (or the venv) fails, 2 when the
 # check fails (the caller says what that means; VENV is then left unmarked, nothing else touched).
 # Every command is checked by hand: callers run it as `build_synapse_venv ... || rc=$?`, where bash
 # ignores set -e.
 build_synapse_venv() {
     local venv=$1 version=$2 index=$3 site
+    local extra=("${@:4}")
     case $index in
         https://*) ;;
         *) die "pipIndexUrl $index is not https://: over plain HTTP anyone on the path could swap Synapse's code" ;;
@@ -69,12 +72,19 @@ build_synapse_venv() {
     site=$(as_builder "$venv/bin/python" -c 'import sysconfig; print(sysconfig.get_path("purelib"))') || return 1
     as_builder tee "$site/debian-psycopg2.pth" >/dev/null <<<"$venv/debian-psycopg2" || return 1
     as_builder "$venv/bin/pip" install --isolated --quiet --disable-pip-version-check --no-input --only-binary :all: \
-        --cache-dir "$BUILD_HOME/pip" --index-url "$index" "matrix-synapse[postgres,url-preview]==$version" || return 1
+        --cache-dir "$BUILD_HOME/pip" --index-url "$index" "matrix-synapse[postgres,url-preview]==$version" "${extra[@]}" || return 1
     # Synapse's own dependency check (as at its start) and Debian's psycopg2, before the venv is used.
     as_builder "$venv/bin/python" -c 'import psycopg2; from synapse.util.check_dependencies import check_requirements; check_requirements()' ||
         return 2
+    printf '%s\n' "${extra[@]}" | grep -v '^$' >"$venv/.requirements" || true
     chown -hR root:root "$venv" && chmod -R go-w "$venv" || return 1
     touch "$venv/.complete"
+}
+
+# venv_requirements VENV: the extra requirements VENV was built with, on one line ("" for none, also
+# for a virtualenv built before they were recorded).
+venv_requirements() {
+    paste -sd ' ' "$1/.requirements" 2>/dev/null || true
 }
 
 # prune_venvs: keeps the virtualenvs /opt/synapse/current and /opt/synapse/previous point at; the

@@ -2,11 +2,15 @@
 # Step "postgres": PostgreSQL from the distribution, its cluster kept on the data volume, tuned for a
 # small server, listening on localhost only, with the synapse role and a C-collated UTF8 database.
 # Variables: DATA_DIR, PG_PASSWORD (secret), PG_TUNING (the path of our settings file, copied to conf.d),
-# PG_OOM_DROP_IN (the cluster units' drop-in).
+# PG_OOM_DROP_IN (the cluster units' drop-in), PG_DISK_RESERVE_MB (room on the volume kept back for the
+# database: postgresDiskReserveMb).
 # Files (install_files): PG_TUNING (postgres.ts: postgresTuning), PG_OOM_DROP_IN.
+# Libraries: disk-reserve.sh.
 # shellcheck source=files/lib/lib.sh
 declare -F log >/dev/null || . "$(dirname "${BASH_SOURCE[0]}")/../lib/lib.sh"
-: "${DATA_DIR:?}" "${PG_PASSWORD:?}" "${PG_TUNING:?}" "${PG_OOM_DROP_IN:?}"
+# shellcheck source=files/lib/disk-reserve.sh
+declare -F keep_room_for_database >/dev/null || . "$(dirname "${BASH_SOURCE[0]}")/../lib/disk-reserve.sh"
+: "${DATA_DIR:?}" "${PG_PASSWORD:?}" "${PG_TUNING:?}" "${PG_OOM_DROP_IN:?}" "${PG_DISK_RESERVE_MB:?}"
 
 # The cluster (configuration and data) lives on the volume; Debian's paths point there. On a new
 # server with an old volume the package finds the existing cluster and starts it: nothing is lost.
@@ -46,6 +50,10 @@ for d in "$PG_HOME/etc" "$PG_HOME/etc/$PG_MAJOR" "$PG_CONF" "$PG_CONF/conf.d"; d
     refuse_symlink "$d"
     install -d -m 755 -o root -g postgres "$d"
 done
+
+# Media filling the volume leaves the database room for logins and messages (the postgres group
+# exists now that the package is installed).
+keep_room_for_database "$PG_HOME" "$PG_DISK_RESERVE_MB" postgres
 
 install_files
 if file_changed "$PG_OOM_DROP_IN"; then

@@ -3,7 +3,9 @@
 # own virtualenv, with our configuration, secrets in 0600 files and the signing key on the data
 # volume. A new version is installed beside the running one, so the service is down only for the
 # restart; the previous virtualenv is kept for a rollback.
-# Variables: DOMAIN, DATA_DIR, SYNAPSE_VERSION, PIP_INDEX_URL; the ADOPT_* ones of adopt.sh.
+# Variables: DOMAIN, DATA_DIR, SYNAPSE_VERSION, PIP_INDEX_URL; the ADOPT_* ones of adopt.sh;
+# SYNAPSE_REQUIREMENTS (optional: pinned packages installed into the virtualenv with Synapse,
+# space-separated; mediaStorage spaces: the S3 storage provider).
 # Files (install_files): homeserver.yaml, log.yaml, conf.d/secrets.yaml (only with reCAPTCHA), the
 # unit, and the secrets under DATA_DIR/synapse/secrets (synapse.ts: synapseFiles).
 # shellcheck source=files/lib/lib.sh
@@ -48,6 +50,13 @@ refreshed=$(readlink /opt/synapse/current 2>/dev/null || true)
 case ${refreshed##*/} in
     "$SYNAPSE_VERSION"+*) [ ! -f "$refreshed/.complete" ] || VENV=$refreshed ;;
 esac
+# Packages that run inside Synapse (the S3 storage provider) are part of its virtualenv: one built
+# without them (or with others) is replaced by a new one beside it, as a refresh would be.
+read -r -a REQUIREMENTS <<<"${SYNAPSE_REQUIREMENTS:-}"
+if [ -f "$VENV/.complete" ] && [ "$(venv_requirements "$VENV")" != "${REQUIREMENTS[*]}" ]; then
+    log "the virtualenv ${VENV##*/} holds '$(venv_requirements "$VENV")', not '${REQUIREMENTS[*]}': building a new one beside it"
+    VENV=/opt/synapse/venvs/$SYNAPSE_VERSION+$(date -u +%Y%m%dT%H%M%SZ)
+fi
 case $PIP_INDEX_URL in
     https://*) ;;
     *) die "pipIndexUrl $PIP_INDEX_URL is not https://: over plain HTTP anyone on the path could swap Synapse's code" ;;
@@ -55,7 +64,7 @@ esac
 if [ ! -f "$VENV/.complete" ]; then
     log "installing Synapse $SYNAPSE_VERSION from $PIP_INDEX_URL (wheels only, as $BUILD_USER)"
     rc=0
-    build_synapse_venv "$VENV" "$SYNAPSE_VERSION" "$PIP_INDEX_URL" || rc=$?
+    build_synapse_venv "$VENV" "$SYNAPSE_VERSION" "$PIP_INDEX_URL" "${REQUIREMENTS[@]}" || rc=$?
     [ "$rc" != 1 ] || die "pip could not install Synapse $SYNAPSE_VERSION from $PIP_INDEX_URL, wheels only (its error is above); the running Synapse was not touched, run pulumi up again when the index answers"
     [ "$rc" = 0 ] || die "the new virtualenv of Synapse $SYNAPSE_VERSION fails Synapse's dependency check (above); the running Synapse was not touched"
 elif [ -d "$VENV/debian-psycopg2" ]; then

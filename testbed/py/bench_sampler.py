@@ -50,6 +50,8 @@ while time.time() < deadline:
             cpu = 0.0
         if "synapse.app.homeserver" in cmd:
             g = "synapse"; syn_pid = pid
+        elif "synapse.app.generic_worker" in cmd:
+            g = "synapse"  # worker mode: Synapse's memory is all of its processes
         elif comm == "postgres" or cmd.startswith("postgres:") or "/postgresql/" in cmd.split(" ")[0]:
             g = "postgres"
         elif comm == "nginx":

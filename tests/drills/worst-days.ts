@@ -13,7 +13,10 @@ import { drillSet, type DrillSet } from "./harness.ts";
 import * as W from "./worst-lib.ts";
 
 const DATA = "/mnt/matrix_data";
-const FILL = `${DATA}/drill23-fill`;
+/** Where the drill's "media" goes: a directory of the synapse user's in the media store. */
+const FILL_DIR = `${DATA}/synapse/media/drill23-fill`;
+/** postgresDiskReserveMb's default (Pulumi.yaml), for a stack that does not set it. */
+const RESERVE_DEFAULT_MB = 512;
 const STATUS_UNIT = "phillymesh-chat-status.service";
 
 /** The drills' set, its guest brought up first; the helpers point at that guest during each drill. */
@@ -167,35 +170,67 @@ function outOfMemory({ drill, check }: DrillSet): void {
 
 function diskFull({ drill, check }: DrillSet): void {
     drill(
-        "23 disk full: with the data volume full to the last block reads and logins work, sends and uploads fail with an error; once freed everything works by itself, nothing acknowledged is lost, and the status check said the disk was full",
+        "23 disk full: with the data volume filled by Synapse's media reads, logins and sends work (the database's reserve), uploads fail with an error; once freed everything works by itself, nothing acknowledged is lost, and the status check said the disk was full",
         8,
         async (t) => {
             const { w, alice, room } = await seed("full");
             const sender = W.startSender(alice, room, `${w.tag} during`, 250);
             const since = (await L.tsshOk("date '+%Y-%m-%d %H:%M:%S'")).trim();
             const before = await W.mainPids();
+            // The stack's postgresDiskReserveMb, or its default (Pulumi.yaml).
+            const reserveMb = Number(L.readJson<{ config: Record<string, string> }>(L.STACK_FILE).config.postgresDiskReserveMb ?? RESERVE_DEFAULT_MB);
             let fullAt = 0;
             const answers: string[] = [];
             try {
                 await waitForAcks(sender, 10, "before the disk fills");
-                await check(t, "23a the data volume is full to the last block root may write (a 2 GiB image; the host's disk untouched)", async () => {
-                    // fallocate takes what a user may use; dd, as root, the blocks reserved for root too.
-                    // What ext4 keeps back even from root (s_resv_clusters, for its own metadata) stays.
-                    const r = await L.tsshOk(
-                        `avail=$(df --output=avail -B1 ${DATA} | tail -n 1); fallocate -l "$avail" ${FILL}-1 || true; ` +
-                            `dd if=/dev/zero of=${FILL}-2 bs=4k status=none 2>/dev/null || true; sync; ` +
-                            `df --output=size,used,avail -B1 ${DATA} | tail -n 1; stat -f -c '%f %S' ${DATA}; ` +
-                            `dd if=/dev/zero of=${FILL}-3 bs=4k count=1 conv=fsync status=none 2>&1 || true`,
-                        { timeoutMs: 180_000, label: "drill23-fill" },
-                    );
-                    fullAt = Date.now();
-                    const [df, blocks, probe] = r.trim().split("\n");
-                    L.note(
-                        `23a ${DATA}: size used avail ${df.trim()} | free blocks, block size ${blocks} | one more 4 KiB block as root: ${probe ?? "written"}`,
-                    );
-                    assert.equal(Number(df.trim().split(/\s+/)[2]), 0);
-                    assert.match(probe ?? "", /No space left on device/);
-                });
+                await check(
+                    t,
+                    "23a Synapse's media fills the data volume to the last block it may use; the reserve (postgres group) is still there and PostgreSQL may write to it",
+                    async () => {
+                        // What really fills a disk: media, written by the synapse user. fallocate takes all but
+                        // 64 MiB of what df says is available, dd the rest until ENOSPC. The reserve is ext4's
+                        // reserved blocks, set by the postgres step: the synapse user cannot touch them. Every
+                        // line of what it saw is labelled (a tool's error line cannot shift the others).
+                        const r = await L.tsshOk(
+                            `install -d -o synapse -g synapse -m 700 ${FILL_DIR}; ` +
+                                `avail=$(df --output=avail -B1 ${DATA} | tail -n 1); ` +
+                                // (fallocate of all of it fails for want of room for its own extent tree.)
+                                `[ "$avail" -le 67108864 ] || runuser -u synapse -- fallocate -l "$((avail - 67108864))" ${FILL_DIR}/fill-1 2>/dev/null || true; ` +
+                                `runuser -u synapse -- dd if=/dev/zero of=${FILL_DIR}/fill-2 bs=4k status=none 2>/dev/null || true; sync; ` +
+                                `echo "df=$(df --output=size,used,avail -B1 ${DATA} | tail -n 1)"; echo "statf=$(stat -f -c '%f %a %S' ${DATA})"; ` +
+                                `echo "mount=$(findmnt -n -r -o SOURCE,OPTIONS --mountpoint ${DATA})"; echo "gid=$(getent group postgres | cut -d: -f3)"; ` +
+                                `echo "sb=$(dumpe2fs -h "$(findmnt -n -r -o SOURCE --mountpoint ${DATA})" 2>/dev/null | grep -E '^Reserved (block count|blocks gid)' | tr -s ' ' | paste -sd ';')"; ` +
+                                `echo "synapse=$(runuser -u synapse -- dd if=/dev/zero of=${FILL_DIR}/fill-3 bs=4k count=1 conv=fsync status=none 2>&1 | head -n 1)"; ` +
+                                `echo "postgres=$(runuser -u postgres -- dd if=/dev/zero of=${DATA}/postgresql/lib/drill23-probe bs=1M count=4 conv=fsync status=none 2>&1 && echo wrote 4 MiB)"; ` +
+                                `rm -f ${DATA}/postgresql/lib/drill23-probe`,
+                            { timeoutMs: 180_000, label: "drill23-fill" },
+                        );
+                        fullAt = Date.now();
+                        const saw = new Map(
+                            r
+                                .split("\n")
+                                .filter((l) => /^[a-z]+=/.test(l))
+                                .map((l) => [l.slice(0, l.indexOf("=")), l.slice(l.indexOf("=") + 1).trim()]),
+                        );
+                        const [df, statf, mount, pgGid, sb, synapseProbe, postgresProbe] = ["df", "statf", "mount", "gid", "sb", "synapse", "postgres"].map(
+                            (k) => saw.get(k) ?? "",
+                        );
+                        const [freeBlocks, availBlocks, bsize] = statf.split(/\s+/).map(Number);
+                        const held = ((freeBlocks - availBlocks) * bsize) / 1048576;
+                        L.note(
+                            `23a ${DATA}: size used avail ${df} | free ${((freeBlocks * bsize) / 1048576).toFixed(0)} MiB, ${held.toFixed(0)} MiB of them held back | ` +
+                                `mount ${mount} | postgres gid ${pgGid} | superblock ${sb} | one more 4 KiB as synapse: ${synapseProbe || "written"} | 4 MiB as postgres: ${postgresProbe}`,
+                        );
+                        assert.equal(Number(df.split(/\s+/)[2]), 0, `df still shows room for users: ${df}`);
+                        assert.match(synapseProbe, /No space left on device/);
+                        assert.match(mount, new RegExp(`(^|,)resgid=${pgGid}(,|$)`), `the mount's reserve is not the postgres group's: ${mount}`);
+                        assert.match(sb, new RegExp(`Reserved block count: ${(reserveMb * 1048576) / bsize};Reserved blocks gid: ${pgGid} `), sb);
+                        // The reserve is still (nearly) whole: what is held back is the reserve, less the
+                        // blocks PostgreSQL took meanwhile (and ext4's own small reserve on top).
+                        assert.ok(held >= reserveMb * 0.9, `only ${held.toFixed(0)} MiB held back, the reserve is ${reserveMb} MiB`);
+                        assert.equal(postgresProbe, "wrote 4 MiB");
+                    },
+                );
                 await sleep(5000);
 
                 await check(t, "23b while it is full, reads work for signed-in users: the room's messages, the file, /sync", async () => {
@@ -210,7 +245,7 @@ function diskFull({ drill, check }: DrillSet): void {
                     assert.equal(sync.status, 200, sync.text.slice(0, 300));
                 });
 
-                await check(t, "23c while it is full, a password login works", async (skip) => {
+                await check(t, "23c while it is full, a password login works (its new device and token have room: the reserve)", async () => {
                     // A login adds a device and an access token: rows PostgreSQL must find pages for.
                     const t1 = Date.now();
                     const r = await L.mx("POST", "/_matrix/client/v3/login", {
@@ -218,39 +253,38 @@ function diskFull({ drill, check }: DrillSet): void {
                     });
                     const ms = Date.now() - t1;
                     L.note(`23c login on the full disk: HTTP ${r.status} ${r.text.slice(0, 120)} (${ms} ms)`);
-                    if (r.status === 200) return;
-                    // Known gap (issue 12, open): with the volume full to root's last block, PostgreSQL
-                    // cannot extend the device and token tables, so Synapse answers 500. The fix planned
-                    // is room kept back for the database (ext4 reserved blocks for the postgres group).
-                    // Until then this is reported SKIPPED with what happened, never passed; anything but
-                    // a prompt M_UNKNOWN error (a hang, a crash, a 502) still fails.
-                    assert.equal(r.status, 500, `login on a full disk: HTTP ${r.status} ${r.text.slice(0, 200)}`);
-                    assert.equal(r.json?.errcode, "M_UNKNOWN", r.text.slice(0, 200));
-                    assert.ok(ms < 10_000, `the login's error took ${ms} ms`);
-                    skip(
-                        `known gap (issue 12): a login on a full data volume answers HTTP 500 M_UNKNOWN in ${ms} ms (PostgreSQL cannot extend the device tables); sessions already open keep working (23b)`,
-                    );
+                    assert.equal(r.status, 200, `login on a full disk: HTTP ${r.status} ${r.text.slice(0, 200)}`);
+                    // The new session works: it reads the room.
+                    const seen = await L.roomMessages({ userId: w.users[1].userId, token: r.json.access_token }, w.roomId);
+                    assert.ok(seen.includes(w.messages[0]), "the new session does not see the room's messages");
                 });
 
                 await check(
                     t,
-                    "23d while it is full, a send and an upload end with an error answer, not a hang; Synapse and PostgreSQL keep running",
+                    "23d while it is full, messages are still acknowledged (the database has room), uploads end at once with an error; Synapse and PostgreSQL keep running",
                     async () => {
-                        const tries = 5;
-                        for (let i = 0; i < tries; i++) {
+                        await waitForAcks(sender, 5, "while the disk is full");
+                        for (let i = 0; i < 5; i++) {
                             const t1 = Date.now();
                             const up = await L.mx("POST", "/_matrix/media/v3/upload?filename=full.bin", {
                                 token: alice.token,
                                 raw: new Uint8Array(randomBytes(1024 * 1024)),
                             });
-                            answers.push(`upload: ${up.status} ${up.json?.errcode ?? ""} ${up.json?.error ?? up.text.slice(0, 100)} (${Date.now() - t1} ms)`);
-                            if (i === 0) assert.ok(up.status >= 400, `an upload onto a full disk was accepted: ${up.text.slice(0, 200)}`);
+                            const ms = Date.now() - t1;
+                            answers.push(`upload: ${up.status} ${up.json?.errcode ?? ""} ${up.json?.error ?? up.text.slice(0, 100)} (${ms} ms)`);
+                            assert.ok(up.status >= 400, `an upload onto a full disk was accepted: ${up.text.slice(0, 200)}`);
+                            assert.ok(ms < 10_000, `an upload's error took ${ms} ms`);
                         }
                         const failedDuring = sender.failed.filter((f) => f.at >= fullAt);
-                        answers.push(`sender while full: ${failedDuring.length} refused, ${sender.acked.filter((a) => a.at >= fullAt).length} acknowledged`);
+                        const ackedDuring = sender.acked.filter((a) => a.at >= fullAt).length;
+                        answers.push(`sender while full: ${ackedDuring} acknowledged, ${failedDuring.length} refused`);
                         for (const f of failedDuring.slice(0, 3)) answers.push(`send: ${f.status} ${f.what}`);
                         L.note(`23d ${answers.join(" | ")}`);
-                        for (const f of failedDuring) assert.ok(f.status >= 400, `a send got no answer: ${f.what}`);
+                        assert.deepEqual(
+                            failedDuring.map((f) => `${f.status} ${f.what}`),
+                            [],
+                            "sends failed while the disk was full, though the database has its reserve",
+                        );
                         const now = await W.mainPids();
                         assert.equal(now.synapse, before.synapse, "Synapse's main process changed while the disk was full");
                         assert.notEqual(now.postgres, "0", "PostgreSQL is not running");
@@ -265,18 +299,18 @@ function diskFull({ drill, check }: DrillSet): void {
                     assert.match(detail, new RegExp(`^disk: .*${DATA} is 100% full`, "m"));
                 });
             } finally {
-                await L.tssh(`rm -f ${FILL}-1 ${FILL}-2 ${FILL}-3`);
+                await L.tssh(`rm -rf ${FILL_DIR}`);
             }
             const freedAt = Date.now();
 
-            await check(t, "23f once freed, with no manual step, sends and uploads are acknowledged again and PostgreSQL answers", async () => {
+            await check(t, "23f once freed, with no manual step, uploads work again and messages are still acknowledged", async () => {
                 await waitForAcks(sender, 5, "after the disk was freed");
                 const up = await L.mx("POST", "/_matrix/media/v3/upload?filename=after.bin", {
                     token: alice.token,
                     raw: new Uint8Array(randomBytes(64 * 1024)),
                 });
                 assert.equal(up.status, 200, up.text.slice(0, 300));
-                L.note(`23f sends acknowledged again ${((Date.now() - freedAt) / 1000).toFixed(1)} s after the space was freed`);
+                L.note(`23f an upload and 5 more messages acknowledged ${((Date.now() - freedAt) / 1000).toFixed(1)} s after the space was freed`);
                 const st = await L.tsshOk(`systemctl show -p NRestarts -p ActiveState --value ${await W.postgresUnit()} matrix-synapse.service`);
                 t.diagnostic(`PostgreSQL and Synapse: ${st.trim().replace(/\n/g, " ")}`);
             });

@@ -27,6 +27,8 @@ STEP_NAME=synapse-refresh
 . /etc/phillymesh-chat/synapse-refresh.env
 : "${PIP_INDEX_URL:?}"
 ADVISORY_FEED_URL=${ADVISORY_FEED_URL:-}
+# Pinned packages that run inside Synapse (mediaStorage spaces: the S3 storage provider), rebuilt with it.
+read -r -a REQUIREMENTS <<<"${SYNAPSE_REQUIREMENTS:-}"
 
 case ${1:-} in
     "") if_advised=0 ;;
@@ -89,7 +91,7 @@ trap 'drop_new; on_exit' EXIT
 
 log "building Synapse $version again with the newest dependencies it allows, from $PIP_INDEX_URL"
 rc=0
-build_synapse_venv "$new" "$version" "$PIP_INDEX_URL" || rc=$?
+build_synapse_venv "$new" "$version" "$PIP_INDEX_URL" "${REQUIREMENTS[@]}" || rc=$?
 [ "$rc" = 0 ] || die "the new virtualenv could not be built (exit $rc, above); Synapse keeps running on ${running##*/}"
 
 changes=$(join -j 1 -t ' ' -a 2 -e '(new)' -o '1.2,2.1,2.2' \
