@@ -4,7 +4,8 @@
 // (an old backup or a full disk is not something `up` can fix): a problem there is a warning that
 // says where to look. The system's `ssh` client reads the file (the Pulumi program has no SSH
 // client of its own); like the steps' connection it does not pin the server's host key, and it
-// sends nothing but the command.
+// sends nothing but the command. In worker mode it also asks systemd, over the same connection,
+// whether Redis and each worker run (workerVerdicts): those do fail `up`.
 import { spawn } from "child_process";
 import * as fs from "fs";
 import * as os from "os";
@@ -39,7 +40,7 @@ export function sshStatusReader(s: StatusSsh, timeoutMs = 30_000): StatusReader 
 /** What systemd says of each unit on the server (`systemctl is-active`: active, failed, inactive, ...), in order. */
 export type UnitStateReader = (units: readonly string[]) => Promise<string[]>;
 
-/** The units' states over SSH: `systemctl is-active` needs no root (systemd answers anyone over D-Bus). */
+/** The units' states over SSH: `systemctl is-active` needs no root (D-Bus answers any user of the system's). */
 export function sshUnitStates(s: StatusSsh, timeoutMs = 30_000): UnitStateReader {
     return async (units) => {
         // The unit names are ours (from the worker layout), quoted all the same; is-active exits
