@@ -20,6 +20,8 @@ const SECRETS_FILE = `${L.B}/secrets/${STACK}.json`;
 const enabled = process.env.DRILLS_MANAGED_DB === "1";
 
 let deployed = false;
+/** The testbed key was added to the account by this drill (and is taken out again at the end). */
+let addedKey = false;
 const { drill, check, printSummary } = drillSet("managed database drill", async () => {
     if (deployed) return;
     // The stack from nothing, with the local database: the testbed's own config writer, the zone of
@@ -48,6 +50,7 @@ const { drill, check, printSummary } = drillSet("managed database drill", async 
         .trim()
         .split("\n")
         .pop()!;
+    addedKey = !D.account().sshKeys.some((k: { fingerprint: string }) => k.fingerprint === fp);
     const sf = D.readStack(STACK_FILE);
     delete sf.config.sshPublicKey;
     sf.config.doSshKey = fp;
@@ -97,6 +100,14 @@ if (enabled) {
                 rmSync(STACK_FILE, { force: true });
                 rmSync(SECRETS_FILE, { force: true });
             } else L.note(`destroy of ${STACK} failed (exit ${r.code}); left for inspection`);
+            if (addedKey) {
+                // testbed.sh up adds this key itself (sshPublicKey): the account must not hold it already.
+                const script =
+                    'f=$1/cloud/do-account.json; until mkdir "$1/cloud/.do.lock" 2>/dev/null; do sleep 0.1; done; ' +
+                    'trap \'rm -rf "$1/cloud/.do.lock"\' EXIT; jq --arg k "$(cut -d" " -f2 "$1/id_ed25519.pub")" ' +
+                    '\'.sshKeys |= map(select(.publicKey | contains($k) | not))\' "$f" > "$f.tmp" && mv "$f.tmp" "$f"';
+                await L.run("bash", ["-c", script, "-", L.B], { timeoutMs: 60_000 });
+            }
         }
         await L.closeHttp();
         printSummary();
