@@ -94,15 +94,12 @@ if (enabled) {
         if (process.env.DRILLS_KEEP !== "1" && existsSync(STACK_FILE)) {
             // The synapse user owns the moved tables, and a user that owns objects cannot be deleted
             // (DigitalOcean refuses, and so does the stand-in): the drill's database goes first.
-            await L.run(
-                "bash",
-                [
-                    `${L.REPO}/testbed/tssh`,
-                    `root@${cluster().ip}`,
-                    "runuser -u postgres -- psql -X -q -p 25060 -d postgres -c 'DROP DATABASE IF EXISTS synapse WITH (FORCE)'",
-                ],
-                { timeoutMs: 60_000 },
-            ).catch((e: unknown) => L.note(`dropping the cluster's database: ${String(e)}`));
+            try {
+                const drop = "runuser -u postgres -- psql -X -q -p 25060 -d postgres -c 'DROP DATABASE IF EXISTS synapse WITH (FORCE)'";
+                await L.run("bash", [`${L.REPO}/testbed/tssh`, `root@${cluster().ip}`, drop], { timeoutMs: 60_000 });
+            } catch (e) {
+                L.note(`dropping the cluster's database: ${String(e)}`);
+            }
             // The cluster and the volume are protected: unprotected first, then everything goes.
             await D.unprotectAll(STACK).catch((e: unknown) => L.note(`unprotect: ${String(e)}`));
             const r = await L.deploy("destroy", [], { label: "mdb-destroy", stack: STACK, timeoutMs: 10 * 60_000 });
