@@ -97,9 +97,11 @@ cluster_sql() {
 
 cluster_hba() {
     guest_ok "$1"
-    local version
-    version=$(gssh "$1" "ls /usr/lib/postgresql" | sort -n | tail -1)
-    write_hba "$1" "$version"
+    local version sources
+    # Read before any ssh, which would take the rest of stdin.
+    sources=$(cat)
+    version=$(gssh "$1" "ls /usr/lib/postgresql" </dev/null | sort -n | tail -1)
+    write_hba "$1" "$version" <<<"$sources"
 }
 
 cluster_destroy() {

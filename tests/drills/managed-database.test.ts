@@ -28,29 +28,20 @@ const { drill, check, printSummary } = drillSet("managed database drill", async 
     // the Cloudflare stand-in, the testbed key already in the account (doSshKey).
     await L.runOk("bash", [`${L.REPO}/testbed/host.sh`, "up"], { timeoutMs: 20 * 60_000, label: "host-up" });
     const zone = await D.cfZone(["ensure", `${STACK}.test`]);
-    await L.runOk(
-        "node",
-        [
-            `${L.REPO}/testbed/lib/stackConfig.ts`,
-            "write",
-            "--name",
-            STACK,
-            "--hosting",
-            "digitalocean",
-            "--synapse",
-            "1.162.0",
-            "--element",
-            "1.11.998",
-            "--zone",
-            zone,
-        ],
-        { timeoutMs: 60_000, label: "stack-config" },
-    );
+    // stackConfig.ts prints the config (testbed.sh redirects it into the stack file).
+    const write =
+        'node "$1/testbed/lib/stackConfig.ts" write --name "$2" --hosting digitalocean --synapse 1.162.0 --element 1.11.998 --zone "$3" > "$4.tmp" && mv "$4.tmp" "$4"';
+    await L.runOk("bash", ["-c", write, "-", L.REPO, STACK, zone, STACK_FILE], { timeoutMs: 60_000, label: "stack-config" });
+    const hadKey = (fp: string) => (D.account().sshKeys ?? []).some((k: { fingerprint: string }) => k.fingerprint === fp);
+    const pubFp = (
+        await L.runOk("bash", ["-c", "ssh-keygen -l -E md5 -f \"$1\" | awk '{print $2}' | sed s/^MD5://", "-", `${L.B}/id_ed25519.pub`], { timeoutMs: 30_000 })
+    ).out.trim();
+    const keyBefore = hadKey(pubFp);
     const fp = (await L.runOk("bash", [`${L.REPO}/testbed/cloud/do-host.sh`, "account-key", "testbed", `${L.B}/id_ed25519.pub`], { timeoutMs: 60_000 })).out
         .trim()
         .split("\n")
         .pop()!;
-    addedKey = !D.account().sshKeys.some((k: { fingerprint: string }) => k.fingerprint === fp);
+    addedKey = !keyBefore && hadKey(fp);
     const sf = D.readStack(STACK_FILE);
     delete sf.config.sshPublicKey;
     sf.config.doSshKey = fp;
