@@ -80,12 +80,17 @@ if (enabled) {
     before(() => {
         assert.equal(process.getuid?.(), 0, "the drills boot guests and need root");
         mkdirSync(`${L.B}/drills-${STACK}`, { recursive: true, mode: 0o700 });
+        // The helpers' logs and copies go to $B/drills-mdb/ from the start (the server is located by the drill).
+        L.useServer({ name: STACK, ip: "", guest: "" });
     });
     after(async () => {
         if (process.env.DRILLS_KEEP !== "1" && existsSync(STACK_FILE)) {
             // The synapse user owns the moved tables, and a user that owns objects cannot be deleted
             // (DigitalOcean refuses, and so does the stand-in): the drill's database goes first.
             try {
+                // Synapse first: with its database dropped under it, its stop waits out systemd's 90 s
+                // (seen in the first run, in the destroy's data-release).
+                if (deployed) await L.tssh("systemctl stop matrix-synapse", { timeoutMs: 120_000 });
                 const drop = "runuser -u postgres -- psql -X -q -p 25060 -d postgres -c 'DROP DATABASE IF EXISTS synapse WITH (FORCE)'";
                 await L.run("bash", [`${L.REPO}/testbed/tssh`, `root@${cluster().ip}`, drop], { timeoutMs: 60_000 });
             } catch (e) {
