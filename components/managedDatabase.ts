@@ -98,7 +98,8 @@ export class ManagedDatabase extends pulumi.ComponentResource {
         const s = args.settings;
 
         // Data is sacred: protected like the volume, so no destroy, rename or replacing edit (a new
-        // version or region) can delete it; the engine refuses instead.
+        // name or engine; resource_database_cluster.go makes version and region in-place updates:
+        // UpgradeMajorVersion and Migrate) can delete it; the engine refuses instead.
         const cluster = new digitalocean.DatabaseCluster(
             `${name}-database`,
             {

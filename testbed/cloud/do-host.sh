@@ -325,6 +325,8 @@ wipe() {
         done
     done
     if command -v nft >/dev/null; then nft delete table inet "$FW_TABLE" 2>/dev/null || true; fi
+    # The managed database stand-in's host names (do-database.sh; its guests are do-db*, above).
+    rm -f "$B"/dns/do-db*.json
     if [ -f "$CLOUD/cf-zones.json" ]; then
         for zone in $(jq -r '.[]' "$CLOUD/cf-zones.json"); do
             [ -f "$B/dns/cf-$zone.json" ] && rm -f "$B/dns/cf-$zone.json"

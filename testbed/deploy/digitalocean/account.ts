@@ -141,11 +141,16 @@ export function freeAddress(pool: string, taken: Set<string>): string | undefine
     return undefined;
 }
 
-/** Every 10.250.0.x in use: the account's droplets and reserved IPs, and every booted guest. */
+/** Every 10.250.0.x in use: the account's droplets, reserved IPs and database clusters, and every booted guest. */
 export function takenAddresses(account: any): Set<string> {
     const fs = require("fs");
     const path = require("path");
-    const taken = new Set<string>([...account.droplets.map((d: any) => d.ipv4), ...account.reservedIps.map((r: any) => r.ip)]);
+    const taken = new Set<string>([
+        ...account.droplets.map((d: any) => d.ipv4),
+        ...account.reservedIps.map((r: any) => r.ip),
+        // database.ts's cluster guests, reserved before they boot
+        ...(account.databases ?? []).map((c: any) => c.ip),
+    ]);
     for (const e of fs.readdirSync(stateDir(), { withFileTypes: true })) {
         if (!e.isDirectory() || !e.name.startsWith("run-")) continue;
         try {

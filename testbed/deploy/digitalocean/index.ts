@@ -13,6 +13,7 @@
 //   reservedIp.ts  ReservedIp, ReservedIpAssignment
 //   firewall.ts    Firewall (nftables on the host)
 //   monitoring.ts  MonitorAlert, UptimeCheck, UptimeAlert (records in the account: nothing is measured or sent)
+//   database.ts    DatabaseCluster, DatabaseUser, DatabaseFirewall, getDatabaseCa (PostgreSQL in a guest of its own)
 //   account.ts     the account file and its lock, the catalogue, the address pools, do-host.sh
 //   terraform.ts   the plan's diff and ids, as terraform-plugin-sdk makes them
 // This module holds the classes the program constructs (they run in the program's process, not in
@@ -41,9 +42,10 @@ import { getSshKeys, GetSshKeysArgs, GetSshKeysResult, parsePublicKey, sshKeyPro
 import { freeAddress } from "./account";
 import { monitorAlertFailures, monitorAlertProvider, uptimeAlertFailures, uptimeAlertProvider, uptimeCheckFailures, uptimeCheckProvider } from "./monitoring";
 import { volumeProvider } from "./volume";
+import { databaseClusterProvider, databaseFirewallProvider, databaseUserProvider, getDatabaseCa, GetDatabaseCaArgs, GetDatabaseCaResult } from "./database";
 
-export { getSshKeys };
-export type { GetSshKeysArgs, GetSshKeysResult };
+export { getSshKeys, getDatabaseCa };
+export type { GetSshKeysArgs, GetSshKeysResult, GetDatabaseCaArgs, GetDatabaseCaResult };
 
 // ---------------------------------------------------------------------------------------------
 // The classes the program constructs.
@@ -191,6 +193,77 @@ export class UptimeAlert extends pulumi.dynamic.Resource {
     }
 }
 
+export class DatabaseCluster extends pulumi.dynamic.Resource {
+    declare public readonly name: pulumi.Output<string>;
+    declare public readonly host: pulumi.Output<string>;
+    declare public readonly privateHost: pulumi.Output<string>;
+    declare public readonly port: pulumi.Output<number>;
+    declare public readonly user: pulumi.Output<string>;
+    declare public readonly password: pulumi.Output<string>;
+    declare public readonly database: pulumi.Output<string>;
+    declare public readonly uri: pulumi.Output<string>;
+    declare public readonly privateUri: pulumi.Output<string>;
+    declare public readonly clusterUrn: pulumi.Output<string>;
+    constructor(name: string, args: Args, opts?: pulumi.CustomResourceOptions) {
+        const outs = [
+            "name",
+            "engine",
+            "version",
+            "size",
+            "region",
+            "nodeCount",
+            "host",
+            "privateHost",
+            "port",
+            "user",
+            "password",
+            "database",
+            "uri",
+            "privateUri",
+            "clusterUrn",
+        ];
+        // password, uri and private_uri are Sensitive in the provider: secret outputs in @pulumi/digitalocean.
+        const secret = ["password", "uri", "privateUri"];
+        super(
+            databaseClusterProvider,
+            name,
+            withOutputs(args, outs),
+            { ...opts, additionalSecretOutputs: [...(opts?.additionalSecretOutputs ?? []), ...secret] },
+            "digitalocean",
+            "DatabaseCluster",
+        );
+    }
+}
+
+export class DatabaseUser extends pulumi.dynamic.Resource {
+    declare public readonly name: pulumi.Output<string>;
+    declare public readonly clusterId: pulumi.Output<string>;
+    declare public readonly password: pulumi.Output<string>;
+    declare public readonly role: pulumi.Output<string>;
+    constructor(name: string, args: Args, opts?: pulumi.CustomResourceOptions) {
+        super(
+            databaseUserProvider,
+            name,
+            withOutputs(args, ["name", "clusterId", "password", "role"]),
+            { ...opts, additionalSecretOutputs: [...(opts?.additionalSecretOutputs ?? []), "password"] },
+            "digitalocean",
+            "DatabaseUser",
+        );
+    }
+}
+
+export class DatabaseFirewall extends pulumi.dynamic.Resource {
+    declare public readonly clusterId: pulumi.Output<string>;
+    constructor(name: string, args: Args, opts?: pulumi.CustomResourceOptions) {
+        super(databaseFirewallProvider, name, withOutputs(args, ["clusterId", "rules"]), opts, "digitalocean", "DatabaseFirewall");
+    }
+}
+
+/** getDatabaseCaOutput: unknown until the cluster's id is (at a preview that creates it). */
+export function getDatabaseCaOutput(args: { clusterId: pulumi.Input<string> }): pulumi.Output<GetDatabaseCaResult> {
+    return pulumi.output(args.clusterId).apply((clusterId) => getDatabaseCa({ clusterId }));
+}
+
 export function getSshKeysOutput(args?: GetSshKeysArgs): pulumi.Output<GetSshKeysResult> {
     return pulumi.output(getSshKeys(args));
 }
@@ -209,6 +282,11 @@ const exportsOfStandIn: Record<string, unknown> = {
     UptimeAlert,
     getSshKeys,
     getSshKeysOutput,
+    DatabaseCluster,
+    DatabaseUser,
+    DatabaseFirewall,
+    getDatabaseCa,
+    getDatabaseCaOutput,
     types: { input: {}, output: {}, enums: {} },
 };
 
@@ -236,6 +314,9 @@ export {
     monitorAlertProvider,
     uptimeCheckProvider,
     uptimeAlertProvider,
+    databaseClusterProvider,
+    databaseUserProvider,
+    databaseFirewallProvider,
     monitorAlertFailures,
     uptimeCheckFailures,
     uptimeAlertFailures,
