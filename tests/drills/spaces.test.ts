@@ -9,7 +9,7 @@
 // a config edit and `up`; removed at the end (bucket included: the program retains it on delete).
 import { after, before, test } from "node:test";
 import assert from "node:assert/strict";
-import { mkdirSync, readdirSync, rmSync } from "node:fs";
+import { copyFileSync, mkdirSync, readdirSync, rmSync } from "node:fs";
 import { randomBytes } from "node:crypto";
 import * as L from "./lib.ts";
 import * as D from "./droplet-lib.ts";
@@ -133,6 +133,8 @@ if (!ON) {
             });
             const up0 = await D.upWith(local, `${SD}-up-local`, SD);
             if (up0.code !== 0) throw new Error(`up of ${SD} with mediaStorage local failed (log ${up0.log}):\n${L.tail(up0.out, 40)}`);
+            // The admin helpers read the server's secrets file: the stack's are phillymesh's.
+            copyFileSync(`${L.B}/secrets/${D.PM}.json`, `${L.B}/secrets/${SD}.json`);
             const out = await D.stackOutputs(SD);
             const d = await D.stackDroplet(SD);
             L.useServer({ name: SD, ip: String(out.serverIp), guest: d.guest });
@@ -221,6 +223,7 @@ if (!ON) {
         } finally {
             L.useServer({ name: D.PM, ip: "", guest: "" });
             await removeStack();
+            rmSync(`${L.B}/secrets/${SD}.json`, { force: true });
         }
     });
 }
