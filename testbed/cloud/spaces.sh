@@ -151,7 +151,10 @@ ensure() {
 stop() {
     stop_bg spaces-s3 "$WEED s3"
     stop_bg spaces-filer "$WEED server"
-    if [ -e "$B/dns/spaces.json" ]; then "$TB/dns-load.sh" --remove spaces >/dev/null; fi
+    if [ -e "$B/dns/spaces.json" ]; then
+        # (host.sh down calls this before it stops dnsmasq: no reload when there is none to reload)
+        if pid_alive dnsmasq dnsmasq; then "$TB/dns-load.sh" --remove spaces >/dev/null; else rm -f "$B/dns/spaces.json"; fi
+    fi
 }
 
 status() {
