@@ -190,7 +190,7 @@ if (!ON) {
             const ids = [w.media.mxc, bigMxc].map((m) => m.split("/").pop()!);
             const paths = ids.map((id) => `local_content/${id.slice(0, 2)}/${id.slice(2, 4)}/${id.slice(4)}`);
             await L.tsshOk(
-                `runuser -u postgres -- psql -d synapse -v ON_ERROR_STOP=1 -c "UPDATE local_media_repository SET last_access_ts = (extract(epoch from now()) * 1000)::bigint - 40 * 86400000"`,
+                `runuser -u postgres -- psql -d synapse -v ON_ERROR_STOP=1 -c "UPDATE local_media_repository SET last_access_ts = (extract(epoch from now()) * 1000)::bigint - 40::bigint * 86400000"`,
             );
             const trim = await L.tssh(
                 "systemctl start phillymesh-chat-media-trim.service; echo rc=$?; journalctl -u phillymesh-chat-media-trim --no-pager -n 30 -o cat",
