@@ -22,6 +22,18 @@ const REGION = "ams3";
 const BUCKET = `${SD}-test-media`;
 const SPACES = `${L.REPO}/testbed/cloud/spaces.sh`;
 const MEDIA = "/mnt/matrix_data/synapse/media";
+const SSH_OPTS = [
+    "-i",
+    `${L.B}/id_ed25519`,
+    "-o",
+    "StrictHostKeyChecking=no",
+    "-o",
+    "UserKnownHostsFile=/dev/null",
+    "-o",
+    "BatchMode=yes",
+    "-o",
+    "ConnectTimeout=10",
+];
 
 before(() => {
     if (!ON) return;
@@ -77,6 +89,15 @@ async function removeStack(): Promise<void> {
     const res = await D.stackResources(SD).catch(() => [] as D.StateResource[]);
     if (res.some((x) => !/^(pulumi:|phillymesh-chat:)/.test(x.type))) {
         if (res.some((x) => x.protect)) await D.unprotectAll(SD);
+        // media-storage-off.sh refuses while trimmed media lives only in the bucket (as it must on a
+        // real server); this server and its bucket are thrown away, so the drill says so by hand.
+        const ip = await D.stackOutputs(SD)
+            .then((o) => String(o.serverIp ?? ""))
+            .catch(() => "");
+        if (ip) {
+            const r = await L.run("ssh", [...SSH_OPTS, `root@${ip}`, "rm -f /var/lib/phillymesh-chat-media/trimmed.json"], { timeoutMs: 60_000 });
+            L.note(`${SD}: trimmed.json removed before the destroy (exit ${r.code})`);
+        }
         const d = await L.deploy("destroy", [], { label: `${SD}-destroy`, stack: SD, timeoutMs: 10 * 60_000 });
         if (d.code !== 0) L.note(`deploy.ts destroy --stack ${SD}: exit ${d.code}\n${L.tail(d.out)}`);
     }
