@@ -99,7 +99,8 @@ async function removeStack(): Promise<void> {
             L.note(`${SD}: trimmed.json removed before the destroy (exit ${r.code})`);
         }
         const d = await L.deploy("destroy", [], { label: `${SD}-destroy`, stack: SD, timeoutMs: 10 * 60_000 });
-        if (d.code !== 0) L.note(`deploy.ts destroy --stack ${SD}: exit ${d.code}\n${L.tail(d.out)}`);
+        // Never forget a stack whose destroy failed: its droplet, volume and IP would be orphaned.
+        if (d.code !== 0) throw new Error(`deploy.ts destroy --stack ${SD}: exit ${d.code} (stack kept; remove it by hand)\n${L.tail(d.out)}`);
     }
     await L.deploy("forget", [], { label: `${SD}-forget`, stack: SD, timeoutMs: 120_000 });
     await D.cfZone(["remove", SD_DOMAIN]).catch(() => undefined);
