@@ -60,8 +60,8 @@ export function awsPaths(dataDir: string) {
 
 /**
  * What the synapse step installs with spaces: the keys (synapse's alone) and boto3's settings for
- * every process of synapse's (Synapse, its workers, the trim): the region, and checksums only where
- * S3 requires them (botocore's newer default trailers are an AWS feature).
+ * every process of synapse's (Synapse, its workers, the trim): the region, checksums only where
+ * S3 requires them (botocore's newer default trailers are an AWS feature), and the system's CAs.
  */
 export function synapseMediaFiles(dataDir: string, m: SpacesMedia): ServerFile[] {
     const p = awsPaths(dataDir);
@@ -75,7 +75,16 @@ export function synapseMediaFiles(dataDir: string, m: SpacesMedia): ServerFile[]
         },
         {
             path: p.config,
-            content: ini("default", { region: m.region, request_checksum_calculation: "when_required", response_checksum_validation: "when_required" }),
+            content: ini("default", {
+                region: m.region,
+                request_checksum_calculation: "when_required",
+                response_checksum_validation: "when_required",
+                // The system's trust store (Debian's ca-certificates, kept current by apt), as pip and
+                // certbot on this server use it: botocore otherwise trusts only certifi's bundle in
+                // the virtualenv. (Found by the testbed's drill 26: its S3 stand-in's certificate, from
+                // the testbed CA the system trusts, failed with CERTIFICATE_VERIFY_FAILED.)
+                ca_bundle: "/etc/ssl/certs/ca-certificates.crt",
+            }),
             mode: "0644",
             owner: "root:root",
         },

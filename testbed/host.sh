@@ -202,6 +202,8 @@ up() {
 
 down() {
     local i s
+    # The Spaces stand-in, if something started it (it is never started by `up`).
+    "$HERE/cloud/spaces.sh" stop
     for (( i = ${#SERVICES[@]} - 1; i >= 0; i-- )); do
         s=${SERVICES[$i]}
         stop_bg "${s%%:*}" "${s#*:}"

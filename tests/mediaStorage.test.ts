@@ -115,7 +115,7 @@ describe("what the server gets", () => {
             `[default]\naws_access_key_id = ${SPACES_KEYS.spacesAccessKeyId}\naws_secret_access_key = ${SPACES_KEYS.spacesSecretKey}`,
         );
         expect(file("/mnt/matrix_data/synapse/.aws/config").content).toBe(
-            "[default]\nregion = nyc3\nrequest_checksum_calculation = when_required\nresponse_checksum_validation = when_required",
+            "[default]\nregion = nyc3\nrequest_checksum_calculation = when_required\nresponse_checksum_validation = when_required\nca_bundle = /etc/ssl/certs/ca-certificates.crt",
         );
     });
 

@@ -14,6 +14,8 @@
 //   firewall.ts    Firewall (nftables on the host)
 //   monitoring.ts  MonitorAlert, UptimeCheck, UptimeAlert (records in the account: nothing is measured or sent)
 //   database.ts    DatabaseCluster, DatabaseUser, DatabaseFirewall, getDatabaseCa (PostgreSQL in a guest of its own)
+//   spaces.ts      SpacesBucket: a real bucket on the testbed's S3 server (testbed/cloud/spaces.sh), with
+//                  the keys of the Provider it is given (Provider: only its Spaces keys, below)
 //   account.ts     the account file and its lock, the catalogue, the address pools, do-host.sh
 //   terraform.ts   the plan's diff and ids, as terraform-plugin-sdk makes them
 // This module holds the classes the program constructs (they run in the program's process, not in
@@ -41,6 +43,7 @@ import { reservedIpAssignmentProvider, reservedIpProvider } from "./reservedIp";
 import { getSshKeys, GetSshKeysArgs, GetSshKeysResult, parsePublicKey, sshKeyProvider } from "./sshKey";
 import { freeAddress } from "./account";
 import { monitorAlertFailures, monitorAlertProvider, uptimeAlertFailures, uptimeAlertProvider, uptimeCheckFailures, uptimeCheckProvider } from "./monitoring";
+import { spacesBucketProvider, SPACES_REGIONS } from "./spaces";
 import { volumeProvider } from "./volume";
 import { databaseClusterProvider, databaseFirewallProvider, databaseUserProvider, getDatabaseCa, GetDatabaseCaArgs, GetDatabaseCaResult } from "./database";
 
@@ -235,6 +238,51 @@ export class DatabaseCluster extends pulumi.dynamic.Resource {
     }
 }
 
+/**
+ * A DigitalOcean provider of the program's own (MediaBucket's, carrying the Spaces keys). Not a
+ * resource here: the real one is `pulumi:providers:digitalocean`, a plugin this machine does not
+ * have. It only holds what the stand-in's resources need from it: spacesAccessId and spacesSecretKey,
+ * which SpacesBucket takes from its `provider` option. Anything else set on it is refused.
+ */
+export class Provider {
+    public readonly spacesAccessId: pulumi.Output<string | undefined>;
+    public readonly spacesSecretKey: pulumi.Output<string | undefined>;
+    constructor(name: string, args: Args = {}) {
+        const other = Object.keys(args).filter((k) => args[k] !== undefined && k !== "spacesAccessId" && k !== "spacesSecretKey");
+        if (other.length > 0)
+            throw new Error(`digitalocean.Provider ${name}: ${other.join(", ")} not in the testbed stand-in (only spacesAccessId, spacesSecretKey)`);
+        this.spacesAccessId = pulumi.output(args.spacesAccessId as pulumi.Input<string | undefined>);
+        this.spacesSecretKey = pulumi.output(args.spacesSecretKey as pulumi.Input<string | undefined>);
+    }
+}
+
+export class SpacesBucket extends pulumi.dynamic.Resource {
+    declare public readonly name: pulumi.Output<string>;
+    declare public readonly region: pulumi.Output<string>;
+    declare public readonly acl: pulumi.Output<string>;
+    declare public readonly urn: pulumi.Output<string>;
+    declare public readonly bucketDomainName: pulumi.Output<string>;
+    declare public readonly endpoint: pulumi.Output<string>;
+    constructor(name: string, args: Args, opts?: pulumi.CustomResourceOptions) {
+        const { provider, ...rest } = opts ?? {};
+        if (provider !== undefined && !(provider instanceof Provider))
+            throw new Error(`digitalocean.SpacesBucket ${name}: its provider must be the stand-in's digitalocean.Provider`);
+        // The keys (the provider's configuration in a real deploy) ride along as one secret input,
+        // kept secret in the state as an output too.
+        const keys = provider
+            ? pulumi.secret(pulumi.all([provider.spacesAccessId, provider.spacesSecretKey]).apply(([accessId, secretKey]) => ({ accessId, secretKey })))
+            : undefined;
+        super(
+            spacesBucketProvider,
+            name,
+            withOutputs({ ...args, __keys: keys }, ["name", "region", "acl", "forceDestroy", "urn", "bucketDomainName", "endpoint"]),
+            { ...rest, additionalSecretOutputs: [...(rest.additionalSecretOutputs ?? []), "__keys"] },
+            "digitalocean",
+            "SpacesBucket",
+        );
+    }
+}
+
 export class DatabaseUser extends pulumi.dynamic.Resource {
     declare public readonly name: pulumi.Output<string>;
     declare public readonly clusterId: pulumi.Output<string>;
@@ -280,6 +328,8 @@ const exportsOfStandIn: Record<string, unknown> = {
     MonitorAlert,
     UptimeCheck,
     UptimeAlert,
+    Provider,
+    SpacesBucket,
     getSshKeys,
     getSshKeysOutput,
     DatabaseCluster,
@@ -317,6 +367,8 @@ export {
     databaseClusterProvider,
     databaseUserProvider,
     databaseFirewallProvider,
+    spacesBucketProvider,
+    SPACES_REGIONS,
     monitorAlertFailures,
     uptimeCheckFailures,
     uptimeAlertFailures,
