@@ -149,7 +149,7 @@ export function writeStackConfig(s: Server, config: object, tag = s.name): strin
 }
 
 /** testbed/deploy/deploy.ts OP --stack NAME ...; as testbed.sh calls it (its output in the log). */
-export async function deploy(op: Extract<DeployOp, "up" | "preview" | "destroy" | "outputs">, stack: string, args: string[] = []): Promise<DeployResult> {
+export async function deploy(op: Extract<DeployOp, "up" | "preview" | "forget" | "outputs">, stack: string, args: string[] = []): Promise<DeployResult> {
     return deployOp(op, stack, args, {
         engineDir: await pulumiEngineDir(),
         // A bound no deploy of the benchmark comes near (a cold one takes minutes).
