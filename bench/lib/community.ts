@@ -40,6 +40,8 @@ export interface CommunityWorkload {
     workers: number;
     /** config both modes get (e.g. the connection limit worker mode needs) */
     config: Record<string, unknown>;
+    /** which modes to run (default both, in this order); one alone for a re-run of that mode */
+    modes?: ("single" | "workers")[];
 }
 
 /** One step of the ramp. */
@@ -352,10 +354,12 @@ export async function communityPhase(partner: Homeserver, w: CommunityWorkload):
         errors: {},
     };
     const samples: Record<string, Sample[]> = {};
-    for (const [mode, n] of [
+    const modes = w.modes ?? ["single", "workers"];
+    const all = [
         ["single", 0],
         ["workers", w.workers],
-    ] as const) {
+    ] as const;
+    for (const [mode, n] of all.filter(([m]) => modes.includes(m))) {
         try {
             const config = { ...w.config, synapseWorkers: n };
             say(`community: ${mode} (synapseWorkers ${n}) on ${COMMUNITY.name}`);
