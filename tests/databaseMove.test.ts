@@ -9,6 +9,7 @@
 // tables without the record are refused; and a CA that did not sign the server's certificate
 // (verify-full) stops the step before anything is touched.
 // Needs root and PostgreSQL's server binaries (scripts/install-test-tools.sh: postgresql).
+import { throwawayCert } from "./throwawayCert";
 import { execFileSync, spawnSync } from "child_process";
 import * as fs from "fs";
 import * as os from "os";
@@ -90,24 +91,7 @@ beforeAll(() => {
     execFileSync("chown", ["postgres:postgres", pg]);
     // The CA, and the "cluster's" certificate for localhost signed by it; a second CA that signed nothing here.
     const ssl = (args: string[]) => execFileSync("openssl", args, { cwd: dir, stdio: "pipe" });
-    for (const ca of ["ca", "other-ca"])
-        ssl([
-            "req",
-            "-x509",
-            "-newkey",
-            "ec",
-            "-pkeyopt",
-            "ec_paramgen_curve:P-256",
-            "-nodes",
-            "-days",
-            "2",
-            "-subj",
-            `/CN=${ca}`,
-            "-keyout",
-            `${ca}.key`,
-            "-out",
-            `${ca}.crt`,
-        ]);
+    for (const ca of ["ca", "other-ca"]) throwawayCert(path.join(dir, `${ca}.crt`), path.join(dir, `${ca}.key`), ca, 2);
     ssl(["req", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-subj", "/CN=localhost", "-keyout", "server.key", "-out", "server.csr"]);
     fs.writeFileSync(`${dir}/san.ext`, "subjectAltName=DNS:localhost\n");
     ssl([
