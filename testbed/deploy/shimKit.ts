@@ -1,8 +1,10 @@
 // What the stand-ins (commandShim.ts, digitalocean/, cloudflare/) share: a lock around
-// their registry files on disk, and the swap of a provider package in the module cache.
+// their registry files on disk, the runner of the testbed's scripts, and the swap of a provider
+// package in the module cache.
 //
-// withDirLock runs inside the dynamic providers: Pulumi serializes it with the provider's code into
-// the state, so it captures nothing and requires what it needs itself.
+// withDirLock and testbedScript (the one way a stand-in runs a testbed script) run inside the dynamic
+// providers: Pulumi serializes them with the provider's code into the state, so they capture nothing
+// and require what they need themselves.
 
 /* eslint-disable @typescript-eslint/no-explicit-any, @typescript-eslint/no-require-imports */
 
@@ -108,6 +110,33 @@ export function strictModule(name: string, file: string, members: Record<string,
             if (prop in target) return target[prop];
             throw new Error(`${name}.${String(prop)} is not in the testbed stand-in (${file}); it provides ${Object.keys(target).join(", ")}`);
         },
+    });
+}
+
+/**
+ * Runs the repository's bash script REL (e.g. testbed/cloud/do-host.sh) with ARGS and STDIN, the one
+ * way the stand-ins reach the testbed. The repository is $TESTBED_REPO, else the resource's __repo
+ * input (`who` names the stand-in when neither is there). Resolves with stdout; rejects with the last
+ * lines of stderr and the exit code.
+ */
+export function testbedScript(props: any, who: string, rel: string, args: string[], stdin = ""): Promise<string> {
+    const cp = require("child_process");
+    const path = require("path");
+    return new Promise((resolve, reject) => {
+        const repo = process.env.TESTBED_REPO || props?.__repo;
+        if (!repo) throw new Error(`${who} does not know the repository (set TESTBED_REPO)`);
+        const p = cp.spawn("bash", [path.join(repo, rel), ...args], { stdio: ["pipe", "pipe", "pipe"] });
+        let out = "";
+        let err = "";
+        p.stdout.on("data", (d: Buffer) => (out += d.toString()));
+        p.stderr.on("data", (d: Buffer) => (err += d.toString()));
+        p.on("error", (e: Error) => reject(e));
+        p.on("close", (code: number | null) => {
+            if (code === 0) resolve(out);
+            else reject(new Error(`${err.trim().split("\n").slice(-15).join("\n")}\n(${rel} ${args[0]}: exit ${code})`));
+        });
+        p.stdin.on("error", () => undefined);
+        p.stdin.end(stdin);
     });
 }
 

@@ -9,7 +9,7 @@
 // Serialized into the state with the provider (the SDK's function serializer captures what it uses,
 // from this module and the ones it imports) and run in the dynamic provider's process: plain
 // functions and constants only, requiring what they need themselves.
-import { withDirLock } from "../shimKit";
+import { testbedScript, withDirLock } from "../shimKit";
 
 /* eslint-disable @typescript-eslint/no-explicit-any, @typescript-eslint/no-require-imports */
 
@@ -74,24 +74,11 @@ export function dnsLoadSet(records: any[]): any[] {
 }
 
 /** Serves a zone's records from the testbed DNS (set cf-<zone>); TESTBED_CF_DNS=off skips it (unit tests). */
-export function serveZone(props: any, zone: string, records: any[]): Promise<void> {
-    if (process.env.TESTBED_CF_DNS === "off") return Promise.resolve();
-    const cp = require("child_process");
-    const path = require("path");
-    const repo = process.env.TESTBED_REPO || props?.__repo;
-    if (!repo) return Promise.reject(new Error("the Cloudflare stand-in does not know the repository (set TESTBED_REPO)"));
-    const script = path.join(repo, "testbed", "dns-load.sh");
-    const args = records.length > 0 ? [script, "-", `cf-${zone}`] : [script, "--remove", `cf-${zone}`];
-    return new Promise((resolve, reject) => {
-        const p = cp.spawn("bash", args, { stdio: ["pipe", "ignore", "pipe"] });
-        let err = "";
-        p.stderr.on("data", (d: Buffer) => (err += d.toString()));
-        p.on("error", reject);
-        p.on("close", (code: number | null) =>
-            code === 0 ? resolve() : reject(new Error(`the testbed DNS refused zone ${zone}: ${err.trim()} (dns-load.sh exit ${code})`)),
-        );
-        p.stdin.on("error", () => undefined);
-        p.stdin.end(JSON.stringify(dnsLoadSet(records)));
+export async function serveZone(props: any, zone: string, records: any[]): Promise<void> {
+    if (process.env.TESTBED_CF_DNS === "off") return;
+    const args = records.length > 0 ? ["-", `cf-${zone}`] : ["--remove", `cf-${zone}`];
+    await testbedScript(props, "the Cloudflare stand-in", "testbed/dns-load.sh", args, JSON.stringify(dnsLoadSet(records))).catch((e: Error) => {
+        throw new Error(`the testbed DNS refused zone ${zone}: ${e.message}`);
     });
 }
 

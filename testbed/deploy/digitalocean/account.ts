@@ -9,7 +9,7 @@
 // Serialized into the state with the providers (the SDK's function serializer captures what they
 // use, from this module and the ones it imports) and run in the dynamic provider's process: plain
 // functions and constants only, requiring what they need themselves.
-import { withDirLock } from "../shimKit";
+import { testbedScript, withDirLock } from "../shimKit";
 
 /* eslint-disable @typescript-eslint/no-explicit-any, @typescript-eslint/no-require-imports */
 
@@ -94,32 +94,14 @@ export async function withAccount<T>(fn: (account: any) => Promise<T> | T): Prom
     });
 }
 
-/** The repository (for testbed/cloud/do-host.sh): $TESTBED_REPO, else the resource's __repo input. */
-function repoOf(props: any): string {
-    const repo = process.env.TESTBED_REPO || props?.__repo;
-    if (!repo) throw new Error("the DigitalOcean stand-in does not know the repository (set TESTBED_REPO)");
-    return repo;
+/** Runs testbed/cloud/SCRIPT ARGS... with stdin (do-host.sh, do-database.sh, spaces.sh); resolves with its stdout. */
+export function cloudScript(props: any, script: string, args: string[], stdin = ""): Promise<string> {
+    return testbedScript(props, "the DigitalOcean stand-in", `testbed/cloud/${script}`, args, stdin);
 }
 
-/** Runs testbed/cloud/do-host.sh OP ARGS...; resolves with its stdout, rejects with its stderr. */
-export function hostOp(props: any, args: string[], stdin?: string): Promise<string> {
-    const cp = require("child_process");
-    const path = require("path");
-    const script = path.join(repoOf(props), "testbed", "cloud", "do-host.sh");
-    return new Promise((resolve, reject) => {
-        const p = cp.spawn("bash", [script, ...args], { stdio: ["pipe", "pipe", "pipe"] });
-        let out = "";
-        let err = "";
-        p.stdout.on("data", (d: Buffer) => (out += d.toString()));
-        p.stderr.on("data", (d: Buffer) => (err += d.toString()));
-        p.on("error", (e: Error) => reject(e));
-        p.on("close", (code: number | null) => {
-            if (code === 0) resolve(out.trim());
-            else reject(new Error(`${err.trim().split("\n").slice(-15).join("\n")}\n(testbed/cloud/do-host.sh ${args[0]}: exit ${code})`));
-        });
-        p.stdin.on("error", () => undefined);
-        p.stdin.end(stdin ?? "");
-    });
+/** Runs testbed/cloud/do-host.sh OP ARGS...; resolves with its stdout, trimmed. */
+export async function hostOp(props: any, args: string[], stdin?: string): Promise<string> {
+    return (await cloudScript(props, "do-host.sh", args, stdin)).trim();
 }
 
 export function dropletOf(account: any, id: unknown): any {

@@ -46,7 +46,7 @@
 // use): plain functions and constants only, requiring what they need themselves.
 import type * as pulumi from "@pulumi/pulumi";
 import { isUnknown, plain } from "../shimKit";
-import { apiError, cloudDir, dropletOf, freeAddress, takenAddresses, withAccount } from "./account";
+import { apiError, cloudDir, cloudScript, dropletOf, freeAddress, takenAddresses, withAccount } from "./account";
 import { prefixedUniqueId, tfDiff } from "./terraform";
 
 /* eslint-disable @typescript-eslint/no-explicit-any, @typescript-eslint/no-require-imports */
@@ -56,27 +56,9 @@ const DB_PORT = 25060;
 const DB_VERSIONS = ["17"];
 const DB_RULE_TYPES = ["ip_addr", "droplet", "k8s", "tag", "app"];
 
-/** Runs testbed/cloud/do-database.sh OP ARGS...; resolves with its stdout, rejects with its stderr. */
-function dbOp(props: any, args: string[], stdin?: string): Promise<string> {
-    const cp = require("child_process");
-    const path = require("path");
-    const repo = process.env.TESTBED_REPO || props?.__repo;
-    if (!repo) return Promise.reject(new Error("the DigitalOcean stand-in does not know the repository (set TESTBED_REPO)"));
-    const script = path.join(repo, "testbed", "cloud", "do-database.sh");
-    return new Promise((resolve, reject) => {
-        const p = cp.spawn("bash", [script, ...args], { stdio: ["pipe", "pipe", "pipe"] });
-        let out = "";
-        let err = "";
-        p.stdout.on("data", (d: Buffer) => (out += d.toString()));
-        p.stderr.on("data", (d: Buffer) => (err += d.toString()));
-        p.on("error", (e: Error) => reject(e));
-        p.on("close", (code: number | null) => {
-            if (code === 0) resolve(out.trim());
-            else reject(new Error(`${err.trim().split("\n").slice(-15).join("\n")}\n(testbed/cloud/do-database.sh ${args[0]}: exit ${code})`));
-        });
-        p.stdin.on("error", () => undefined);
-        p.stdin.end(stdin ?? "");
-    });
+/** Runs testbed/cloud/do-database.sh OP ARGS...; resolves with its stdout, trimmed. */
+async function dbOp(props: any, args: string[], stdin?: string): Promise<string> {
+    return (await cloudScript(props, "do-database.sh", args, stdin)).trim();
 }
 
 /** The memory of a database size slug (db-s-1vcpu-1gb, db-s-2vcpu-4gb, gd-2vcpu-8gb, ...), in MiB. */

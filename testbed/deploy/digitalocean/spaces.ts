@@ -31,6 +31,7 @@
 // Serialized into the state with the provider: plain functions and constants only.
 import type * as pulumi from "@pulumi/pulumi";
 import { isUnknown, plain } from "../shimKit";
+import { cloudScript } from "./account";
 import { tfDiff } from "./terraform";
 
 /* eslint-disable @typescript-eslint/no-explicit-any, @typescript-eslint/no-require-imports */
@@ -40,26 +41,7 @@ export const SPACES_REGIONS = ["ams3", "atl1", "blr1", "fra1", "lon1", "nyc3", "
 
 /** Runs testbed/cloud/spaces.sh ARGS with stdin; resolves with its stdout. */
 function spacesScript(props: any, args: string[], stdin = ""): Promise<string> {
-    const cp = require("child_process");
-    const path = require("path");
-    const repo = process.env.TESTBED_REPO || props?.__repo;
-    if (!repo) throw new Error("the Spaces stand-in does not know the repository (set TESTBED_REPO)");
-    const script = path.join(repo, "testbed", "cloud", "spaces.sh");
-    return new Promise((resolve, reject) => {
-        const p = cp.spawn("bash", [script, ...args], { stdio: ["pipe", "pipe", "pipe"] });
-        let out = "";
-        let err = "";
-        p.stdout.on("data", (d: Buffer) => (out += d.toString()));
-        p.stderr.on("data", (d: Buffer) => (err += d.toString()));
-        p.on("error", (e: Error) => reject(e));
-        p.on("close", (code: number | null) =>
-            code === 0
-                ? resolve(out)
-                : reject(new Error(`${err.trim().split("\n").slice(-15).join("\n")}\n(testbed/cloud/spaces.sh ${args[0]}: exit ${code})`)),
-        );
-        p.stdin.on("error", () => undefined);
-        p.stdin.end(stdin);
-    });
+    return cloudScript(props, "spaces.sh", args, stdin);
 }
 
 /** One S3 request with the keys (null: unsigned). Returns the status and S3's error code/message. */
