@@ -4,9 +4,9 @@
 // `database: managed` set by a config edit and `up`: the cluster is a guest of the stand-in
 // (testbed/deploy/digitalocean/database.ts) running PostgreSQL 17 with TLS.
 //   DRILLS_MANAGED_DB=1 node --test tests/drills/managed-database.test.ts
-// OPT-IN (not in the default run nor CI) until it has been rehearsed; without the variable the file
-// registers nothing. It leaves nothing behind unless DRILLS_KEEP=1. See README.md.
-import { after, before } from "node:test";
+// OPT-IN for a developer's run (it boots two guests of its own; without the variable it is reported
+// skipped); .ci/run sets it. It leaves nothing behind unless DRILLS_KEEP=1. See README.md.
+import { after, before, test } from "node:test";
 import assert from "node:assert/strict";
 import { existsSync, mkdirSync, rmSync } from "node:fs";
 import { randomBytes } from "node:crypto";
@@ -18,6 +18,8 @@ const STACK = "mdb";
 const STACK_FILE = `${L.B}/stacks/${STACK}.json`;
 const SECRETS_FILE = `${L.B}/secrets/${STACK}.json`;
 const enabled = process.env.DRILLS_MANAGED_DB === "1";
+const TITLE =
+    "25 database managed: the local database moves into the cluster; users, rooms, messages, media and the signing key stay; Synapse on the cluster over TLS; local refuses synapse; a second up dumps nothing; the firewall admits only the droplet";
 
 let deployed = false;
 /** The testbed key was added to the account by this drill (and is taken out again at the end). */
@@ -117,93 +119,84 @@ if (enabled) {
         printSummary();
     });
 
-    drill(
-        "25 database managed: the local database moves into the cluster; users, rooms, messages, media and the signing key stay; Synapse on the cluster over TLS; local refuses synapse; a second up dumps nothing; the firewall admits only the droplet",
-        40,
-        async (t) => {
-            const w = await L.seedWorld(L.randomTag("d25"));
-            const keys = await L.verifyKeys();
-            const dropletIp = (await L.tsshOk("ip -4 -o addr show host0 | awk '{print $4}' | cut -d/ -f1 | head -1")).trim();
-            L.note(
-                `seeded ${w.users.length} users, room ${w.roomId}, ${w.messages.length} messages; keys ${Object.keys(keys).join(",")}; droplet ${dropletIp}`,
+    drill(TITLE, 40, async (t) => {
+        const w = await L.seedWorld(L.randomTag("d25"));
+        const keys = await L.verifyKeys();
+        const dropletIp = (await L.tsshOk("ip -4 -o addr show host0 | awk '{print $4}' | cut -d/ -f1 | head -1")).trim();
+        L.note(`seeded ${w.users.length} users, room ${w.roomId}, ${w.messages.length} messages; keys ${Object.keys(keys).join(",")}; droplet ${dropletIp}`);
+
+        const managed = D.configCopy("mdb.managed", (c) => void (c.database = "managed"), D.readStack(STACK_FILE));
+        const { r: pr, plan } = await D.previewPlan(managed, "d25-preview", STACK);
+        await check(t, "25a preview: creates the cluster, its user and firewall; nothing replaced or deleted", () => {
+            assert.equal(pr.code, 0, `preview failed:\n${L.tail(pr.out, 40)}`);
+            const kinds = [...plan].filter(([, p]) => p.kind !== "same").map(([n, p]) => `${p.kind} ${n} (${p.type})`);
+            t.diagnostic(kinds.join(", "));
+            for (const ty of ["DatabaseCluster", "DatabaseUser", "DatabaseFirewall"])
+                assert.ok(
+                    [...plan.values()].some((p) => p.type === ty && p.kind === "create"),
+                    `no create of a ${ty}`,
+                );
+            assert.deepEqual(
+                kinds.filter((k) => /^(replace|delete)/.test(k)),
+                [],
             );
+        });
 
-            const managed = D.configCopy("mdb.managed", (c) => void (c.database = "managed"), D.readStack(STACK_FILE));
-            const { r: pr, plan } = await D.previewPlan(managed, "d25-preview", STACK);
-            await check(t, "25a preview: creates the cluster, its user and firewall; nothing replaced or deleted", () => {
-                assert.equal(pr.code, 0, `preview failed:\n${L.tail(pr.out, 40)}`);
-                const kinds = [...plan].filter(([, p]) => p.kind !== "same").map(([n, p]) => `${p.kind} ${n} (${p.type})`);
-                t.diagnostic(kinds.join(", "));
-                for (const ty of ["DatabaseCluster", "DatabaseUser", "DatabaseFirewall"])
-                    assert.ok(
-                        [...plan.values()].some((p) => p.type === ty && p.kind === "create"),
-                        `no create of a ${ty}`,
-                    );
-                assert.deepEqual(
-                    kinds.filter((k) => /^(replace|delete)/.test(k)),
-                    [],
-                );
-            });
+        const up = await D.upWith(managed, "d25-up-managed", STACK);
+        if (up.code === 0) D.writeStack(D.readStack(managed), STACK_FILE);
+        const upOk = await check(t, "25b up with database managed succeeds, and its move copied the database", () => {
+            assert.equal(up.code, 0, `up failed (log ${up.log}):\n${L.tail(up.out, 60)}`);
+            assert.match(up.out, /copying the local database/);
+            assert.match(up.out, /moved: users \d+/);
+        });
+        if (!upOk) throw new Error("the move failed; see 25b");
+        await L.resetHttp();
+        await L.waitFor(`${STACK} answering on the cluster`, 180_000, L.healthy);
 
-            const up = await D.upWith(managed, "d25-up-managed", STACK);
-            if (up.code === 0) D.writeStack(D.readStack(managed), STACK_FILE);
-            const upOk = await check(t, "25b up with database managed succeeds, and its move copied the database", () => {
-                assert.equal(up.code, 0, `up failed (log ${up.log}):\n${L.tail(up.out, 60)}`);
-                assert.match(up.out, /copying the local database/);
-                assert.match(up.out, /moved: users \d+/);
-            });
-            if (!upOk) throw new Error("the move failed; see 25b");
-            await L.resetHttp();
-            await L.waitFor(`${STACK} answering on the cluster`, 180_000, L.healthy);
-
-            await check(t, "25c every user, the room, its messages in order and the file are there (fresh logins); the signing key is the same", async () => {
-                assert.deepEqual(await L.checkWorld(w, { login: true }), []);
-                assert.deepEqual(await L.verifyKeys(), keys);
-            });
-            await check(t, "25d Synapse's connections are on the cluster, from the droplet, all over TLS; the rows are there", async () => {
-                const rows = await onCluster(
-                    `SELECT count(*) FILTER (WHERE s.ssl), count(*) FILTER (WHERE NOT s.ssl), count(DISTINCT a.client_addr) FILTER (WHERE a.client_addr <> '${dropletIp}'::inet)
+        await check(t, "25c every user, the room, its messages in order and the file are there (fresh logins); the signing key is the same", async () => {
+            assert.deepEqual(await L.checkWorld(w, { login: true }), []);
+            assert.deepEqual(await L.verifyKeys(), keys);
+        });
+        await check(t, "25d Synapse's connections are on the cluster, from the droplet, all over TLS; the rows are there", async () => {
+            const rows = await onCluster(
+                `SELECT count(*) FILTER (WHERE s.ssl), count(*) FILTER (WHERE NOT s.ssl), count(DISTINCT a.client_addr) FILTER (WHERE a.client_addr <> '${dropletIp}'::inet)
                      FROM pg_stat_activity a JOIN pg_stat_ssl s USING (pid) WHERE a.usename = 'synapse' AND a.datname = 'synapse';`,
-                );
-                t.diagnostic(`synapse's connections (tls|plain|other sources): ${rows}`);
-                const [tls, plain, others] = rows.split("|").map(Number);
-                assert.ok(tls > 0, "no TLS connection of synapse on the cluster");
-                assert.equal(plain, 0);
-                assert.equal(others, 0);
-                const users = await onCluster(`SELECT count(*) FROM users WHERE name LIKE '@${w.tag}-%';`);
-                assert.equal(users, String(w.users.length));
+            );
+            t.diagnostic(`synapse's connections (tls|plain|other sources): ${rows}`);
+            const [tls, plain, others] = rows.split("|").map(Number);
+            assert.ok(tls > 0, "no TLS connection of synapse on the cluster");
+            assert.equal(plain, 0);
+            assert.equal(others, 0);
+            const users = await onCluster(`SELECT count(*) FROM users WHERE name LIKE '@${w.tag}-%';`);
+            assert.equal(users, String(w.users.length));
+        });
+        await check(t, "25e the local database is kept and refuses synapse", async () => {
+            const priv = await L.tsshOk(`runuser -u postgres -- psql -X -tA -d postgres -c "SELECT has_database_privilege('synapse', 'synapse', 'CONNECT')"`);
+            assert.equal(priv.trim(), "f");
+            const pw = L.secrets().postgresPassword;
+            const r = await L.tssh(`PGPASSWORD="$(cat)" psql -X -h 127.0.0.1 -U synapse -d synapse -c 'SELECT 1' 2>&1`, { input: pw });
+            t.diagnostic(r.out.trim().split("\n")[0] ?? "");
+            assert.notEqual(r.code, 0, "synapse connected to the local database");
+            assert.match(r.out, /permission denied for database|not have CONNECT privilege/);
+        });
+        const again = await D.upWith(STACK_FILE, "d25-up-again", STACK);
+        await check(t, "25f a second up succeeds and dumps nothing: one move recorded", async () => {
+            assert.equal(again.code, 0, `second up failed (log ${again.log}):\n${L.tail(again.out, 40)}`);
+            assert.doesNotMatch(again.out, /copying the local database/);
+            assert.equal(await onCluster("SELECT count(*) FROM phillymesh_chat_database_move;"), "1");
+        });
+        await check(t, "25g the cluster's firewall admits the droplet alone: a connection from the host (10.250.0.1) is refused", async () => {
+            const c = cluster();
+            assert.deepEqual(c.trustedSources, [`${dropletIp}/32`]);
+            const r = await L.run("psql", [`host=${c.ip} port=25060 dbname=synapse user=synapse sslmode=require connect_timeout=10`, "-X", "-c", "SELECT 1"], {
+                timeoutMs: 30_000,
+                env: { ...L.CHILD_ENV, PGPASSWORD: randomBytes(8).toString("hex") },
             });
-            await check(t, "25e the local database is kept and refuses synapse", async () => {
-                const priv = await L.tsshOk(
-                    `runuser -u postgres -- psql -X -tA -d postgres -c "SELECT has_database_privilege('synapse', 'synapse', 'CONNECT')"`,
-                );
-                assert.equal(priv.trim(), "f");
-                const pw = L.secrets().postgresPassword;
-                const r = await L.tssh(`PGPASSWORD="$(cat)" psql -X -h 127.0.0.1 -U synapse -d synapse -c 'SELECT 1' 2>&1`, { input: pw });
-                t.diagnostic(r.out.trim().split("\n")[0] ?? "");
-                assert.notEqual(r.code, 0, "synapse connected to the local database");
-                assert.match(r.out, /permission denied for database|not have CONNECT privilege/);
-            });
-            const again = await D.upWith(STACK_FILE, "d25-up-again", STACK);
-            await check(t, "25f a second up succeeds and dumps nothing: one move recorded", async () => {
-                assert.equal(again.code, 0, `second up failed (log ${again.log}):\n${L.tail(again.out, 40)}`);
-                assert.doesNotMatch(again.out, /copying the local database/);
-                assert.equal(await onCluster("SELECT count(*) FROM phillymesh_chat_database_move;"), "1");
-            });
-            await check(t, "25g the cluster's firewall admits the droplet alone: a connection from the host (10.250.0.1) is refused", async () => {
-                const c = cluster();
-                assert.deepEqual(c.trustedSources, [`${dropletIp}/32`]);
-                const r = await L.run(
-                    "psql",
-                    [`host=${c.ip} port=25060 dbname=synapse user=synapse sslmode=require connect_timeout=10`, "-X", "-c", "SELECT 1"],
-                    { timeoutMs: 30_000, env: { ...L.CHILD_ENV, PGPASSWORD: randomBytes(8).toString("hex") } },
-                );
-                t.diagnostic(r.out.trim().split("\n")[0] ?? "");
-                assert.notEqual(r.code, 0);
-                assert.match(r.out, /no pg_hba\.conf entry for host "10\.250\.0\.1"/);
-            });
-        },
-    );
+            t.diagnostic(r.out.trim().split("\n")[0] ?? "");
+            assert.notEqual(r.code, 0);
+            assert.match(r.out, /no pg_hba\.conf entry for host "10\.250\.0\.1"/);
+        });
+    });
 } else {
-    process.stderr.write("managed-database.test.ts: drill 25 is opt-in (DRILLS_MANAGED_DB=1); nothing run\n");
+    void test(TITLE, { skip: "opt-in: DRILLS_MANAGED_DB=1 (it boots two guests of its own; .ci/run sets it)" }, () => undefined);
 }

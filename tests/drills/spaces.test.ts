@@ -1,7 +1,7 @@
 // Drill 26: a running droplet server's media moved into Spaces (mediaStorage: spaces, issue 14), on
 // the testbed's Spaces stand-in (a real S3 server, testbed/cloud/spaces.sh). OPT-IN: it runs only
 // with DRILLS_SPACES=1 (else reported skipped), because the S3 server's first build of SeaweedFS
-// takes about 7 minutes on a cold machine and the drill has not been rehearsed enough for CI yet.
+// takes about 7 minutes on a cold machine; .ci/run sets it.
 //   DRILLS_SPACES=1 node --test tests/drills/spaces.test.ts
 // A throwaway stack `spacesdrill` (hosting digitalocean + dns cloudflare on the stand-ins, zone
 // spacesdrill.test, droplet region ams3 so its volume name does not collide with phillymesh's in
@@ -115,7 +115,7 @@ async function removeStack(): Promise<void> {
 const title =
     "26 media into Spaces: media from before the switch uploaded and verified, byte-equal downloads, a trim that removes only verified copies, everything else intact";
 if (!ON) {
-    void test(title, { skip: "opt-in: DRILLS_SPACES=1 (the S3 stand-in's first SeaweedFS build takes ~7 min; not yet rehearsed for CI)" }, () => undefined);
+    void test(title, { skip: "opt-in: DRILLS_SPACES=1 (the S3 stand-in's first SeaweedFS build takes ~7 min; .ci/run sets it)" }, () => undefined);
 } else {
     drill(title, 30, async (t) => {
         const base = D.readStack();
