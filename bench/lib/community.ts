@@ -15,6 +15,7 @@ import { homeserver, saveToken } from "./servers.ts";
 import { SyncClients } from "./syncClients.ts";
 import { destroy, say, type Server } from "./testbed.ts";
 import type { Client } from "./usersAndRooms.ts";
+import { breakdown, describeSend, readRequestLines, type EndpointTime } from "./requestLog.ts";
 import { rng } from "./workloadPlan.ts";
 import type { Homeserver } from "./workload.ts";
 
@@ -62,6 +63,12 @@ export interface StepResult {
     loadGeneratorCpuSeconds: number;
     /** the host's 1-minute load average over the step (mean): anything else running skews the figures */
     hostLoad1m: number | null;
+    /** the same, per second of the step and its drain, in cores */
+    loadGeneratorCores?: number;
+    /** the guest's CPU over the step (sampler), in cores: every Synapse process, PostgreSQL */
+    cpuCores: { synapse: number | null; postgres: number | null };
+    /** where the time of a send and of a sync went, from Synapse's access logs (lib/requestLog.ts) */
+    requests: { send: EndpointTime; sync: EndpointTime } | { error: string };
 }
 
 export interface ModeResult {
@@ -207,6 +214,7 @@ async function step(
     let next = 0;
     let sent = 0;
     let sendErrors = 0;
+    const stepStartMs = Date.now();
     const t0 = performance.now();
     await Promise.all(
         Array.from({ length: w.sendConcurrency }, async () => {
@@ -244,6 +252,7 @@ async function step(
     };
     while (outstanding() > 0 && Date.now() - tDrain < w.drainSeconds * 1000) await sleep(250);
     const missed = outstanding();
+    const stepEndMs = Date.now();
     const cpu = process.cpuUsage(cpu0);
     const lat = sync.local.slice(latencyFrom);
     const samples = sampler.samples.slice(sampleFrom);
@@ -260,13 +269,38 @@ async function step(
         peakMB: samples.length ? round1(Math.max(...samples.map((x) => x.mb.total))) : null,
         synapsePeakMB: samples.length ? round1(Math.max(...samples.map((x) => x.mb.synapse))) : null,
         loadGeneratorCpuSeconds: round1((cpu.user + cpu.system) / 1e6)!,
+        loadGeneratorCores: Math.round(((cpu.user + cpu.system) / 1e6 / ((stepEndMs - stepStartMs) / 1000)) * 100) / 100,
         hostLoad1m: samples.length ? round1(samples.reduce((a, x) => a + x.hostLoad1m, 0) / samples.length) : null,
+        cpuCores: { synapse: coresOf(samples, "synapse"), postgres: coresOf(samples, "postgres") },
+        requests: await requestTimes(stepStartMs, stepEndMs),
     };
     const result = { ...s, sustained: isSustained(s, w.p95TargetMs) };
     say(
         `  rate ${rate}/s: sent ${sent} (${s.achievedRate}/s, ${sendErrors} errors), p50 ${s.p50Ms} ms, p95 ${s.p95Ms} ms, missed ${missed}, peak ${s.peakMB} MB, host load ${s.hostLoad1m} -> ${result.sustained ? "sustained" : "NOT sustained"}`,
     );
+    if ("send" in s.requests)
+        say(
+            `    ${describeSend(s.requests.send)}; CPU cores: synapse ${s.cpuCores.synapse}, postgres ${s.cpuCores.postgres}, load generator ${s.loadGeneratorCores}`,
+        );
     return result;
+}
+
+/** CPU cores a process group used over the samples (their cumulative CPU seconds' slope). */
+function coresOf(samples: Sample[], group: "synapse" | "postgres"): number | null {
+    if (samples.length < 2) return null;
+    const a = samples[0];
+    const b = samples[samples.length - 1];
+    return b.t > a.t ? Math.round(((b.cpuSeconds[group] - a.cpuSeconds[group]) / (b.t - a.t)) * 100) / 100 : null;
+}
+
+/** The access-log breakdown of a step's window; an error is recorded, never thrown (the figure is extra). */
+async function requestTimes(fromMs: number, toMs: number): Promise<StepResult["requests"]> {
+    try {
+        const b = breakdown(await readRequestLines(COMMUNITY.ip, fromMs), fromMs, toMs);
+        return { send: b.send, sync: b.sync };
+    } catch (e) {
+        return { error: String(e).slice(0, 300) };
+    }
 }
 
 /** The ramp against one deployed server: set up, start the syncing clients, rates in order until one is not sustained. */
