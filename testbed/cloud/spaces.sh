@@ -54,7 +54,10 @@ build_weed() {
     mkdir -p "$WEED_DIR/gopath" "$WEED_DIR/bin"
     local src=$WEED_DIR/gopath/pkg/mod/$WEED_MODULE@$WEED_VERSION
     (
-        export GOPATH=$WEED_DIR/gopath GOFLAGS=-modcacherw
+        set -e
+        # Everything under WEED_DIR, whatever the caller's Go environment says (a GOMODCACHE set
+        # elsewhere would otherwise put the download where $src does not look).
+        export GOPATH=$WEED_DIR/gopath GOMODCACHE=$WEED_DIR/gopath/pkg/mod GOFLAGS=-modcacherw
         cd "$WEED_DIR"
         [ -d "$src" ] || go mod download "$WEED_MODULE@$WEED_VERSION"
         rm -rf "$WEED_DIR/src.tmp"
