@@ -92,13 +92,15 @@ interface Volume {
     options?: string;
     /** The target is on the same device as / (stat -c %d). */
     sameAsRoot?: boolean;
+    /** /etc/fstab (default: empty, no line for the volume). */
+    fstab?: string;
 }
 
 /**
  * keep_room_for_database run with stand-ins for the commands it reads and changes: what it logs, and
  * every tune2fs and mount it would run (in the order run). postgres is gid 105.
  */
-function reserve(v: Volume, mib = 512): { log: string; ran: string[] } {
+function reserve(v: Volume, mib = 512): { log: string; ran: string[]; fstab: string } {
     const [bsize, total, free, avail] = v.blocks ?? [4096, 2621440, 2000000, 1800000];
     const [count, gid] = v.superblock ?? [131072, 0];
     const stubs = `
@@ -123,6 +125,7 @@ function reserve(v: Volume, mib = 512): { log: string; ran: string[] } {
         dumpe2fs() { printf 'Reserved block count:     %s\nReserved blocks gid:      %s (group x)\n' ${count} ${gid}; }
         tune2fs() { ran tune2fs "$@"; }
         mount() { ran mount "$@"; }
+        systemctl() { ran systemctl "$@"; }
     `;
     const script = [readFile("lib/lib.sh"), readFile("lib/disk-reserve.sh"), stubs, `keep_room_for_database /mnt/matrix_data/postgresql ${mib} postgres`].join(
         "\n",
@@ -131,11 +134,16 @@ function reserve(v: Volume, mib = 512): { log: string; ran: string[] } {
     const dir = fs.mkdtempSync(path.join(os.tmpdir(), "reserve-"));
     try {
         const ranLog = path.join(dir, "ran");
+        const fstab = path.join(dir, "fstab");
         fs.writeFileSync(ranLog, "");
-        const r = spawnSync("bash", ["--norc", "-c", script], { encoding: "utf8", env: { PATH: process.env.PATH, STEP_NAME: "postgres", RAN_LOG: ranLog } });
+        fs.writeFileSync(fstab, v.fstab ?? "");
+        const r = spawnSync("bash", ["--norc", "-c", script], {
+            encoding: "utf8",
+            env: { PATH: process.env.PATH, STEP_NAME: "postgres", RAN_LOG: ranLog, FSTAB: fstab },
+        });
         expect(r.stderr).toBe("");
         expect(r.status).toBe(0);
-        return { log: r.stdout, ran: fs.readFileSync(ranLog, "utf8").split("\n").filter(Boolean) };
+        return { log: r.stdout, ran: fs.readFileSync(ranLog, "utf8").split("\n").filter(Boolean), fstab: fs.readFileSync(fstab, "utf8") };
     } finally {
         fs.rmSync(dir, { recursive: true, force: true });
     }
@@ -173,6 +181,31 @@ describe("disk full: PostgreSQL keeps room on a volume media has filled (postgre
         expect(r.log).toContain("512 MiB of /mnt/matrix_data (/dev/sda, 10240 MiB) kept back for PostgreSQL (group postgres)");
         // 1 KiB blocks: the count follows the block size.
         expect(reserve({ mount: "/dev/vdb ext4 /srv /", blocks: [1024, 1048576, 900000, 850000] }, 100).ran[0]).toBe("tune2fs -r 102400 -g 105 /dev/vdb");
+    });
+
+    test("the volume's fstab line gets resgid, so that every boot mounts it with the reserve the postgres group's (the 6.18 kernel ignores the superblock's group)", () => {
+        const line = "UUID=4f1c0a3e-0000-4000-8000-000000000001 /mnt/matrix_data ext4 defaults,nofail,discard,noatime 0 2";
+        const other = "/swapfile none swap sw 0 0";
+        const r = reserve({ mount: "/dev/sda ext4 /mnt/matrix_data /", fstab: `# a comment /mnt/matrix_data\n${line}\n${other}\n` });
+        expect(r.fstab).toBe(
+            `# a comment /mnt/matrix_data\nUUID=4f1c0a3e-0000-4000-8000-000000000001\t/mnt/matrix_data\text4\tdefaults,nofail,discard,noatime,resgid=105\t0\t2\n${other}\n`,
+        );
+        expect(r.ran).toEqual(["tune2fs -r 131072 -g 105 /dev/sda", "systemctl daemon-reload", "mount -o remount,resgid=105 /mnt/matrix_data"]);
+        expect(r.log).toContain("mounts /mnt/matrix_data with resgid=105 from now on");
+        // Run again: the line is left as it is, and nothing is reloaded.
+        const again = reserve({ mount: "/dev/sda ext4 /mnt/matrix_data /", superblock: [131072, 105], options: "rw,resgid=105", fstab: r.fstab });
+        expect(again.fstab).toBe(r.fstab);
+        expect(again.ran).toEqual([]);
+        // Another group's resgid there (the postgres group's number changed) is replaced, not kept beside it.
+        const moved = reserve({ mount: "/dev/sda ext4 /mnt/matrix_data /", fstab: "UUID=x /mnt/matrix_data ext4 resgid=99,noatime 0 2\n" });
+        expect(moved.fstab).toBe("UUID=x\t/mnt/matrix_data\text4\tnoatime,resgid=105\t0\t2\n");
+    });
+
+    test("no fstab line for the volume (a server mounted some other way): the file is not touched, and the step says so", () => {
+        const r = reserve({ mount: "/dev/sda ext4 /mnt/matrix_data /", fstab: "UUID=y / ext4 defaults 0 1\n" });
+        expect(r.fstab).toBe("UUID=y / ext4 defaults 0 1\n");
+        expect(r.ran).not.toContain("systemctl daemon-reload");
+        expect(r.log).toContain("/mnt/matrix_data has no line in");
     });
 
     test("run again with everything in place, it changes nothing", () => {

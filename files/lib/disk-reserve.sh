@@ -11,6 +11,34 @@ declare -F log >/dev/null || . "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 # is_block_device PATH (a function of its own so that the tests can stand in for a device).
 is_block_device() { [ -b "$1" ]; }
 
+# keep_resgid_in_fstab TARGET GID: the fstab line that mounts TARGET (base.sh writes it for the data
+# volume) carries resgid=GID among its options; any other resgid= there goes. No line for TARGET (a
+# server the operator mounts some other way): it says so and changes nothing.
+keep_resgid_in_fstab() {
+    local target=$1 gid=$2 fstab=${FSTAB:-/etc/fstab} tmp
+    if ! awk -v t="$target" '$1 !~ /^#/ && $2 == t { found = 1 } END { exit !found }' "$fstab" 2>/dev/null; then
+        log "disk reserve: $target has no line in $fstab: resgid=$gid is not kept across a reboot there"
+        return 0
+    fi
+    tmp=$(mktemp)
+    awk -v t="$target" -v g="$gid" 'BEGIN { OFS = "\t" }
+        $1 !~ /^#/ && $2 == t {
+            n = split($4, o, ","); opts = ""
+            for (i = 1; i <= n; i++) if (o[i] !~ /^resgid=/) opts = opts (opts == "" ? "" : ",") o[i]
+            want = opts (opts == "" ? "" : ",") "resgid=" g
+            if (want != $4) $4 = want
+        }
+        { print }' "$fstab" >"$tmp"
+    if cmp -s "$tmp" "$fstab"; then
+        rm -f "$tmp"
+        return 0
+    fi
+    cat "$tmp" >"$fstab"
+    rm -f "$tmp"
+    systemctl daemon-reload
+    log "disk reserve: $fstab mounts $target with resgid=$gid from now on (every boot, whatever the kernel)"
+}
+
 # keep_room_for_database DIR MIB GROUP: DIR's file system keeps MIB MiB back for GROUP, when it is an
 # ext4 volume of its own (not the root file system, nor a directory of another file system bound
 # here). Otherwise it says why and changes nothing. Never fails the step: a reserve it cannot set
@@ -63,6 +91,8 @@ keep_room_for_database() {
 
     # The group on the mount itself, at once: a mount reads the superblock's group only when it is
     # made (and Linux 6.18 reads the wrong field then: the reserve stayed root's until a remount).
+    # And in the mount's fstab line, so that every later boot mounts it so, whatever the kernel.
+    keep_resgid_in_fstab "$target" "$gid"
     mount_gid=$(findmnt -n -r -o OPTIONS --mountpoint "$target" | tr ',' '\n' | sed -n 's/^resgid=//p')
     if [ "${mount_gid:-0}" != "$gid" ]; then
         dev=$(findmnt -n -r -o SOURCE --mountpoint "$target")
