@@ -19,15 +19,40 @@ stamp=$(date -u +%Y%m%dT%H%M%SZ)
 dest=$root/$stamp
 install -d -m 700 "$root"
 previous=$(find "$root" -mindepth 1 -maxdepth 1 -type d -name '20*' | sort | tail -n 1)
-mkdir "$dest.partial"
-trap 'rm -rf "$dest.partial"' EXIT
+# (Two runs in one second would otherwise move the second into the first's directory.)
+[ ! -e "$dest" ] || { echo "backup NOT made: $dest already exists (another backup started this same second)" >&2; exit 1; }
 
 # As postgres (peer authentication), by setpriv: runuser would open a PAM session, which the unit's
 # sandbox refuses (and a dump needs none).
-dump() {
-    setpriv --reuid=postgres --regid=postgres --init-groups env HOME=/var/lib/postgresql \
-        pg_dump -Fc --exclude-table-data e2e_one_time_keys_json synapse
+as_postgres() { setpriv --reuid=postgres --regid=postgres --init-groups env HOME=/var/lib/postgresql "$@"; }
+dump() { as_postgres pg_dump -Fc --exclude-table-data e2e_one_time_keys_json synapse; }
+
+# Room first. This runs as root, and root may write into the blocks the volume keeps back for
+# PostgreSQL (postgresDiskReserveMb), which must stay free for logins and messages when media has
+# filled the volume. So a backup starts only when the space left to everyone else holds it:
+# the last dump (or, the first time, the database) and a half again, the media added since the last
+# backup (the rest is hard-linked), and a MiB for the keys.
+room_for_backup() {
+    local last_dump="" need avail bsize
+    [ -z "$previous" ] || last_dump=$(find "$previous" -maxdepth 1 -name 'synapse.dump*' -printf '%s\n' | head -n 1)
+    [ -n "$last_dump" ] || last_dump=$(as_postgres psql -X -A -t -c 'SELECT pg_database_size(current_database())' synapse)
+    need=$((last_dump * 3 / 2 + 1048576))
+    if [ -n "$previous" ] && [ -d "$previous/media" ]; then
+        need=$((need + $(find "$DATA_DIR/synapse/media" -type f -newer "$previous" -printf '%s\n' | awk '{ s += $1 } END { print s + 0 }')))
+    else
+        need=$((need + $(du -s -B1 "$DATA_DIR/synapse/media" | cut -f1)))
+    fi
+    read -r avail bsize < <(stat -f -c '%a %S' "$root")
+    avail=$((avail * bsize))
+    if [ "$avail" -lt "$need" ]; then
+        echo "backup NOT made: it needs about $((need / 1048576)) MiB and $root has $((avail / 1048576)) MiB left outside the room kept back for PostgreSQL (postgresDiskReserveMb). Free space (old backups in $root, remote media) or raise volumeSizeGb, then: systemctl start phillymesh-chat-backup" >&2
+        exit 1
+    fi
 }
+room_for_backup
+
+mkdir "$dest.partial"
+trap 'rm -rf "$dest.partial"' EXIT
 gnupg=""
 if [ "${BACKUP_ENCRYPT:-0}" = 1 ]; then
     # backupPassphrase: the dump (every message) and keys.tar (signing key, secrets) are written
