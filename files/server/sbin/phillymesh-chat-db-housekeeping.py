@@ -75,9 +75,9 @@ def say(priority, text):
 
 
 def psql(sql):
-    """Rows of a query as lists of text, through psql (peer authentication, no password)."""
+    """Rows of a query as lists of text, through psql (locally peer authentication; never a password prompt)."""
     out = subprocess.run(
-        ["psql", "-X", "-q", "-A", "-t", "-F", "\t", "-v", "ON_ERROR_STOP=1", "-d", DB, "-c", sql],
+        ["psql", "-X", "-w", "-q", "-A", "-t", "-F", "\t", "-v", "ON_ERROR_STOP=1", "-d", DB, "-c", sql],
         check=True,
         capture_output=True,
         text=True,
