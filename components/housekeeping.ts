@@ -63,6 +63,9 @@ export function housekeepingUnit(dataDir: string, h: HousekeepingSettings, datab
     return database === "managed" ? managedUnit(local, dataDir) : local;
 }
 
+/** A client certificate that does not exist (libpq then sends none; sslcertmode=disable needs libpq 16, Debian 12 has 15). */
+export const NO_CLIENT_CERT = "/nonexistent/postgresql.crt";
+
 /** The credential the unit gets the synapse user's passfile as (LoadCredential=). */
 export const PGPASS_CREDENTIAL = "pgpass";
 
@@ -74,6 +77,7 @@ export const PGPASS_CREDENTIAL = "pgpass";
  *    and systemd may grant the unit's user its credential by an ACL (which shows as group read), so
  *    the program copies it to a 0600 file in its private /tmp and names it with `passfile=`, which
  *    overrides the service file's.
+ *    libpq also looks for a client certificate in the user's home (hidden here): sslcert names none.
  *  - the network: the cluster's address (a host name, resolved by DNS) over IPv4 or IPv6; still no
  *    link-local (the cloud's metadata service) or multicast.
  *  - the files: /etc/phillymesh-chat is an empty read-only directory but for the CA and the service
@@ -89,7 +93,10 @@ export function managedUnitLines(dataDir: string): { from: string; to: string[] 
                 "# file (TLS verify-full against its CA) with the synapse user's passfile as a credential, not the socket described below.",
                 "Environment=HOUSEKEEPING_DATABASE=managed",
                 `Environment=PGSERVICEFILE=${MANAGED_DB_SERVICE_FILE}`,
-                "Environment=HOUSEKEEPING_DB=service=synapse",
+                // No client certificate: libpq looks for one in the user's home unless sslcert names a file,
+                // and synapse's home (its data directory) is hidden here, which libpq takes as an error
+                // (EACCES, not ENOENT; found by drill 25h). The cluster takes a password, never a certificate.
+                `Environment="HOUSEKEEPING_DB=service=synapse sslcert=${NO_CLIENT_CERT}"`,
                 `LoadCredential=${PGPASS_CREDENTIAL}:${MANAGED_DB_PGPASS}`,
             ],
         },

@@ -16,7 +16,7 @@ import { execFileSync, spawnSync } from "child_process";
 import * as fs from "fs";
 import * as os from "os";
 import * as path from "path";
-import { tableSettingsSql } from "../components/housekeeping";
+import { housekeepingUnit, tableSettingsSql } from "../components/housekeeping";
 import { serviceFile } from "../components/managedDatabase";
 import { managedDatabaseConfig } from "../components/synapse";
 import { readFile, stepScript } from "../components/templates";
@@ -294,9 +294,18 @@ describe("database-move.sh on real PostgreSQL servers", () => {
         fs.chmodSync(`${hk}/creds/pgpass`, 0o440);
         fs.writeFileSync(`${hk}/compressor`, `#!/bin/bash\ntouch ${hk}/compressor-started\n`, { mode: 0o755 });
         execFileSync("chown", ["-R", "postgres:postgres", hk]);
+        // The unit's own settings for the database (its Environment= lines), but the service file of this test.
+        const unitEnv = housekeepingUnit(
+            "/mnt/matrix_data",
+            { compressor: true, compressorVersion: "0.1.2", chunkSize: 500, chunks: 100, memoryMaxMb: 256 },
+            "managed",
+        )
+            .split("\n")
+            .filter((l) => /^Environment="?(HOUSEKEEPING_|PGSERVICEFILE)/.test(l))
+            .map((l) => l.replace(/^Environment=/, "").replace(/^"(.*)"$/, "$1"));
+        expect(unitEnv.map((e) => e.split("=")[0])).toEqual(["HOUSEKEEPING_DATABASE", "PGSERVICEFILE", "HOUSEKEEPING_DB"]);
         const env = [
-            "HOUSEKEEPING_DATABASE=managed",
-            "HOUSEKEEPING_DB=service=synapse",
+            ...unitEnv.filter((e) => !e.startsWith("PGSERVICEFILE=")),
             `PGSERVICEFILE=${hk}/service.conf`,
             `CREDENTIALS_DIRECTORY=${hk}/creds`,
             `TMPDIR=${hk}/tmp`,
@@ -306,7 +315,14 @@ describe("database-move.sh on real PostgreSQL servers", () => {
             `PATH=${process.env.PATH}`,
         ];
         const program = path.join(__dirname, "..", "files", "server", "sbin", "phillymesh-chat-db-housekeeping.py");
-        const r = spawnSync("runuser", ["-u", "postgres", "--", "env", "-i", ...env, "python3", "-I", program], { encoding: "utf8" });
+        // As in the unit, the user's home is there but unreadable (InaccessiblePaths hides synapse's home,
+        // its data directory): libpq, over TLS, looks for a client certificate there and must not fail.
+        // (Found by drill 25h: without sslcert in the unit's connection string this fails with "could not open certificate file".)
+        const home = execFileSync("getent", ["passwd", "postgres"], { encoding: "utf8" }).split(":")[5];
+        const hideHome = 'mount -t tmpfs -o mode=000 tmpfs "$0" && exec "$@"';
+        const r = spawnSync("unshare", ["-m", "sh", "-c", hideHome, home, "runuser", "-u", "postgres", "--", "env", "-i", ...env, "python3", "-I", program], {
+            encoding: "utf8",
+        });
         expect({ status: r.status, stderr: r.stderr }).toEqual({ status: 0, stderr: "" });
         const mb = (Number(managedSql("SELECT pg_database_size('synapse')")) / 1048576).toFixed(1);
         expect(r.stdout).toMatch(

@@ -128,7 +128,7 @@ describe("the unit with database managed: the cluster, through libpq's service f
             "COMPRESSOR_TIMEOUT_SECONDS=3300",
             "HOUSEKEEPING_DATABASE=managed",
             `PGSERVICEFILE=${MANAGED_DB_SERVICE_FILE}`,
-            "HOUSEKEEPING_DB=service=synapse",
+            '"HOUSEKEEPING_DB=service=synapse sslcert=/nonexistent/postgresql.crt"',
         ]);
         // Read by PID 1 (root) from postgres's 0600 file; the unit's user reads only its own copy.
         expect(managed.LoadCredential).toEqual([`pgpass:${MANAGED_DB_PGPASS}`]);
