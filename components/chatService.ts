@@ -13,7 +13,7 @@ import { Synapse, SynapseBuild } from "./synapse";
 import { Element, ElementBuild } from "./element";
 import { WebServer, WebSettings, wellKnownClient, wellKnownServer } from "./webServer";
 import { Backups } from "./backups";
-import { Housekeeping } from "./housekeeping";
+import { compressorWarning, Housekeeping } from "./housekeeping";
 import { CloudFacts, preflight } from "./preflight";
 import { checkService, Expected, formatVerdicts } from "./health/checks";
 import { networkProbe, Probe } from "./health/probe";
@@ -147,6 +147,8 @@ export function buildChat(cfg: ChatConfig, facts: CloudFacts, name = "chat", pro
     // Logged by preview and up alike (the testbed's driver calls buildChat too), so a size change
     // says what it changes before it is applied.
     void pulumi.log.info(describeMemoryPreset(cfg.memoryPreset));
+    const compressorSkipped = compressorWarning(cfg.database.kind, cfg.housekeeping);
+    if (compressorSkipped) void pulumi.log.warn(compressorSkipped);
     const names = hostnames(cfg.domain);
     const u = urls(names);
     const { host, dropletId } = makeHost(name, cfg, facts);
@@ -219,11 +221,18 @@ export function buildChat(cfg: ChatConfig, facts: CloudFacts, name = "chat", pro
         { target: host, dataDir: cfg.dataDir, backups: cfg.backups, pgServiceFile: managedDatabase ? MANAGED_DB_SERVICE_FILE : undefined },
         { dependsOn: [synapse.ready] },
     );
-    // Nightly database report and state compression: after Synapse, whose tables it tunes.
+    // Nightly database report and state compression: after Synapse, whose tables it tunes (with the
+    // database managed, the cluster's, so after the move too).
     new Housekeeping(
         name,
-        { target: host, dataDir: cfg.dataDir, settings: cfg.housekeeping, pipIndexUrl: cfg.synapse.pipIndexUrl },
-        { dependsOn: [synapse.ready] },
+        {
+            target: host,
+            dataDir: cfg.dataDir,
+            settings: cfg.housekeeping,
+            pipIndexUrl: cfg.synapse.pipIndexUrl,
+            database: managedDatabase ? "managed" : "local",
+        },
+        { dependsOn: [synapse.ready, ...(managedDatabase ? [managedDatabase.ready] : [])] },
     );
     // DigitalOcean's own monitoring, mailed to the admin: it needs a droplet (monitoring.ts).
     if (dropletId && cfg.monitoring.enabled) {

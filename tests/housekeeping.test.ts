@@ -2,16 +2,21 @@
 // notice them: the config keys and what a bad value says at preview, the unit as systemd reads it
 // (low priority, bounded, nothing depending on it), the program run with a stand-in psql and
 // compressor (a failed or crashed compressor is an error in the journal and a failed unit, with the
-// report still made), and the PostgreSQL settings that reach the server.
+// report still made), and the PostgreSQL settings that reach the server. With database managed: the
+// unit that reaches the cluster (and the local one unchanged), the compressor skipped and said so, the
+// warning at preview, the step's variables (tests/databaseMove.test.ts runs the program against a TLS
+// "cluster").
 import { spawnSync } from "child_process";
 import * as fs from "fs";
 import * as os from "os";
 import * as path from "path";
+import * as pulumi from "@pulumi/pulumi";
 import { mapSource, readConfig } from "../components/config";
-import { HOT_TABLES, housekeepingFiles, housekeepingUnit, tableSettingsSql } from "../components/housekeeping";
+import { compressorWarning, HOT_TABLES, housekeepingFiles, housekeepingUnit, managedUnitLines, tableSettingsSql } from "../components/housekeeping";
+import { MANAGED_DB_CA_PATH, MANAGED_DB_PGPASS, MANAGED_DB_SERVICE_FILE } from "../components/managedDatabase";
 import { postgresTuning } from "../components/postgres";
 import { readFile } from "../components/templates";
-import { BASE_CONFIG, runProgram, SECRETS } from "./harness";
+import { BASE_CONFIG, ProgramRun, Recorded, runProgram, SECRETS } from "./harness";
 
 const config = (overrides: Record<string, string> = {}) => readConfig(mapSource({ ...BASE_CONFIG, ...overrides }, SECRETS));
 const problems = (overrides: Record<string, string>) => {
@@ -107,6 +112,98 @@ describe("the unit", () => {
     });
 });
 
+describe("the unit with database managed: the cluster, through libpq's service file, the password as a credential", () => {
+    const h = { compressor: true, compressorVersion: "0.1.2", chunkSize: 250, chunks: 40, memoryMaxMb: 192 };
+    const localText = housekeepingUnit("/mnt/matrix_data", h);
+    const managedText = housekeepingUnit("/mnt/matrix_data", h, "managed");
+    const [local, managed] = [unitSettings(localText), unitSettings(managedText)];
+
+    test("the connection: the service synapse from the service file the backups use; the passfile comes as the credential pgpass", () => {
+        expect(managed.Environment).toEqual([
+            "COMPRESSOR=on",
+            "COMPRESSOR_PYTHON=/opt/synapse-auto-compressor/current/bin/python",
+            "COMPRESSOR_CHUNK_SIZE=250",
+            "COMPRESSOR_CHUNKS=40",
+            "COMPRESSOR_LEVELS=100,50,25",
+            "COMPRESSOR_TIMEOUT_SECONDS=3300",
+            "HOUSEKEEPING_DATABASE=managed",
+            `PGSERVICEFILE=${MANAGED_DB_SERVICE_FILE}`,
+            '"HOUSEKEEPING_DB=service=synapse sslcert=/nonexistent/postgresql.crt"',
+        ]);
+        // Read by PID 1 (root) from postgres's 0600 file; the unit's user reads only its own copy.
+        expect(managed.LoadCredential).toEqual([`pgpass:${MANAGED_DB_PGPASS}`]);
+        expect(managed.User).toEqual(["synapse"]);
+    });
+
+    test("the network, to the cluster by name: no PrivateNetwork, IPv4 and IPv6 (and the Unix socket), still no link-local or multicast", () => {
+        expect(managed.PrivateNetwork).toBeUndefined();
+        expect(managed.RestrictAddressFamilies).toEqual(["AF_UNIX AF_INET AF_INET6"]);
+        expect(managed.IPAddressDeny).toEqual(["link-local multicast"]);
+        expect(managed.IPAddressAllow).toBeUndefined();
+    });
+
+    test("the files: the CA and the service file readable, the rest of /etc/phillymesh-chat (backup passphrase, settings) still hidden", () => {
+        expect(managed.InaccessiblePaths).toEqual(["-/mnt/matrix_data/synapse -/mnt/matrix_data/backups -/etc/matrix-synapse -/etc/ssh -/etc/letsencrypt"]);
+        expect(managed.TemporaryFileSystem).toEqual(["/etc/phillymesh-chat:ro"]);
+        expect(managed.BindReadOnlyPaths).toEqual([`${MANAGED_DB_CA_PATH} ${MANAGED_DB_SERVICE_FILE}`]);
+        // The passfile itself is not bound in: only the credential's copy reaches the unit.
+        expect(managedText).not.toContain(`BindReadOnlyPaths=${MANAGED_DB_PGPASS}`);
+    });
+
+    test("everything else is the local unit's, line for line; the sandbox otherwise unchanged", () => {
+        const changed = managedUnitLines("/mnt/matrix_data");
+        const from = new Set(changed.map((c) => c.from));
+        const to = new Set(changed.flatMap((c) => c.to));
+        expect(managedText.split("\n").filter((l) => !to.has(l))).toEqual(localText.split("\n").filter((l) => !from.has(l)));
+        for (const key of [
+            "ProtectSystem",
+            "PrivateUsers",
+            "CapabilityBoundingSet",
+            "SystemCallFilter",
+            "MemoryDenyWriteExecute",
+            "NoNewPrivileges",
+            "ProtectProc",
+        ]) {
+            expect({ key, value: managed[key] }).toEqual({ key, value: local[key] });
+        }
+    });
+
+    test("local mode's unit is exactly today's: the socket, no network, /etc/phillymesh-chat hidden, no credential", () => {
+        expect(housekeepingUnit("/mnt/matrix_data", h, "local")).toBe(localText);
+        expect(
+            localText
+                .split("\n")
+                .filter((l) =>
+                    /^(Environment="HOUSEKEEPING_DB|InaccessiblePaths|PrivateNetwork|IPAddress|RestrictAddressFamilies|LoadCredential|TemporaryFileSystem|BindReadOnlyPaths)/.test(
+                        l,
+                    ),
+                ),
+        ).toEqual([
+            'Environment="HOUSEKEEPING_DB=host=/var/run/postgresql port=5432 user=synapse dbname=synapse"',
+            "InaccessiblePaths=-/mnt/matrix_data/synapse -/mnt/matrix_data/backups -/etc/matrix-synapse -/etc/phillymesh-chat -/etc/ssh -/etc/letsencrypt",
+            "PrivateNetwork=true",
+            "IPAddressDeny=any",
+            "RestrictAddressFamilies=AF_UNIX",
+        ]);
+        expect(localText).not.toMatch(/managed|PGSERVICEFILE/);
+        // The template rendered with the local values alone (a managed line that leaked into the template would show here).
+        const values: Record<string, string> = {
+            compressor: "on",
+            compressor_python: "/opt/synapse-auto-compressor/current/bin/python",
+            chunk_size: "250",
+            chunks: "40",
+            levels: "100,50,25",
+            child_timeout: "3300",
+            timeout: "3600",
+            postgres_port: "5432",
+            memory_high: "172",
+            memory_max: "192",
+            data_dir: "/mnt/matrix_data",
+        };
+        expect(localText).toBe(readFile("server/systemd/db-housekeeping.service").replace(/\{\{(\w+)\}\}/g, (_, k: string) => values[k]));
+    });
+});
+
 describe("the program, with a stand-in psql and compressor", () => {
     let dir: string;
     beforeEach(() => {
@@ -124,7 +221,14 @@ describe("the program, with a stand-in psql and compressor", () => {
                 "  *pg_total_relation_size*) printf 'state_groups_state\\t20971520\\t90000\\t1200\\tnever\\nevents\\t1048576\\t5000\\t3\\t2026-11-30 03:01\\n' ;;",
                 "  *reltuples*) printf '90000\\t4000\\t1\\n' ;;",
                 "  *lowest_uncompressed_group*) echo 2500 ;;",
+                "  *inet_server_addr*) echo 10.110.0.7:25060 ;;",
                 "esac",
+                // Its connection (-d) and, for a passfile= in it, that file's mode and content as psql saw them.
+                'db=; while [ $# -gt 0 ]; do [ "$1" = -d ] && db=$2; shift; done',
+                'echo "$db" >>"$(dirname "$0")/../psql.log"',
+                'pf=$(sed -n "s/.*passfile=\'\\([^\']*\\)\'.*/\\1/p" <<<"$db")',
+                '[ -z "$pf" ] || { stat -c %a "$pf"; cat "$pf"; echo; } >>"$(dirname "$0")/../psql.log"',
+                "exit 0",
             ].join("\n"),
             { mode: 0o755 },
         );
@@ -132,12 +236,12 @@ describe("the program, with a stand-in psql and compressor", () => {
     afterEach(() => fs.rmSync(dir, { recursive: true, force: true }));
 
     /** The program with a compressor that runs `body` (bash); its exit code and journal lines. */
-    function run(body: string | undefined) {
+    function run(body: string | undefined, env: Record<string, string> = {}) {
         const python = path.join(dir, "compressor-python");
         if (body !== undefined) fs.writeFileSync(python, `#!/bin/bash\n${body}\n`, { mode: 0o755 });
         const r = spawnSync("python3", ["-I", path.join(__dirname, "..", "files", "server", "sbin", "phillymesh-chat-db-housekeeping.py")], {
             encoding: "utf8",
-            env: { PATH: `${dir}/bin:/usr/bin:/bin`, COMPRESSOR: "on", COMPRESSOR_PYTHON: python, STATE_DIRECTORY: path.join(dir, "state") },
+            env: { PATH: `${dir}/bin:/usr/bin:/bin`, COMPRESSOR: "on", COMPRESSOR_PYTHON: python, STATE_DIRECTORY: path.join(dir, "state"), ...env },
         });
         const report = JSON.parse(fs.readFileSync(path.join(dir, "state", "report.json"), "utf8"));
         return { code: r.status, out: r.stdout, err: r.stderr, report };
@@ -176,6 +280,79 @@ describe("the program, with a stand-in psql and compressor", () => {
         expect(r.err).toMatch(expected);
         expect(r.out).toMatch(/^<6>database synapse: 50\.0 MB$/m);
         expect(r.report).toMatchObject({ ok: false, compression: { ok: false } });
+    });
+
+    describe("database managed (the unit's environment: HOUSEKEEPING_DATABASE=managed, the service, the credential)", () => {
+        const managedEnv = () => {
+            fs.mkdirSync(path.join(dir, "creds"));
+            fs.mkdirSync(path.join(dir, "tmp"));
+            fs.writeFileSync(path.join(dir, "creds", "pgpass"), "db.example:25060:synapse:synapse:pw-SECRET", { mode: 0o440 });
+            return {
+                HOUSEKEEPING_DATABASE: "managed",
+                HOUSEKEEPING_DB: "service=synapse",
+                CREDENTIALS_DIRECTORY: path.join(dir, "creds"),
+                TMPDIR: path.join(dir, "tmp"),
+            };
+        };
+
+        test("the report names the cluster; the compressor is skipped at info priority, saying why; exit 0 (the unit succeeds)", () => {
+            const r = run("touch started", managedEnv());
+            expect(r.code).toBe(0);
+            expect(r.out).toMatch(/^<6>database synapse on the managed cluster \(10\.110\.0\.7:25060\): 50\.0 MB$/m);
+            expect(r.out).toMatch(
+                /^<6>state compression skipped: the database is the managed cluster, and synapse_auto_compressor connects to it without verifying its TLS certificate, which could hand the synapse user's password to an impostor/m,
+            );
+            expect(r.out).not.toMatch(/^<6>compressing/m);
+            expect(r.err).toBe("");
+            expect(fs.existsSync(path.join(dir, "started"))).toBe(false);
+            expect(r.report).toMatchObject({
+                ok: true,
+                database: "managed",
+                compressor: "on",
+                compression: { ok: true, skipped: expect.stringMatching(/^state compression skipped/) },
+            });
+            expect(r.report.after).toBeUndefined();
+        });
+
+        test("psql gets the service and a 0600 copy of the credential as passfile=; the copy is gone afterwards; the password is in no output", () => {
+            const r = run(undefined, managedEnv());
+            expect(r.code).toBe(0);
+            const log = fs.readFileSync(path.join(dir, "psql.log"), "utf8").split("\n");
+            const conninfo = log[0];
+            expect(conninfo).toMatch(new RegExp(`^service=synapse passfile='${dir}/tmp/pgpass-[^'/]+'$`));
+            // Every query: the same connection, the copy private (0600) and the credential's text.
+            expect(log.filter((l) => l === conninfo).length).toBeGreaterThanOrEqual(4);
+            expect(log.slice(1, 3)).toEqual(["600", "db.example:25060:synapse:synapse:pw-SECRET"]);
+            expect(fs.readdirSync(path.join(dir, "tmp"))).toEqual([]);
+            expect(r.out + r.err + JSON.stringify(r.report)).not.toContain("SECRET");
+        });
+
+        test("the cluster unreachable: an error naming the cluster and the service file; no compressor either way", () => {
+            fs.writeFileSync(
+                path.join(dir, "bin", "psql"),
+                "#!/bin/bash\necho 'psql: error: connection to server at \"db.example\" failed: timeout' >&2\nexit 2\n",
+                {
+                    mode: 0o755,
+                },
+            );
+            const r = run("touch started", { ...managedEnv(), PGSERVICEFILE: MANAGED_DB_SERVICE_FILE });
+            expect(r.code).toBe(1);
+            expect(r.err).toMatch(
+                new RegExp(
+                    `^<3>database report failed: psql: error: connection to server at "db.example" failed: timeout \\(is the cluster up, and this droplet in its firewall\\? try: PGSERVICEFILE=${MANAGED_DB_SERVICE_FILE} psql service=synapse\\)$`,
+                    "m",
+                ),
+            );
+            expect(fs.existsSync(path.join(dir, "started"))).toBe(false);
+            expect(fs.readdirSync(path.join(dir, "tmp"))).toEqual([]);
+        });
+
+        test("with stateCompressor off, the line says it is off (nothing about TLS)", () => {
+            const r = run(undefined, { ...managedEnv(), COMPRESSOR: "off" });
+            expect(r.code).toBe(0);
+            expect(r.out).toMatch(/^<6>state compression is off \(stateCompressor: false\)$/m);
+            expect(r.out).not.toMatch(/skipped/);
+        });
     });
 
     test("PostgreSQL down: the report fails at error priority and the compressor is not started", () => {
@@ -218,6 +395,55 @@ describe("PostgreSQL housekeeping", () => {
 
 describe("in the program", () => {
     const COMMAND = "command:remote:Command";
+    const MANAGED = { ...BASE_CONFIG, database: "managed" };
+    /** A step's variables and installed files, read back by bash from its stdin as the server reads them. */
+    const stepShell = (step: Recorded, command: string) => {
+        const stdin: string = step.inputs.stdin;
+        const header = stdin.slice(0, stdin.indexOf(readFile("lib/lib.sh")));
+        return spawnSync("bash", ["-c", `${header}\n${command}`], { encoding: "utf8" }).stdout;
+    };
+    const installedUnit = (step: Recorded) => {
+        const words = stepShell(step, `printf '%s\\0' "\${INSTALL_FILES[@]}"`).split("\0");
+        return words[words.indexOf("/etc/systemd/system/phillymesh-chat-db-housekeeping.service") + 3];
+    };
+
+    test("database managed: the step tunes the cluster (DATABASE, the service file) and installs the managed unit, after the move and Synapse", async () => {
+        const run: ProgramRun = await runProgram(MANAGED, SECRETS);
+        const step = run.byName("chat-housekeeping-run");
+        expect(stepShell(step, 'printf "%s|" "$DATABASE" "$MANAGED_SERVICE_FILE" "$COMPRESSOR"')).toBe(`managed|${MANAGED_DB_SERVICE_FILE}|on|`);
+        expect(installedUnit(step)).toBe(housekeepingUnit("/mnt/matrix_data", config(MANAGED).housekeeping, "managed"));
+        expect(step.dependsOn).toEqual(expect.arrayContaining(["chat-synapse-run", "chat-database-move-run"]));
+        // No secret in the step: the password stays in the move step's passfile.
+        expect(step.secretInputs.has("stdin")).toBe(false);
+    });
+
+    test("database local: DATABASE=local, no service file, the local unit", async () => {
+        const step = (await runProgram(BASE_CONFIG, SECRETS)).byName("chat-housekeeping-run");
+        expect(stepShell(step, 'printf "%s|" "$DATABASE" "${MANAGED_SERVICE_FILE-unset}"')).toBe("local|unset|");
+        expect(installedUnit(step)).toBe(housekeepingUnit("/mnt/matrix_data", config().housekeeping));
+    });
+
+    test("preview warns (does not fail) when stateCompressor is on with database managed, naming both keys", async () => {
+        expect(compressorWarning("local", config().housekeeping)).toBeUndefined();
+        expect(compressorWarning("managed", { ...config().housekeeping, compressor: false })).toBeUndefined();
+        const warn = jest.spyOn(pulumi.log, "warn").mockImplementation(() => Promise.resolve());
+        try {
+            await runProgram(MANAGED, SECRETS, { preview: true });
+            expect(warn).toHaveBeenCalledTimes(1);
+            const message = String(warn.mock.calls[0][0]);
+            expect(message).toMatch(
+                /^phillymesh-chat:stateCompressor is true but phillymesh-chat:database is managed: the state compressor is not run against the cluster/,
+            );
+            expect(message).toContain("without verifying the server's TLS certificate");
+            expect(message).toContain("Set stateCompressor to false");
+            warn.mockClear();
+            await runProgram({ ...MANAGED, stateCompressor: "false" }, SECRETS, { preview: true });
+            await runProgram(BASE_CONFIG, SECRETS, { preview: true });
+            expect(warn).not.toHaveBeenCalled();
+        } finally {
+            warn.mockRestore();
+        }
+    });
     const inputs = async (c: Record<string, string>) =>
         new Map((await runProgram(c)).resources.filter((r) => r.type === COMMAND).map((r) => [r.name, JSON.stringify(r.inputs)]));
 

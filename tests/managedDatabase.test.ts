@@ -169,13 +169,13 @@ describe("turning it on is a config edit", () => {
         expect(preview.byName("chat-database-move-run").dependsOn).toContain("chat-database-firewall");
     });
 
-    test("of the steps already there, only synapse (the switch) and backups (the dump's source) change; nothing is replaced", async () => {
+    test("of the steps already there, only synapse (the switch), backups (the dump's source) and housekeeping (the report's and table settings' database) change; nothing is replaced", async () => {
         const before = await runProgram(BASE_CONFIG, SECRETS);
         const after = await runProgram(MANAGED, SECRETS);
         const stdins = (r: ProgramRun) => new Map(r.resources.filter((x) => x.name.endsWith("-run")).map((x) => [x.name, x.inputs.stdin as string]));
         const [a, b] = [stdins(before), stdins(after)];
         const changed = [...a.keys()].filter((n) => a.get(n) !== b.get(n)).sort();
-        expect(changed).toEqual(["chat-backups-run", "chat-synapse-run"]);
+        expect(changed).toEqual(["chat-backups-run", "chat-housekeeping-run", "chat-synapse-run"]);
         expect([...b.keys()].filter((n) => !a.has(n))).toEqual(["chat-database-move-run"]);
         // The droplet, volume and reserved IP keep every input (nothing that would replace them).
         for (const name of ["chat-droplet", "chat-data", "chat-ip"]) expect(after.byName(name).inputs).toEqual(before.byName(name).inputs);

@@ -28,6 +28,13 @@ const units: ServerFile[] = [
     ...housekeepingFiles("/mnt/matrix_data", { compressor: true, compressorVersion: "0.1.2", chunkSize: 500, chunks: 100, memoryMaxMb: 256 }),
 ].filter((f) => f.path.startsWith("/etc/systemd/system/") && f.path.endsWith(".service"));
 
+/** The housekeeping unit with database managed: the same file name, with the network to the cluster and a credential. */
+const managedHousekeeping = housekeepingFiles(
+    "/mnt/matrix_data",
+    { compressor: true, compressorVersion: "0.1.2", chunkSize: 500, chunks: 100, memoryMaxMb: 256 },
+    "managed",
+).filter((f) => f.path.endsWith(".service"));
+
 describe("the services' sandboxes (systemd-analyze security --offline)", () => {
     test("every service the program installs is here", () => {
         expect(units.map((u) => path.basename(u.path)).sort()).toEqual([
@@ -41,7 +48,11 @@ describe("the services' sandboxes (systemd-analyze security --offline)", () => {
         ]);
     });
 
-    test.each(units.map((u) => [path.basename(u.path), u.content as string]))(`%s exposes at most ${MAX_EXPOSURE}`, (name, content) => {
+    test.each([
+        ...units.map((u) => [path.basename(u.path), u.content as string]),
+        ...managedHousekeeping.map((u) => [`${path.basename(u.path)} (database managed)`, u.content as string]),
+    ])(`%s exposes at most ${MAX_EXPOSURE}`, (label, content) => {
+        const name = label.replace(/ \(.*\)$/, "");
         const dir = fs.mkdtempSync(path.join(os.tmpdir(), "units-"));
         try {
             const file = path.join(dir, name);

@@ -19,7 +19,8 @@ export function managedConnectionLimit(size: string): number | undefined {
 
 /**
  * Connections kept free under the cluster's limit for what is not Synapse: the move's pg_restore and
- * its row counts (2), the nightly backup's pg_dump (1), and an admin's psql (1).
+ * its row counts (2), the nightly backup's pg_dump or the nightly housekeeping's psql (1: they never
+ * run at once, housekeeping.ts), and an admin's psql (1).
  */
 export const MANAGED_HEADROOM = 4;
 /**

@@ -4,13 +4,18 @@
 # synapse_auto_compressor COMPRESSOR_VERSION in a virtualenv of its own (wheels only, from an https
 # index, built as synapse-build by venv.sh, root's once complete). It runs after the synapse step, so
 # nothing here can stop Synapse; the compressor itself is never started here, only its timer.
-# Variables: DATA_DIR, COMPRESSOR (on|off), COMPRESSOR_VERSION, PIP_INDEX_URL, TABLE_SETTINGS (SQL).
+# DATABASE=managed (issue 14): the table settings go to the cluster (as synapse, through libpq's
+# service file MANAGED_SERVICE_FILE, after the move step), and the compressor is not installed: it
+# would connect to the cluster without verifying its certificate (housekeeping.ts), so the unit skips it.
+# Variables: DATA_DIR, COMPRESSOR (on|off), COMPRESSOR_VERSION, PIP_INDEX_URL, TABLE_SETTINGS (SQL),
+# DATABASE (local|managed), MANAGED_SERVICE_FILE (with managed).
 # Files (install_files): the program, the service and the timer (housekeeping.ts: housekeepingFiles).
 # shellcheck source=files/lib/lib.sh
 declare -F log >/dev/null || . "$(dirname "${BASH_SOURCE[0]}")/../lib/lib.sh"
 # shellcheck source=files/lib/venv.sh
 declare -F as_builder >/dev/null || . "$(dirname "${BASH_SOURCE[0]}")/../lib/venv.sh"
-: "${DATA_DIR:?}" "${COMPRESSOR:?}" "${COMPRESSOR_VERSION:?}" "${PIP_INDEX_URL:?}" "${TABLE_SETTINGS:?}"
+: "${DATA_DIR:?}" "${COMPRESSOR:?}" "${COMPRESSOR_VERSION:?}" "${PIP_INDEX_URL:?}" "${TABLE_SETTINGS:?}" "${DATABASE:?}"
+[ "$DATABASE" = local ] || : "${MANAGED_SERVICE_FILE:?}"
 
 ROOT=/opt/synapse-auto-compressor
 VENV=$ROOT/venvs/$COMPRESSOR_VERSION
@@ -44,7 +49,7 @@ apt_install python3 python3-venv postgresql-client
 install_files
 systemctl daemon-reload
 
-if [ "$COMPRESSOR" = on ]; then
+if [ "$COMPRESSOR" = on ] && [ "$DATABASE" = local ]; then
     case $PIP_INDEX_URL in
         https://*) ;;
         *) die "pipIndexUrl $PIP_INDEX_URL is not https://: over plain HTTP anyone on the path could swap the compressor's code" ;;
@@ -66,19 +71,32 @@ if [ "$COMPRESSOR" = on ]; then
         [ "$old" = "$VENV" ] || { log "removing the compressor's old virtualenv ${old##*/}"; rm -rf "$old"; }
     done
 else
-    # Off: the compressor goes; its tables in the database stay (a later run picks up from them).
+    # Off, or not run (database managed): the compressor goes; its tables in the database stay (a
+    # later run picks up from them).
     if [ -e "$ROOT" ]; then
         rm -rf "$ROOT"
-        log "stateCompressor is off: removed synapse-auto-compressor"
+        if [ "$COMPRESSOR" = on ]; then
+            log "database is managed: removed synapse-auto-compressor, which is not run against the cluster"
+        else
+            log "stateCompressor is off: removed synapse-auto-compressor"
+        fi
     fi
 fi
 
-# Per-table autovacuum settings for Synapse's busiest tables (housekeeping.ts: HOT_TABLES), as
-# postgres, which may alter tables it does not own; a table Synapse has not made is skipped.
-runuser -u postgres -- psql -X -q -v ON_ERROR_STOP=1 -d synapse <<<"$TABLE_SETTINGS"
+# Per-table autovacuum settings for Synapse's busiest tables (housekeeping.ts: HOT_TABLES); a table
+# Synapse has not made is skipped. Locally as postgres, which may alter tables it does not own; on
+# the cluster as synapse, which owns them there (the move restores them as synapse, and a fresh
+# Synapse creates them as synapse), over TLS verified against the cluster's CA (the service file).
+if [ "$DATABASE" = managed ]; then
+    PGSERVICEFILE=$MANAGED_SERVICE_FILE psql -X -q -v ON_ERROR_STOP=1 "service=synapse" <<<"$TABLE_SETTINGS"
+else
+    runuser -u postgres -- psql -X -q -v ON_ERROR_STOP=1 -d synapse <<<"$TABLE_SETTINGS"
+fi
 
 systemctl enable --quiet --now phillymesh-chat-db-housekeeping.timer
-if [ "$COMPRESSOR" = on ]; then
+if [ "$COMPRESSOR" = on ] && [ "$DATABASE" = managed ]; then
+    log "nightly database housekeeping of the managed cluster: report only (the state compressor is not run against the cluster: it does not verify the cluster's TLS certificate); journalctl -u phillymesh-chat-db-housekeeping"
+elif [ "$COMPRESSOR" = on ]; then
     log "nightly database housekeeping: report and state compression (synapse-auto-compressor $COMPRESSOR_VERSION); journalctl -u phillymesh-chat-db-housekeeping"
 else
     log "nightly database housekeeping: report only (stateCompressor is off); journalctl -u phillymesh-chat-db-housekeeping"

@@ -19,7 +19,7 @@ const STACK_FILE = `${L.B}/stacks/${STACK}.json`;
 const SECRETS_FILE = `${L.B}/secrets/${STACK}.json`;
 const enabled = process.env.DRILLS_MANAGED_DB === "1";
 const TITLE =
-    "25 database managed: the local database moves into the cluster; users, rooms, messages, media and the signing key stay; Synapse on the cluster over TLS; local refuses synapse; a second up dumps nothing; the firewall admits only the droplet";
+    "25 database managed: the local database moves into the cluster; users, rooms, messages, media and the signing key stay; Synapse on the cluster over TLS; local refuses synapse; a second up dumps nothing; the firewall admits only the droplet; the nightly housekeeping reports on the cluster";
 
 let deployed = false;
 /** The testbed key was added to the account by this drill (and is taken out again at the end). */
@@ -196,6 +196,45 @@ if (enabled) {
             assert.notEqual(r.code, 0);
             assert.match(r.out, /no pg_hba\.conf entry for host "10\.250\.0\.1"/);
         });
+        await check(
+            t,
+            "25h the nightly housekeeping works on the cluster: its step tuned the cluster's tables; its unit succeeds, reports the cluster's database (its address and size), skips the compressor saying why, logs nothing at error priority",
+            async () => {
+                // The step of the managed up (25b) ran in managed mode: its table settings went to the cluster (set -e: a refusal fails the up).
+                assert.match(up.out, /nightly database housekeeping of the managed cluster: report only/);
+                const unit = "phillymesh-chat-db-housekeeping.service";
+                const since = (await L.tsshOk("date '+%Y-%m-%d %H:%M:%S'")).trim();
+                const started = Date.now();
+                const start = await L.tssh(`systemctl start ${unit}`, { timeoutMs: 10 * 60_000 });
+                const seconds = ((Date.now() - started) / 1000).toFixed(1);
+                const result = (await L.tsshOk(`systemctl show -p Result --value ${unit}`)).trim();
+                const journal = (priority: string) => L.tsshOk(`journalctl -q -u ${unit} --since '${since}' ${priority} -o cat --no-pager`);
+                const log = (await journal("")).trim();
+                const errors = (await journal("-p err")).trim();
+                t.diagnostic(`systemctl start: exit ${start.code} in ${seconds} s, Result ${result}`);
+                for (const line of log.split("\n").slice(0, 4)) t.diagnostic(line);
+                assert.equal(start.code, 0, `systemctl start ${unit}: ${start.out}\n${log}`);
+                assert.equal(result, "success", log);
+                assert.equal(errors, "", `error-priority lines:\n${errors}`);
+                const c = cluster();
+                const m = /^database synapse on the managed cluster \(([^)]*)\): ([\d.]+) MB$/m.exec(log);
+                assert.ok(m, `no report of the cluster's database in:\n${log}`);
+                assert.equal(m[1], `${c.ip}:25060`, "the report's database is not the cluster's");
+                const clusterMb = Number(await onCluster("SELECT pg_database_size('synapse');")) / 1048576;
+                t.diagnostic(`reported ${m[2]} MB; the cluster says ${clusterMb.toFixed(1)} MB`);
+                // Synapse writes on between the two readings: within 2 MB.
+                assert.ok(Math.abs(Number(m[2]) - clusterMb) < 2, `reported ${m[2]} MB, the cluster holds ${clusterMb.toFixed(1)} MB`);
+                assert.match(
+                    log,
+                    /^state compression skipped: the database is the managed cluster, and synapse_auto_compressor connects to it without verifying its TLS certificate/m,
+                );
+                assert.match(log, /^ {2}table \S+: [\d.]+ MB, \d+ rows/m);
+                const report = JSON.parse(await L.tsshOk("cat /var/lib/phillymesh-chat-housekeeping/report.json"));
+                assert.equal(report.database, "managed");
+                assert.equal(report.ok, true);
+                assert.match(String(report.compression?.skipped), /^state compression skipped/);
+            },
+        );
     });
 } else {
     void test(TITLE, { skip: "opt-in: DRILLS_MANAGED_DB=1 (it boots two guests of its own; .ci/run sets it)" }, () => undefined);

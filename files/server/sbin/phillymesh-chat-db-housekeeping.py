@@ -15,13 +15,21 @@
 # It connects as the database role synapse over PostgreSQL's Unix socket (peer authentication: the
 # unit runs as the synapse user), so no password is involved: the compressor echoes its connection
 # string into its error messages, which a password would then reach.
+# With HOUSEKEEPING_DATABASE=managed (database: managed) the database is the DigitalOcean cluster:
+# psql reaches it through libpq's service file (PGSERVICEFILE, service synapse: TLS verify-full
+# against the cluster's CA) with the synapse user's passfile, which systemd hands over as the
+# credential `pgpass`; and the compressor is skipped (COMPRESSOR_SKIPPED_MANAGED below), the unit
+# still succeeding.
 import json
 import os
+import shutil
 import subprocess
 import sys
+import tempfile
 import time
 
 DB = os.environ.get("HOUSEKEEPING_DB", "host=/var/run/postgresql port=5432 user=synapse dbname=synapse")
+DATABASE = os.environ.get("HOUSEKEEPING_DATABASE", "local")
 COMPRESSOR = os.environ.get("COMPRESSOR", "off")
 COMPRESSOR_PYTHON = os.environ.get("COMPRESSOR_PYTHON", "/opt/synapse-auto-compressor/current/bin/python")
 CHUNK_SIZE = os.environ.get("COMPRESSOR_CHUNK_SIZE", "500")
@@ -31,6 +39,13 @@ LEVELS = os.environ.get("COMPRESSOR_LEVELS", "100,50,25")
 # end is logged here rather than by a kill.
 CHILD_TIMEOUT = int(os.environ.get("COMPRESSOR_TIMEOUT_SECONDS", "3300"))
 LARGEST_TABLES = 10
+# Why the compressor does not run against a managed cluster: rust-synapse-compress-state's
+# connect_to_database (src/database.rs) sets SslVerifyMode::NONE, so its TLS checks no certificate.
+COMPRESSOR_SKIPPED_MANAGED = (
+    "state compression skipped: the database is the managed cluster, and synapse_auto_compressor connects to it "
+    "without verifying its TLS certificate, which could hand the synapse user's password to an impostor "
+    "(set stateCompressor false to stop this line)"
+)
 
 # The child: the compressor's own log lines (through Python's logging, pyo3-log) go to the journal
 # with their priority; any exception, a Rust panic included (pyo3's PanicException is a
@@ -60,9 +75,9 @@ def say(priority, text):
 
 
 def psql(sql):
-    """Rows of a query as lists of text, through psql (peer authentication, no password)."""
+    """Rows of a query as lists of text, through psql (locally peer authentication; never a password prompt)."""
     out = subprocess.run(
-        ["psql", "-X", "-q", "-A", "-t", "-F", "\t", "-v", "ON_ERROR_STOP=1", "-d", DB, "-c", sql],
+        ["psql", "-X", "-w", "-q", "-A", "-t", "-F", "\t", "-v", "ON_ERROR_STOP=1", "-d", DB, "-c", sql],
         check=True,
         capture_output=True,
         text=True,
@@ -94,6 +109,28 @@ def state_figures():
     return figures
 
 
+def conninfo_value(value):
+    """A libpq conninfo value, single-quoted with its quotes and backslashes escaped."""
+    return "'%s'" % value.replace("\\", "\\\\").replace("'", "\\'")
+
+
+def use_credential_passfile():
+    """database managed: the synapse user's passfile, from the unit's credential `pgpass`, copied to a
+    0600 file of this run (libpq ignores a passfile that its group may read, and systemd may grant the
+    credential by an ACL, which shows as group read), named in the connection string, which overrides
+    the service file's passfile. Returns the copy's path (removed at the end), or None without one."""
+    global DB
+    credentials = os.environ.get("CREDENTIALS_DIRECTORY")
+    source = os.path.join(credentials, "pgpass") if credentials else None
+    if not source or not os.path.isfile(source):
+        return None
+    fd, copy = tempfile.mkstemp(prefix="pgpass-")  # 0600, in the unit's private /tmp
+    with os.fdopen(fd, "wb") as out, open(source, "rb") as src:
+        shutil.copyfileobj(src, out)
+    DB = "%s passfile=%s" % (DB, conninfo_value(copy))
+    return copy
+
+
 def report():
     size = int(psql("SELECT pg_database_size(current_database())")[0][0])
     tables = psql(
@@ -102,7 +139,12 @@ def report():
         " FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace LEFT JOIN pg_stat_user_tables s ON s.relid = c.oid"
         " WHERE c.relkind = 'r' AND n.nspname = 'public' ORDER BY 2 DESC LIMIT %d" % LARGEST_TABLES
     )
-    say(6, "database %s: %s" % ("synapse", mb(size)))
+    if DATABASE == "managed":
+        # Where the figures come from: the cluster's address as the server sees it (a stale local copy never answers here).
+        where = psql("SELECT coalesce(host(inet_server_addr()), 'socket') || ':' || coalesce(inet_server_port()::text, '')")[0][0]
+        say(6, "database %s on the managed cluster (%s): %s" % ("synapse", where, mb(size)))
+    else:
+        say(6, "database %s: %s" % ("synapse", mb(size)))
     listed = []
     for name, total, live, dead, vacuumed in tables:
         say(6, "  table %s: %s, %s rows, %s dead, last vacuum %s" % (name, mb(total), live, dead, vacuumed))
@@ -147,17 +189,33 @@ def write_report(data):
 
 
 def main():
-    data = {"checkedAt": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "compressor": COMPRESSOR}
+    passfile = use_credential_passfile() if DATABASE == "managed" else None
+    try:
+        return housekeeping()
+    finally:
+        if passfile:
+            os.unlink(passfile)
+
+
+def housekeeping():
+    data = {"checkedAt": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "compressor": COMPRESSOR, "database": DATABASE}
     try:
         data["before"] = report()
     except (subprocess.SubprocessError, OSError, ValueError, IndexError) as e:
         detail = getattr(e, "stderr", None) or str(e)
-        say(3, "database report failed: %s (is PostgreSQL running? systemctl status 'postgresql@*')" % str(detail).strip().replace("\n", " | "))
+        if DATABASE == "managed":
+            hint = "is the cluster up, and this droplet in its firewall? try: PGSERVICEFILE=%s psql service=synapse" % os.environ.get("PGSERVICEFILE", "")
+        else:
+            hint = "is PostgreSQL running? systemctl status 'postgresql@*'"
+        say(3, "database report failed: %s (%s)" % (str(detail).strip().replace("\n", " | "), hint))
         data["ok"] = False
         write_report(data)
         return 1
     ok = True
-    if COMPRESSOR == "on":
+    if COMPRESSOR == "on" and DATABASE == "managed":
+        say(6, COMPRESSOR_SKIPPED_MANAGED)
+        data["compression"] = {"ok": True, "skipped": COMPRESSOR_SKIPPED_MANAGED}
+    elif COMPRESSOR == "on":
         ok, detail = compress()
         data["compression"] = {"ok": ok, "detail": detail}
         if ok:
