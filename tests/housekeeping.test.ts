@@ -59,6 +59,15 @@ describe("config", () => {
     });
 });
 
+/** The compressor's settings in the unit's environment for chunkSize 250, chunks 40 (both modes). */
+const COMPRESSOR_ENV = [
+    "COMPRESSOR=on",
+    "COMPRESSOR_PYTHON=/opt/synapse-auto-compressor/current/bin/python",
+    "COMPRESSOR_CHUNK_SIZE=250",
+    "COMPRESSOR_CHUNKS=40",
+    "COMPRESSOR_LEVELS=100,50,25",
+    "COMPRESSOR_TIMEOUT_SECONDS=3300",
+];
 describe("the unit", () => {
     const h = { compressor: true, compressorVersion: "0.1.2", chunkSize: 250, chunks: 40, memoryMaxMb: 192 };
     const unit = unitSettings(housekeepingUnit("/mnt/matrix_data", h));
@@ -87,15 +96,7 @@ describe("the unit", () => {
 
     test("runs as synapse with no network (PostgreSQL's Unix socket, peer authentication: no password), with the settings as checked numbers", () => {
         expect(unit).toMatchObject({ User: ["synapse"], PrivateNetwork: ["true"], RestrictAddressFamilies: ["AF_UNIX"] });
-        expect(unit.Environment).toEqual([
-            "COMPRESSOR=on",
-            "COMPRESSOR_PYTHON=/opt/synapse-auto-compressor/current/bin/python",
-            "COMPRESSOR_CHUNK_SIZE=250",
-            "COMPRESSOR_CHUNKS=40",
-            "COMPRESSOR_LEVELS=100,50,25",
-            "COMPRESSOR_TIMEOUT_SECONDS=3300",
-            '"HOUSEKEEPING_DB=host=/var/run/postgresql port=5432 user=synapse dbname=synapse"',
-        ]);
+        expect(unit.Environment).toEqual([...COMPRESSOR_ENV, '"HOUSEKEEPING_DB=host=/var/run/postgresql port=5432 user=synapse dbname=synapse"']);
         expect(unit.InaccessiblePaths?.[0]).toContain("-/mnt/matrix_data/synapse ");
         expect(housekeepingUnit("/mnt/matrix_data", { ...h, compressor: false })).toContain("Environment=COMPRESSOR=off\n");
     });
@@ -120,12 +121,7 @@ describe("the unit with database managed: the cluster, through libpq's service f
 
     test("the connection: the service synapse from the service file the backups use; the passfile comes as the credential pgpass", () => {
         expect(managed.Environment).toEqual([
-            "COMPRESSOR=on",
-            "COMPRESSOR_PYTHON=/opt/synapse-auto-compressor/current/bin/python",
-            "COMPRESSOR_CHUNK_SIZE=250",
-            "COMPRESSOR_CHUNKS=40",
-            "COMPRESSOR_LEVELS=100,50,25",
-            "COMPRESSOR_TIMEOUT_SECONDS=3300",
+            ...COMPRESSOR_ENV,
             "HOUSEKEEPING_DATABASE=managed",
             `PGSERVICEFILE=${MANAGED_DB_SERVICE_FILE}`,
             '"HOUSEKEEPING_DB=service=synapse sslcert=/nonexistent/postgresql.crt"',
