@@ -21,6 +21,7 @@ keep_resgid_in_fstab() {
         return 0
     fi
     tmp=$(mktemp)
+    cleanup_later "$tmp"
     awk -v t="$target" -v g="$gid" 'BEGIN { OFS = "\t" }
         $1 !~ /^#/ && $2 == t {
             n = split($4, o, ","); opts = ""
@@ -29,12 +30,8 @@ keep_resgid_in_fstab() {
             if (want != $4) $4 = want
         }
         { print }' "$fstab" >"$tmp"
-    if cmp -s "$tmp" "$fstab"; then
-        rm -f "$tmp"
-        return 0
-    fi
+    cmp -s "$tmp" "$fstab" && return 0
     cat "$tmp" >"$fstab"
-    rm -f "$tmp"
     systemctl daemon-reload
     log "disk reserve: $fstab mounts $target with resgid=$gid from now on (every boot, whatever the kernel)"
 }
