@@ -4,9 +4,11 @@
 // media_retention's remote-media job does). Figures: steady memory after each quarter, events/s,
 // database size and state_groups_state rows without and with the compressor, media store bytes
 // before and after retention.
+import * as fs from "node:fs";
+import * as path from "node:path";
 import { median, percentile, round1, sleep } from "./figures.ts";
 import { adminBatch, call } from "./matrix.ts";
-import { AgingRunner, agingPlan, type AgingWorkload } from "./agingWorkload.ts";
+import { AgingRunner, agingPlan, type AgingWorkload, type OpStats } from "./agingWorkload.ts";
 import { Sampler, type Sample } from "./sampler.ts";
 import { saveToken } from "./servers.ts";
 import {
@@ -21,9 +23,17 @@ import {
     type DbFigures,
 } from "./serverProbe.ts";
 import { SyncClients } from "./syncClients.ts";
-import { say } from "./testbed.ts";
+import { BENCH_STATE, say } from "./testbed.ts";
 import type { Client } from "./usersAndRooms.ts";
 import type { Homeserver } from "./workload.ts";
+
+/** Where the quarters measured so far are kept while the phase runs (AGING_PROGRESS). */
+export const AGING_PROGRESS = path.join(BENCH_STATE, "aging-progress.json");
+
+function writeProgress(p: { stats: OpStats } & Record<string, unknown>): void {
+    const { sendRttMs, ...stats } = p.stats;
+    fs.writeFileSync(AGING_PROGRESS, JSON.stringify({ writtenAt: new Date().toISOString(), ...p, stats: { ...stats, sends: sendRttMs.length } }, null, 2) + "\n");
+}
 
 /** The workload with the scale applied: events, users, pauses (never below what the figures need). */
 export function scaledAging(w: AgingWorkload, scale: number): AgingWorkload & { scale: number } {
@@ -112,6 +122,8 @@ export interface AgingResult {
         seconds: number;
         events: number;
         p95LatencyMs: number | null;
+        /** the database at the quarter's end (null if it could not be read) */
+        database: DbFigures | null;
     }[];
     firstQuarterSteadyMB: number | null;
     lastQuarterSteadyMB: number | null;
@@ -199,8 +211,16 @@ export async function agingPhase(
                 seconds: round1(s)!,
                 events: runner.stats.events - ev0,
                 p95LatencyMs: percentile(lat, 95) === null ? null : Math.round(percentile(lat, 95)!),
+                database: await dbFigures(ip).catch(() => null),
             });
-            say(`${name}: aging quarter ${q + 1}: ${quarters[q].events} events in ${quarters[q].seconds}s, steady ${quarters[q].steadyMB} MB`);
+            const qdb = quarters[q].database;
+            say(
+                `${name}: aging quarter ${q + 1}: ${quarters[q].events} events in ${quarters[q].seconds}s, steady ${quarters[q].steadyMB} MB` +
+                    (qdb ? `, database ${MB(qdb.databaseBytes)} MB (push actions ${MB(qdb.pushActionsBytes)} MB, state_groups_state ${qdb.stateGroupsStateRows} rows)` : ""),
+            );
+            // A run of hours can be stopped (or the session end) before its JSON is written: the
+            // quarters measured so far are kept beside the benchmark's state.
+            writeProgress({ scale: w.scale, plannedEvents: plan.plannedEvents, quarters, stats: runner.stats, errors: errors.slice(0, 20) });
         }
         const syncEnded = sync.stop();
         await Promise.race([syncEnded, sleep(35_000)]);

@@ -2,7 +2,10 @@
 // the federated partner. A seeded plan of operations — messages (local and from the partner's users
 // over federation), display-name changes (one m.room.member event in every room of the user),
 // topic changes, power-level edits, leaves and re-joins, local uploads and the partner's media that
-// this server then fetches (its remote-media cache) — run as fast as the server takes them from
+// this server then fetches (its remote-media cache), and members reading their rooms (a read receipt
+// at the room's newest message, as a client sends one when its user opens the room: Synapse then
+// deletes that member's push actions up to it, event_push_actions.py _handle_new_receipts_for_notifs_txn)
+// — run as fast as the server takes them from
 // `sendConcurrency` requests in flight through nginx, in four quarters with a pause after each.
 //
 // Conflicting operations are kept apart by keyed locks: a user's leave/re-join and name change (the
@@ -27,6 +30,13 @@ export interface AgingWorkload {
     federatedUsers: number;
     /** share of operations of each kind (the rest are local messages) */
     mix: { fedMessage: number; displayName: number; fedDisplayName: number; topic: number; powerLevels: number; leaveRejoin: number };
+    /**
+     * read receipts per planned event (not events themselves): a member (active or lurker) reads a
+     * room up to its newest message. A year's users read their rooms; without receipts every message
+     * stays a push action for every member until Synapse deletes rotated ones a day later, which a
+     * year compressed into hours never reaches. 0 or absent: none (the runs before 2026-12-01).
+     */
+    readsPerEvent?: number;
     /** uploads per 10,000 events: local (kept by retention) and the partner's (fetched here: remote media) */
     mediaPer10k: { local: number; remote: number };
     mediaBytes: [number, number];
@@ -47,7 +57,8 @@ export type Op =
     | { k: "power"; room: number; user: number }
     | { k: "churn"; room: number; user: number }
     | { k: "media"; room: number; user: number; n: number }
-    | { k: "remote"; room: number; fed: number; n: number };
+    | { k: "remote"; room: number; fed: number; n: number }
+    | { k: "read"; room: number; user: number };
 
 export interface AgingPlan {
     members: number[][]; // room -> local users (first = creator)
@@ -87,11 +98,14 @@ export function agingPlan(w: AgingWorkload, events: number): AgingPlan {
     };
     const pick = <T>(a: T[]) => a[Math.floor(r() * a.length)];
     const fedJoined = Math.min(w.federatedRooms, w.rooms);
-    const eventsOf = (op: Op): number => (op.k === "name" ? roomsOf[op.user].length : op.k === "fedname" ? fedJoined : op.k === "churn" ? 2 : 1);
+    const eventsOf = (op: Op): number =>
+        op.k === "name" ? roomsOf[op.user].length : op.k === "fedname" ? fedJoined : op.k === "churn" ? 2 : op.k === "read" ? 0 : 1;
     const ops: Op[] = [];
     let planned = 0;
     let media = 0;
     let remote = 0;
+    let reads = 0;
+    const readsPerEvent = w.readsPerEvent ?? 0;
     const m = w.mix;
     while (planned < events) {
         const x = r();
@@ -118,6 +132,12 @@ export function agingPlan(w: AgingWorkload, events: number): AgingPlan {
         while (fedJoined > 0 && remote < (planned * w.mediaPer10k.remote) / 10_000) {
             ops.push({ k: "remote", room: Math.floor(r() * fedJoined), fed: Math.floor(r() * w.federatedUsers), n: remote++ });
             planned++;
+        }
+        // Reads at their rate per planned event, in the rooms as busy as they are (pickRoom).
+        while (reads < planned * readsPerEvent) {
+            const rr = pickRoom();
+            ops.push({ k: "read", room: rr, user: pick(members[rr]) });
+            reads++;
         }
     }
     return { members, roomsOf, ops, eventsOf, plannedEvents: planned };
@@ -154,6 +174,8 @@ export class AgingRunner {
     private readonly lock = new KeyedLock();
     private readonly r: () => number;
     private nextId = 0;
+    /** room -> the newest message this runner saw acknowledged there (what a read receipt points at) */
+    private readonly newest = new Map<number, string>();
     private readonly w: AgingWorkload;
     private readonly plan: AgingPlan;
     private readonly target: Homeserver;
@@ -187,10 +209,14 @@ export class AgingRunner {
         this.onMessage(id, room, fed);
         const t = performance.now();
         try {
-            await call(c.base, c.token, "PUT", `/_matrix/client/v3/rooms/${encodeURIComponent(this.roomIds[room])}/send/m.room.message/a${this.w.seed}-${id}`, {
-                ...content,
-                "bench.id": id,
-            });
+            const r = await call<{ event_id?: string }>(
+                c.base,
+                c.token,
+                "PUT",
+                `/_matrix/client/v3/rooms/${encodeURIComponent(this.roomIds[room])}/send/m.room.message/a${this.w.seed}-${id}`,
+                { ...content, "bench.id": id },
+            );
+            if (r.event_id) this.newest.set(room, r.event_id);
             this.stats.sendRttMs.push(performance.now() - t);
             this.onSent(id, true);
         } catch (e) {
@@ -269,6 +295,15 @@ export class AgingRunner {
                 return this.upload(local(op.user), op.room, op.n, false);
             case "remote":
                 return this.upload(this.fedClients[op.fed], op.room, op.n, true);
+            case "read": {
+                const ev = this.newest.get(op.room);
+                if (!ev) return; // nothing sent in the room yet: nothing to read
+                const c = local(op.user);
+                // A lurker's read waits for its leave/re-join (a non-member's receipt is refused).
+                return this.lock
+                    .with(`u${op.user}`, () => call(c.base, c.token, "POST", `/_matrix/client/v3/rooms/${rid(op.room)}/receipt/m.read/${encodeURIComponent(ev)}`, {}))
+                    .then(() => undefined);
+            }
         }
     }
 

@@ -11,6 +11,7 @@ export const TARGETS12 = { agingLastOverFirst: 1.1, compressorSmallerPercent: 30
 type Rec = Record<string, unknown>;
 const f = (v: unknown, unit = "") => (v === undefined || v === null ? "-" : `${typeof v === "number" ? v : String(v)}${unit}`);
 const met = (ok: boolean | null) => (ok === null ? "not measured" : ok ? "MET" : "NOT MET");
+const mb = (b: number | undefined) => (b === undefined ? "-" : String(Math.round(b / 2 ** 20)));
 const scaleNote = (s: unknown) => (typeof s === "number" && s < 1 ? ` (scale ${s})` : "");
 
 function agingRows(a: AgingResult | undefined, label: string): string[][] {
@@ -25,6 +26,12 @@ function agingRows(a: AgingResult | undefined, label: string): string[][] {
             `${f(a.firstQuarterSteadyMB)} / ${f(a.lastQuarterSteadyMB)} (x${f(a.lastOverFirst)})`,
             `q4 <= ${TARGETS12.agingLastOverFirst} x q1`,
             met(a.lastOverFirst === null ? null : a.lastOverFirst <= TARGETS12.agingLastOverFirst),
+        ],
+        [
+            `${label}: database after q1 / q2 / q3 / q4 (MB; of it push actions)`,
+            a.quarters.map((q) => (q.database ? `${mb(q.database.databaseBytes)} (${mb(q.database.pushActionsBytes)})` : "-")).join(" / "),
+            "",
+            "(figure)",
         ],
         [`${label}: peak (PSS, MB) / OOM kills / Synapse restarts`, `${f(a.peakMB)} / ${f(a.oomKills)} / ${f(a.synapseRestarts)}`, "", "(figure)"],
         [

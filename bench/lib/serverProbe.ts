@@ -18,21 +18,32 @@ export interface DbFigures {
     stateGroupsStateBytes: number; // table + indexes + toast
     stateGroups: number;
     events: number;
+    /** rows and total size of event_push_actions (a member's unread notifications, until read or a day old) */
+    pushActionsRows: number;
+    pushActionsBytes: number;
 }
 
 /** psql as postgres on the synapse database; each statement its own -c (its own transaction). */
 const psql = (...sql: string[]) => `runuser -u postgres -- psql -d synapse -AtX -v ON_ERROR_STOP=1 ${sql.map((q) => `-c ${JSON.stringify(q)}`).join(" ")}`;
 
-/** pg_database_size, the rows and total size of state_groups_state, state groups and events. */
+/** pg_database_size, the rows and total size of state_groups_state, state groups, events, push actions. */
 export async function dbFigures(ip: string): Promise<DbFigures> {
     const sql =
         "select pg_database_size('synapse'), (select count(*) from state_groups_state), pg_total_relation_size('state_groups_state'), " +
-        "(select count(*) from state_groups), (select count(*) from events)";
+        "(select count(*) from state_groups), (select count(*) from events), (select count(*) from event_push_actions), pg_total_relation_size('event_push_actions')";
     const r = await tssh(ip, psql(sql));
     const v = r.stdout.trim().split("|").map(Number);
-    if (r.code !== 0 || v.length !== 5 || v.some((x) => !Number.isFinite(x)))
+    if (r.code !== 0 || v.length !== 7 || v.some((x) => !Number.isFinite(x)))
         throw new Error(`database figures on ${ip}: exit ${r.code} ${r.stdout} ${r.stderr}`);
-    return { databaseBytes: v[0], stateGroupsStateRows: v[1], stateGroupsStateBytes: v[2], stateGroups: v[3], events: v[4] };
+    return {
+        databaseBytes: v[0],
+        stateGroupsStateRows: v[1],
+        stateGroupsStateBytes: v[2],
+        stateGroups: v[3],
+        events: v[4],
+        pushActionsRows: v[5],
+        pushActionsBytes: v[6],
+    };
 }
 
 /**
