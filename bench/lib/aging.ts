@@ -32,7 +32,10 @@ export const AGING_PROGRESS = path.join(BENCH_STATE, "aging-progress.json");
 
 function writeProgress(p: { stats: OpStats } & Record<string, unknown>): void {
     const { sendRttMs, ...stats } = p.stats;
-    fs.writeFileSync(AGING_PROGRESS, JSON.stringify({ writtenAt: new Date().toISOString(), ...p, stats: { ...stats, sends: sendRttMs.length } }, null, 2) + "\n");
+    fs.writeFileSync(
+        AGING_PROGRESS,
+        JSON.stringify({ writtenAt: new Date().toISOString(), ...p, stats: { ...stats, sends: sendRttMs.length } }, null, 2) + "\n",
+    );
 }
 
 /** The workload with the scale applied: events, users, pauses (never below what the figures need). */
@@ -216,7 +219,9 @@ export async function agingPhase(
             const qdb = quarters[q].database;
             say(
                 `${name}: aging quarter ${q + 1}: ${quarters[q].events} events in ${quarters[q].seconds}s, steady ${quarters[q].steadyMB} MB` +
-                    (qdb ? `, database ${MB(qdb.databaseBytes)} MB (push actions ${MB(qdb.pushActionsBytes)} MB, state_groups_state ${qdb.stateGroupsStateRows} rows)` : ""),
+                    (qdb
+                        ? `, database ${MB(qdb.databaseBytes)} MB (push actions ${MB(qdb.pushActionsBytes)} MB, state_groups_state ${qdb.stateGroupsStateRows} rows)`
+                        : ""),
             );
             // A run of hours can be stopped (or the session end) before its JSON is written: the
             // quarters measured so far are kept beside the benchmark's state.

@@ -301,7 +301,9 @@ export class AgingRunner {
                 const c = local(op.user);
                 // A lurker's read waits for its leave/re-join (a non-member's receipt is refused).
                 return this.lock
-                    .with(`u${op.user}`, () => call(c.base, c.token, "POST", `/_matrix/client/v3/rooms/${rid(op.room)}/receipt/m.read/${encodeURIComponent(ev)}`, {}))
+                    .with(`u${op.user}`, () =>
+                        call(c.base, c.token, "POST", `/_matrix/client/v3/rooms/${rid(op.room)}/receipt/m.read/${encodeURIComponent(ev)}`, {}),
+                    )
                     .then(() => undefined);
             }
         }
