@@ -4,7 +4,7 @@
 //
 //   export PATH=$PWD/node_modules/.bin:$PATH
 //   node bench/run.ts [--phases tuned,noop,bump,defaults] [--tuned-config '{"cacheFactor":"0.25"}'] [--workload FILE]
-//   node bench/run.ts --phases aging,bigroom,small512 [--scale 0.05]   (issue 12's phases; see the README)
+//   node bench/run.ts --phases aging,bigroom,small512 [--scale 0.05] [--aging-scale 0.25]   (issue 12's phases; see the README)
 //
 // See bench/README.md for what is measured and how.
 //
@@ -80,6 +80,8 @@ function parseArgs() {
         bigroomWorkload: path.join(HERE, "bigroom.json"),
         communityWorkload: path.join(HERE, "community.json"),
         scale: 1,
+        /** the aging workload's own scale (--aging-scale); null: --scale's */
+        agingScale: null as number | null,
         name: "latest",
     };
     for (let i = 0; i < argv.length; i++) {
@@ -105,6 +107,10 @@ function parseArgs() {
                 a.scale = Number(v());
                 if (!(a.scale > 0 && a.scale <= 1)) throw new Error("--scale: a number in (0, 1]");
                 break;
+            case "--aging-scale":
+                a.agingScale = Number(v());
+                if (!(a.agingScale > 0 && a.agingScale <= 1)) throw new Error("--aging-scale: a number in (0, 1]");
+                break;
             case "--aging-workload":
                 a.agingWorkload = path.resolve(v());
                 break;
@@ -116,7 +122,7 @@ function parseArgs() {
                 break;
             default:
                 process.stderr.write(
-                    `unknown argument ${argv[i]}\nusage: node bench/run.ts [--phases ${ALL_PHASES.join(",")}] [--tuned-config JSON] [--workload FILE] [--name NAME] [--scale S] [--aging-workload FILE] [--bigroom-workload FILE] [--community-workload FILE]\n`,
+                    `unknown argument ${argv[i]}\nusage: node bench/run.ts [--phases ${ALL_PHASES.join(",")}] [--tuned-config JSON] [--workload FILE] [--name NAME] [--scale S] [--aging-scale S] [--aging-workload FILE] [--bigroom-workload FILE] [--community-workload FILE]\n`,
                 );
                 process.exit(64);
         }
@@ -235,7 +241,7 @@ async function main(): Promise<void> {
             samplesOut.defaults = m.samples;
         }
         const { scaledAging } = await import("./lib/aging.ts");
-        const agingW = agingW0 ? scaledAging(agingW0, args.scale) : null;
+        const agingW = agingW0 ? scaledAging(agingW0, args.agingScale ?? args.scale) : null;
         if (agingW) res.agingWorkload = { file: path.relative(REPO, args.agingWorkload), ...agingW };
         await issue12Phases(args, res, samplesOut, partner, w, agingW, bigW, pages, tunedExtra);
         if (args.phases.includes("community"))
