@@ -11,17 +11,7 @@ import { adminBatch, call } from "./matrix.ts";
 import { AgingRunner, agingPlan, type AgingWorkload, type OpStats } from "./agingWorkload.ts";
 import { Sampler, type Sample } from "./sampler.ts";
 import { saveToken } from "./servers.ts";
-import {
-    COMPRESSOR_UNIT,
-    dbFigures,
-    hasCompressor,
-    MB,
-    mediaFigures,
-    oomCounters,
-    runCompressor,
-    vacuumFullStateTables,
-    type DbFigures,
-} from "./serverProbe.ts";
+import { dbFigures, MB, measureCompressor, mediaFigures, oomCounters, type CompressorFigures, type DbFigures } from "./serverProbe.ts";
 import { SyncClients } from "./syncClients.ts";
 import { BENCH_STATE, say } from "./testbed.ts";
 import type { Client } from "./usersAndRooms.ts";
@@ -134,16 +124,7 @@ export interface AgingResult {
     peakMB: number;
     oomKills: number;
     synapseRestarts: number;
-    database: {
-        before: DbFigures | null;
-        compacted: DbFigures | null;
-        compressor: string | Awaited<ReturnType<typeof runCompressor>>;
-        afterCompressor: DbFigures | null;
-        afterCompressorCompacted: DbFigures | null;
-        databaseSmallerPercent: number | null;
-        stateRowsSmallerPercent: number | null;
-        summaryMB: Record<string, number | null>;
-    };
+    database: CompressorFigures & { summaryMB: Record<string, number | null> };
     media: {
         before: Record<string, number> | null;
         after: Record<string, number> | null;
@@ -230,30 +211,9 @@ export async function agingPhase(
         const syncEnded = sync.stop();
         await Promise.race([syncEnded, sleep(35_000)]);
 
-        // The compressor on the same events: both sides compacted (VACUUM FULL of the state tables)
-        // so that the comparison is of what the data needs, not of dead rows.
+        // The compressor on the same events (serverProbe.measureCompressor: both sides compacted).
         sampler.phase = "compress";
-        const before = await dbFigures(ip);
-        let compacted: DbFigures | null = null;
-        let compressor: AgingResult["database"]["compressor"];
-        let afterCompressor: DbFigures | null = null;
-        let afterCompressorCompacted: DbFigures | null = null;
-        try {
-            await vacuumFullStateTables(ip);
-            compacted = await dbFigures(ip);
-            if (await hasCompressor(ip)) {
-                say(`${name}: ${COMPRESSOR_UNIT} (run until state_groups_state stops shrinking)`);
-                compressor = await runCompressor(ip);
-                afterCompressor = await dbFigures(ip);
-                await vacuumFullStateTables(ip);
-                afterCompressorCompacted = await dbFigures(ip);
-            } else {
-                compressor = "not measured: compressor unit absent";
-            }
-        } catch (e) {
-            compressor = `not measured: ${String(e instanceof Error ? e.message : e).slice(0, 500)}`;
-        }
-        const pct = (a: number | undefined, b: number | undefined) => (a && b !== undefined ? round1((100 * (a - b)) / a) : null);
+        const c = await measureCompressor(ip, say);
 
         // Retention: the remote-media cache purged (what media_retention's remote job does).
         sampler.phase = "retention";
@@ -295,7 +255,7 @@ export async function agingPhase(
             setupJoins: people.joins,
             eventSeconds: round1(eventSeconds)!,
             eventsPerSecond: eventSeconds > 0 ? round1(runner.stats.events / eventSeconds) : null,
-            databaseEventsAdded: before.events - db0.events,
+            databaseEventsAdded: c.before.events - db0.events,
             quarters,
             firstQuarterSteadyMB: q1,
             lastQuarterSteadyMB: q4,
@@ -304,18 +264,12 @@ export async function agingPhase(
             oomKills: oomCounters(name).oomKill - oom0,
             synapseRestarts: restarts,
             database: {
-                before,
-                compacted,
-                compressor,
-                afterCompressor,
-                afterCompressorCompacted,
-                databaseSmallerPercent: pct(compacted?.databaseBytes, afterCompressorCompacted?.databaseBytes),
-                stateRowsSmallerPercent: pct(compacted?.stateGroupsStateRows, afterCompressorCompacted?.stateGroupsStateRows),
+                ...c,
                 summaryMB: {
-                    before: MB(before.databaseBytes),
-                    compacted: compacted ? MB(compacted.databaseBytes) : null,
-                    afterCompressor: afterCompressor ? MB(afterCompressor.databaseBytes) : null,
-                    afterCompressorCompacted: afterCompressorCompacted ? MB(afterCompressorCompacted.databaseBytes) : null,
+                    before: MB(c.before.databaseBytes),
+                    compacted: c.compacted ? MB(c.compacted.databaseBytes) : null,
+                    afterCompressor: c.afterCompressor ? MB(c.afterCompressor.databaseBytes) : null,
+                    afterCompressorCompacted: c.afterCompressorCompacted ? MB(c.afterCompressorCompacted.databaseBytes) : null,
                 },
             },
             media: {

@@ -10,7 +10,7 @@ import { median, round1, sleep } from "./figures.ts";
 import { adminBatch, call, MatrixError } from "./matrix.ts";
 import { Sampler, type Sample } from "./sampler.ts";
 import { configFor, FROM_VERSION, saveToken } from "./servers.ts";
-import { oomCounters } from "./serverProbe.ts";
+import { measureCompressor, oomCounters, type CompressorFigures } from "./serverProbe.ts";
 import { deployUp, REPO, say, tssh } from "./testbed.ts";
 import type { Homeserver } from "./workload.ts";
 
@@ -183,6 +183,11 @@ export interface BigRoomResult {
     limitOn: Record<string, unknown>;
     limitOff: Record<string, unknown>;
     restoredDefault: boolean;
+    /**
+     * The state compressor on the partner's database, which holds the big room: the state-heavy
+     * server the aging workload's (a community's rooms, state a few per cent of the database) is not.
+     */
+    partnerCompressor?: CompressorFigures;
 }
 
 /**
@@ -260,8 +265,14 @@ export async function bigRoomPhase(
     } catch (e) {
         say(`${target.server.name}: restoring the default config failed: ${String(e)}`);
     }
+    // Last, so that it disturbs none of the timings above: the compressor where state is heavy.
+    say(`${partner.server.name}: the state compressor on the big room's server`);
+    const partnerCompressor = await measureCompressor(partner.server.ip, say);
+    say(
+        `${partner.server.name}: state_groups_state ${String(partnerCompressor.compacted?.stateGroupsStateRows)} -> ${String(partnerCompressor.afterCompressorCompacted?.stateGroupsStateRows)} rows, database -${String(partnerCompressor.databaseSmallerPercent)} %`,
+    );
     return {
-        result: { room, expectedError, limitOn, limitOff, restoredDefault },
+        result: { room, expectedError, limitOn, limitOff, restoredDefault, partnerCompressor },
         samples: { limitOn: on.samples, limitOff: off.samples },
     };
 }

@@ -3,6 +3,7 @@
 // for results/history.json.
 import type { AgingResult } from "./aging.ts";
 import type { BigRoomResult } from "./bigroom.ts";
+import type { CompressorFigures } from "./serverProbe.ts";
 import type { Small512Result } from "./small512.ts";
 
 /** The targets (bench/README.md "The aging, big-room and 512 MiB phases"). */
@@ -60,6 +61,19 @@ function agingRows(a: AgingResult | undefined, label: string): string[][] {
     ];
 }
 
+/** The compressor's figures on one server (serverProbe.measureCompressor), as one row. */
+function compressorRow(label: string, c: CompressorFigures | undefined): string[] {
+    if (!c) return [label, "not measured (a run before the compressor was measured there)", "", "(figure)"];
+    if (typeof c.compressor === "string") return [label, c.compressor, "", "not measured"];
+    return [
+        label,
+        `${mb(c.compacted?.databaseBytes)} -> ${mb(c.afterCompressorCompacted?.databaseBytes)} (-${f(c.databaseSmallerPercent)} %); ` +
+            `state_groups_state ${f(c.compacted?.stateGroupsStateRows)} -> ${f(c.afterCompressorCompacted?.stateGroupsStateRows)} rows (-${f(c.stateRowsSmallerPercent)} %)`,
+        "",
+        "(figure)",
+    ];
+}
+
 /** The table of the new phases (empty string when none of them has figures). */
 export function issue12Table(res: Rec): string {
     const a = res.aging as AgingResult | undefined;
@@ -98,6 +112,7 @@ export function issue12Table(res: Rec): string {
                 "",
                 "(figure)",
             ],
+            compressorRow("big room's server (bench3): database without -> with compressor (MB, compacted)", b.partnerCompressor),
             [
                 "big room, limit off: peak (PSS, MB), OOM kills, restarts",
                 `${f(off.peakMB)} (baseline ${f(off.baselineMB)}), ${f(off.oomKills)}, ${f(off.synapseRestarts)}; survived: ${off.survived ? "yes" : "no"}`,

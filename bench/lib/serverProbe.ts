@@ -132,6 +132,57 @@ export async function runCompressor(ip: string, maxRuns = 10): Promise<Compresso
     };
 }
 
+export interface CompressorFigures {
+    /** the database as it was, dead rows included */
+    before: DbFigures;
+    /** after VACUUM FULL of the state tables: what the data needs ("without the compressor") */
+    compacted: DbFigures | null;
+    compressor: string | CompressorRun;
+    afterCompressor: DbFigures | null;
+    /** after the compressor and VACUUM FULL again ("with the compressor") */
+    afterCompressorCompacted: DbFigures | null;
+    databaseSmallerPercent: number | null;
+    stateRowsSmallerPercent: number | null;
+}
+
+/**
+ * The compressor on a server's database as it is: both sides compacted (VACUUM FULL of the state
+ * tables), so that the comparison is of what the data needs, not of dead rows. A failure is
+ * recorded as the figure ("not measured: ..."), never thrown, so the phase's other figures stand.
+ */
+export async function measureCompressor(ip: string, say: (line: string) => void): Promise<CompressorFigures> {
+    const before = await dbFigures(ip);
+    let compacted: DbFigures | null = null;
+    let compressor: CompressorFigures["compressor"];
+    let afterCompressor: DbFigures | null = null;
+    let afterCompressorCompacted: DbFigures | null = null;
+    try {
+        await vacuumFullStateTables(ip);
+        compacted = await dbFigures(ip);
+        if (await hasCompressor(ip)) {
+            say(`${ip}: ${COMPRESSOR_UNIT} (run until state_groups_state stops shrinking)`);
+            compressor = await runCompressor(ip);
+            afterCompressor = await dbFigures(ip);
+            await vacuumFullStateTables(ip);
+            afterCompressorCompacted = await dbFigures(ip);
+        } else {
+            compressor = "not measured: compressor unit absent";
+        }
+    } catch (e) {
+        compressor = `not measured: ${String(e instanceof Error ? e.message : e).slice(0, 500)}`;
+    }
+    const pct = (a: number | undefined, b: number | undefined) => (a && b !== undefined ? Math.round((1000 * (a - b)) / a) / 10 : null);
+    return {
+        before,
+        compacted,
+        compressor,
+        afterCompressor,
+        afterCompressorCompacted,
+        databaseSmallerPercent: pct(compacted?.databaseBytes, afterCompressorCompacted?.databaseBytes),
+        stateRowsSmallerPercent: pct(compacted?.stateGroupsStateRows, afterCompressorCompacted?.stateGroupsStateRows),
+    };
+}
+
 /** The guest memory cgroup's OOM figures, read on the host (v1: memory.oom_control, memory.failcnt). */
 export function oomCounters(name: string): { oomKill: number; underOom: number; limitMB: number } {
     const dir = memoryCgroup(name);
