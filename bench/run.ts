@@ -260,11 +260,15 @@ async function main(): Promise<void> {
     fs.writeFileSync(latestFile, JSON.stringify(res, null, 2) + "\n");
     fs.writeFileSync(samplesFile, JSON.stringify(samplesOut) + "\n");
     say("plotting");
-    const overrides = Object.keys(tunedExtra).length
-        ? ` + ${Object.entries(tunedExtra)
-              .map(([k, v]) => `${k}=${String(v)}`)
-              .join(", ")}`
-        : "";
+    // The plot is the standard workload's: its samples are this run's only when tuned ran now
+    // (else latest.json's, whose overrides are not this run's).
+    const overrides = !args.phases.includes("tuned")
+        ? " (an earlier run's samples)"
+        : Object.keys(tunedExtra).length
+          ? ` + ${Object.entries(tunedExtra)
+                .map(([k, v]) => `${k}=${String(v)}`)
+                .join(", ")}`
+          : "";
     await plot(samplesFile, pngFile, `bench1, tuned${overrides}`);
     const tbl12 = issue12Table(res);
     const tbl14 = communityTable(res.community);
