@@ -3,7 +3,7 @@
 // for results/history.json.
 import type { AgingResult } from "./aging.ts";
 import type { BigRoomResult } from "./bigroom.ts";
-import type { CompressorFigures } from "./serverProbe.ts";
+import { MB, type CompressorFigures } from "./serverProbe.ts";
 import type { Small512Result } from "./small512.ts";
 
 /** The targets (bench/README.md "The aging, big-room and 512 MiB phases"). */
@@ -12,7 +12,7 @@ export const TARGETS12 = { agingLastOverFirst: 1.1, compressorSmallerPercent: 30
 type Rec = Record<string, unknown>;
 const f = (v: unknown, unit = "") => (v === undefined || v === null ? "-" : `${typeof v === "number" ? v : String(v)}${unit}`);
 const met = (ok: boolean | null) => (ok === null ? "not measured" : ok ? "MET" : "NOT MET");
-const mb = (b: number | undefined) => (b === undefined ? "-" : String(Math.round(b / 2 ** 20)));
+const mb = (b: number | undefined) => (b === undefined ? "-" : String(Math.round(MB(b))));
 const scaleNote = (s: unknown) => (typeof s === "number" && s < 1 ? ` (scale ${s})` : "");
 
 function agingRows(a: AgingResult | undefined, label: string): string[][] {

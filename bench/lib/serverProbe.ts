@@ -3,6 +3,7 @@
 // end), and the guest memory cgroup's OOM counters (on the host).
 import * as fs from "node:fs";
 import * as path from "node:path";
+import { round1 } from "./figures.ts";
 import { memoryCgroup, tssh } from "./testbed.ts";
 
 /**
@@ -171,7 +172,7 @@ export async function measureCompressor(ip: string, say: (line: string) => void)
     } catch (e) {
         compressor = `not measured: ${String(e instanceof Error ? e.message : e).slice(0, 500)}`;
     }
-    const pct = (a: number | undefined, b: number | undefined) => (a && b !== undefined ? Math.round((1000 * (a - b)) / a) / 10 : null);
+    const pct = (a: number | undefined, b: number | undefined) => (a && b !== undefined ? round1((100 * (a - b)) / a) : null);
     return {
         before,
         compacted,
