@@ -1,7 +1,8 @@
 // What keeps an ageing homeserver lean on a small disk (issue 12), besides Synapse's own retention
 // settings (synapse.ts) and the autovacuum settings (postgres.ts): per-table autovacuum on Synapse's
 // busiest tables, and the nightly database housekeeping unit (phillymesh-chat-db-housekeeping): a report of the database's size and
-// largest tables to the journal, and synapse_auto_compressor in bounded chunks at low priority.
+// largest tables to the journal, those busiest tables' indexes rebuilt online once doubled, and
+// synapse_auto_compressor in bounded chunks at low priority.
 //
 // The report rides on the compressor's nightly unit rather than on the daily status check: the
 // status check runs as a throwaway user with no database role (peer authentication needs the
@@ -34,7 +35,8 @@ export const HOUSEKEEPING_TIMEOUT_SECONDS = 3600;
 
 /**
  * Synapse's tables that shed rows all the time, vacuumed sooner still than postgres.ts's autovacuumSettings (2 % dead rows): the space
- * they free is what the next writes reuse, instead of growing the files.
+ * they free is what the next writes reuse, instead of growing the files. Vacuum does not give back their
+ * indexes' emptied pages, though: with indexRebuild the nightly unit rebuilds them once doubled.
  *   state_groups_state   the compressor deletes and rewrites rows in bulk every night;
  *   event_push_actions   Synapse deletes notification rows as it rotates them into summaries;
  *   device_inbox         to-device messages (encryption keys) are deleted once delivered.
@@ -141,6 +143,8 @@ function localHousekeepingUnit(dataDir: string, h: HousekeepingSettings): string
         memory_high: Math.floor((h.memoryMaxMb * 9) / 10),
         memory_max: h.memoryMaxMb,
         data_dir: dataDir,
+        index_rebuild: h.indexRebuild ? "on" : "off",
+        index_tables: HOT_TABLES.join(","),
     });
 }
 

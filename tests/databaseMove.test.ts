@@ -283,7 +283,7 @@ describe("database-move.sh on real PostgreSQL servers", () => {
         expect(other.stderr).toMatch(/certificate verify failed/);
     });
 
-    test("the nightly housekeeping on the moved database: its report over verify-full, the passfile a credential even when group-readable, the compressor skipped", () => {
+    test("the nightly housekeeping on the moved database: its report over verify-full, the passfile a credential even when group-readable, indexes rebuilt online as synapse, the compressor skipped", () => {
         const hk = `${dir}/housekeeping`;
         for (const d of ["", "/creds", "/tmp", "/state"]) fs.mkdirSync(`${hk}${d}`, { mode: 0o700 });
         // The service file as the server has it, but its passfile somewhere that does not exist: the
@@ -297,7 +297,7 @@ describe("database-move.sh on real PostgreSQL servers", () => {
         // The unit's own settings for the database (its Environment= lines), but the service file of this test.
         const unitEnv = housekeepingUnit(
             "/mnt/matrix_data",
-            { compressor: true, compressorVersion: "0.1.2", chunkSize: 500, chunks: 100, memoryMaxMb: 256 },
+            { compressor: true, compressorVersion: "0.1.2", chunkSize: 500, chunks: 100, memoryMaxMb: 256, indexRebuild: true },
             "managed",
         )
             .split("\n")
@@ -312,8 +312,21 @@ describe("database-move.sh on real PostgreSQL servers", () => {
             `STATE_DIRECTORY=${hk}/state`,
             "COMPRESSOR=on",
             `COMPRESSOR_PYTHON=${hk}/compressor`,
+            // The rebuild on the cluster, as its owner synapse: events stands in for a hot table (the
+            // moved schema has none), any size rebuilt; a table Synapse has not made is passed over.
+            "INDEX_REBUILD=on",
+            "INDEX_REBUILD_TABLES=events,no_such_table",
+            "INDEX_REBUILD_MIN_MB=0",
             `PATH=${process.env.PATH}`,
         ];
+        // A failed rebuild's leftover, as REINDEX CONCURRENTLY leaves it: an invalid index named *_ccnew.
+        managedSql("CREATE INDEX events_sender_ccnew ON events (sender)");
+        managedSql("UPDATE pg_index SET indisvalid = false WHERE indexrelid = 'events_sender_ccnew'::regclass", "synapse");
+        const files = () =>
+            managedSql(
+                "SELECT string_agg(relname || ':' || relfilenode, ',' ORDER BY relname) FROM pg_class c JOIN pg_index i ON i.indexrelid = c.oid WHERE i.indrelid = 'events'::regclass",
+            );
+        const filesBefore = files();
         const program = path.join(__dirname, "..", "files", "server", "sbin", "phillymesh-chat-db-housekeeping.py");
         // As in the unit, the user's home is there but unreadable (InaccessiblePaths hides synapse's home,
         // its data directory): libpq, over TLS, looks for a client certificate there and must not fail.
@@ -323,7 +336,11 @@ describe("database-move.sh on real PostgreSQL servers", () => {
         const r = spawnSync("unshare", ["-m", "sh", "-c", hideHome, home, "runuser", "-u", "postgres", "--", "env", "-i", ...env, "python3", "-I", program], {
             encoding: "utf8",
         });
-        expect({ status: r.status, stderr: r.stderr }).toEqual({ status: 0, stderr: "" });
+        // The one line at warning priority: the leftover dropped.
+        expect({ status: r.status, stderr: r.stderr }).toEqual({
+            status: 0,
+            stderr: "<4>dropped events_sender_ccnew, an invalid index left by a rebuild that did not finish\n",
+        });
         const mb = (Number(managedSql("SELECT pg_database_size('synapse')")) / 1048576).toFixed(1);
         expect(r.stdout).toMatch(
             new RegExp(`^<6>database synapse on the managed cluster \\(127\\.0\\.0\\.1:${MANAGED_PORT}\\): ${mb.replace(".", "\\.")} MB$`, "m"),
@@ -333,7 +350,20 @@ describe("database-move.sh on real PostgreSQL servers", () => {
             /^<6>state compression skipped: the database is the managed cluster, and synapse_auto_compressor connects to it without verifying/m,
         );
         expect(fs.existsSync(`${hk}/compressor-started`)).toBe(false);
+        // The leftover dropped (a warning), then both of events' indexes rebuilt: new files, the same names, all valid.
+        expect(r.stdout).toMatch(/^<6>indexes of events rebuilt: [\d.]+ MB -> [\d.]+ MB in \d+ s \(table [\d.]+ MB\)$/m);
+        const filesAfter = files();
+        const names = (list: string) => list.split(",").map((f) => f.split(":")[0]);
+        expect(names(filesBefore)).toEqual(["events_event_id_key", "events_pkey", "events_sender_ccnew"]);
+        expect(names(filesAfter)).toEqual(["events_event_id_key", "events_pkey"]);
+        for (const f of filesAfter.split(",")) expect(filesBefore.split(",")).not.toContain(f);
+        expect(managedSql("SELECT count(*) FROM pg_index WHERE indrelid = 'events'::regclass AND NOT indisvalid")).toBe("0");
+        expect(managedSql("SELECT count(*) FROM events")).toBe("5000");
         const report = JSON.parse(fs.readFileSync(`${hk}/state/report.json`, "utf8"));
+        expect(report.indexes).toEqual([
+            expect.objectContaining({ table: "events", rebuilt: true, indexBytesAfter: expect.any(Number) }),
+            { table: "no_such_table", rebuilt: false },
+        ]);
         expect(report).toMatchObject({
             ok: true,
             database: "managed",

@@ -40,7 +40,14 @@ function unitSettings(text: string): Record<string, string[]> {
 
 describe("config", () => {
     test("defaults: the compressor on, 0.1.2, 100 chunks of 500 state groups, 256 MB", () => {
-        expect(config().housekeeping).toEqual({ compressor: true, compressorVersion: "0.1.2", chunkSize: 500, chunks: 100, memoryMaxMb: 256 });
+        expect(config().housekeeping).toEqual({
+            compressor: true,
+            compressorVersion: "0.1.2",
+            chunkSize: 500,
+            chunks: 100,
+            memoryMaxMb: 256,
+            indexRebuild: true,
+        });
     });
 
     test.each([
@@ -67,9 +74,13 @@ const COMPRESSOR_ENV = [
     "COMPRESSOR_CHUNKS=40",
     "COMPRESSOR_LEVELS=100,50,25",
     "COMPRESSOR_TIMEOUT_SECONDS=3300",
+    // The hot tables (HOT_TABLES), the same list that gets its own autovacuum settings.
+    "INDEX_REBUILD=on",
+    "INDEX_REBUILD_TABLES=state_groups_state,event_push_actions,device_inbox",
+    "INDEX_REBUILD_DATA_DIR=/mnt/matrix_data",
 ];
 describe("the unit", () => {
-    const h = { compressor: true, compressorVersion: "0.1.2", chunkSize: 250, chunks: 40, memoryMaxMb: 192 };
+    const h = { compressor: true, compressorVersion: "0.1.2", chunkSize: 250, chunks: 40, memoryMaxMb: 192, indexRebuild: true };
     const unit = unitSettings(housekeepingUnit("/mnt/matrix_data", h));
 
     test("nothing depends on it and it depends on nothing: a failed run cannot take Synapse, a deploy or a backup with it", () => {
@@ -99,6 +110,7 @@ describe("the unit", () => {
         expect(unit.Environment).toEqual([...COMPRESSOR_ENV, '"HOUSEKEEPING_DB=host=/var/run/postgresql port=5432 user=synapse dbname=synapse"']);
         expect(unit.InaccessiblePaths?.[0]).toContain("-/mnt/matrix_data/synapse ");
         expect(housekeepingUnit("/mnt/matrix_data", { ...h, compressor: false })).toContain("Environment=COMPRESSOR=off\n");
+        expect(housekeepingUnit("/mnt/matrix_data", { ...h, indexRebuild: false })).toContain("Environment=INDEX_REBUILD=off\n");
     });
 
     test("its timer: nightly before the backup (04:15), not caught up at boot", () => {
@@ -114,7 +126,7 @@ describe("the unit", () => {
 });
 
 describe("the unit with database managed: the cluster, through libpq's service file, the password as a credential", () => {
-    const h = { compressor: true, compressorVersion: "0.1.2", chunkSize: 250, chunks: 40, memoryMaxMb: 192 };
+    const h = { compressor: true, compressorVersion: "0.1.2", chunkSize: 250, chunks: 40, memoryMaxMb: 192, indexRebuild: true };
     const localText = housekeepingUnit("/mnt/matrix_data", h);
     const managedText = housekeepingUnit("/mnt/matrix_data", h, "managed");
     const [local, managed] = [unitSettings(localText), unitSettings(managedText)];
@@ -195,6 +207,8 @@ describe("the unit with database managed: the cluster, through libpq's service f
             memory_high: "172",
             memory_max: "192",
             data_dir: "/mnt/matrix_data",
+            index_rebuild: "on",
+            index_tables: "state_groups_state,event_push_actions,device_inbox",
         };
         expect(localText).toBe(readFile("server/systemd/db-housekeeping.service").replace(/\{\{(\w+)\}\}/g, (_, k: string) => values[k]));
     });
@@ -218,6 +232,14 @@ describe("the program, with a stand-in psql and compressor", () => {
                 "  *reltuples*) printf '90000\\t4000\\t1\\n' ;;",
                 "  *lowest_uncompressed_group*) echo 2500 ;;",
                 "  *inet_server_addr*) echo 10.110.0.7:25060 ;;",
+                // The index rebuild: the sizes (indexes, table) from a file; REINDEX logs itself and
+                // shrinks them (or fails when told to); the leftovers listed until dropped.
+                '  *pg_indexes_size*) cat "$(dirname "$0")/../sizes" 2>/dev/null ;;',
+                '  *REINDEX*) echo "$sql" >>"$(dirname "$0")/../sql.log"',
+                '    [ ! -e "$(dirname "$0")/../reindex-fails" ] || { echo event_push_actions_room_id_user_id_ccnew >"$(dirname "$0")/../leftovers"; echo "ERROR:  could not extend file: No space left on device" >&2; exit 1; }',
+                '    printf "20971520\\t52428800\\n" >"$(dirname "$0")/../sizes" ;;',
+                '  *indisvalid*) cat "$(dirname "$0")/../leftovers" 2>/dev/null ;;',
+                '  *"DROP INDEX"*) echo "$sql" >>"$(dirname "$0")/../sql.log"; rm -f "$(dirname "$0")/../leftovers" ;;',
                 "esac",
                 // Its connection (-d) and, for a passfile= in it, that file's mode and content as psql saw them.
                 'db=; while [ $# -gt 0 ]; do [ "$1" = -d ] && db=$2; shift; done',
@@ -348,6 +370,103 @@ describe("the program, with a stand-in psql and compressor", () => {
             expect(r.code).toBe(0);
             expect(r.out).toMatch(/^<6>state compression is off \(stateCompressor: false\)$/m);
             expect(r.out).not.toMatch(/skipped/);
+        });
+    });
+
+    describe("the index rebuild (INDEX_REBUILD=on, the unit's hot tables)", () => {
+        const MB = 1048576;
+        const rebuildEnv = { INDEX_REBUILD: "on", INDEX_REBUILD_TABLES: "event_push_actions", INDEX_REBUILD_DATA_DIR: "/" };
+        const sizes = (indexes: number, table: number) => fs.writeFileSync(path.join(dir, "sizes"), `${indexes}\t${table}\n`);
+        const sqlLog = () => (fs.existsSync(path.join(dir, "sql.log")) ? fs.readFileSync(path.join(dir, "sql.log"), "utf8") : "");
+        const baselines = () => JSON.parse(fs.readFileSync(path.join(dir, "state", "index-baselines.json"), "utf8"));
+
+        test("never rebuilt and past 32 MB: rebuilt online before the compressor runs; the size after is kept as the next baseline", () => {
+            sizes(325 * MB, 48 * MB);
+            const r = run("echo compressing >>" + path.join(dir, "sql.log"), rebuildEnv);
+            expect(r.code).toBe(0);
+            expect(r.out).toMatch(/^<6>indexes of event_push_actions rebuilt: 325\.0 MB -> 20\.0 MB in \d+ s \(table 48\.0 MB\)$/m);
+            expect(sqlLog()).toBe("REINDEX TABLE CONCURRENTLY public.event_push_actions\ncompressing\n");
+            expect(baselines()).toEqual({ event_push_actions: 20 * MB });
+            expect(r.report.indexes).toEqual([
+                {
+                    table: "event_push_actions",
+                    indexBytes: 325 * MB,
+                    tableBytes: 48 * MB,
+                    rebuilt: true,
+                    indexBytesAfter: 20 * MB,
+                    seconds: expect.any(Number),
+                },
+            ]);
+        });
+
+        test.each([
+            ["under 32 MB, never rebuilt", 31 * MB, undefined, /^<6>indexes of event_push_actions: 31\.0 MB \(table 48\.0 MB\), no rebuild needed$/m],
+            [
+                "under twice the size after the last rebuild",
+                159 * MB,
+                80 * MB,
+                /^<6>indexes of event_push_actions: 159\.0 MB \(table 48\.0 MB, 80\.0 MB after the last rebuild\), no rebuild needed$/m,
+            ],
+        ])("%s: left alone", (_what, indexes, baseline, line) => {
+            sizes(indexes, 48 * MB);
+            if (baseline) fs.writeFileSync(path.join(dir, "state", "index-baselines.json"), JSON.stringify({ event_push_actions: baseline }));
+            const r = run("true", rebuildEnv);
+            expect(r.code).toBe(0);
+            expect(r.out).toMatch(line);
+            expect(sqlLog()).toBe("");
+        });
+
+        test("twice the size after the last rebuild: rebuilt again", () => {
+            sizes(161 * MB, 48 * MB);
+            fs.writeFileSync(path.join(dir, "state", "index-baselines.json"), JSON.stringify({ event_push_actions: 80 * MB }));
+            const r = run("true", rebuildEnv);
+            expect(r.code).toBe(0);
+            expect(sqlLog()).toBe("REINDEX TABLE CONCURRENTLY public.event_push_actions\n");
+        });
+
+        test("less free on the data volume than twice the indexes: a warning, no rebuild, the unit still succeeds", () => {
+            const huge = 2 ** 50; // a PiB: more than this machine's disk
+            sizes(huge, 48 * MB);
+            const r = run("true", rebuildEnv);
+            expect(r.code).toBe(0);
+            expect(r.err).toMatch(
+                /^<4>indexes of event_push_actions: 1073741824\.0 MB, not rebuilt: a rebuild needs twice that free on \/, which has [\d.]+ MB$/m,
+            );
+            expect(sqlLog()).toBe("");
+            expect(r.report.indexes[0]).toMatchObject({ rebuilt: false, skipped: "disk" });
+        });
+
+        test("a rebuild that fails: an error naming the table, its invalid copy dropped, the compressor still run, the unit failed", () => {
+            sizes(325 * MB, 48 * MB);
+            fs.writeFileSync(path.join(dir, "reindex-fails"), "");
+            const r = run("echo compressing >>" + path.join(dir, "sql.log"), rebuildEnv);
+            expect(r.code).toBe(1);
+            expect(r.err).toMatch(
+                /^<3>rebuilding the indexes of event_push_actions failed: ERROR: {2}could not extend file: No space left on device\. Synapse is not affected/m,
+            );
+            // The failed REINDEX leaves its invalid copy (the stand-in lists it from then on), dropped at once.
+            expect(sqlLog()).toBe(
+                'REINDEX TABLE CONCURRENTLY public.event_push_actions\nDROP INDEX CONCURRENTLY IF EXISTS public."event_push_actions_room_id_user_id_ccnew"\ncompressing\n',
+            );
+            expect(r.report).toMatchObject({ ok: false, compression: { ok: true }, indexes: [{ table: "event_push_actions", rebuilt: false }] });
+        });
+
+        test("leftovers of an earlier failed rebuild are dropped first, by name, with a warning", () => {
+            sizes(10 * MB, 48 * MB);
+            fs.writeFileSync(path.join(dir, "leftovers"), "event_push_actions_room_id_user_id_ccnew\n");
+            const r = run("true", rebuildEnv);
+            expect(r.code).toBe(0);
+            expect(sqlLog()).toBe('DROP INDEX CONCURRENTLY IF EXISTS public."event_push_actions_room_id_user_id_ccnew"\n');
+            expect(r.err).toBe("<4>dropped event_push_actions_room_id_user_id_ccnew, an invalid index left by a rebuild that did not finish\n");
+        });
+
+        test("indexRebuild false: said so, no query about indexes", () => {
+            sizes(325 * MB, 48 * MB);
+            const r = run("true", { ...rebuildEnv, INDEX_REBUILD: "off" });
+            expect(r.code).toBe(0);
+            expect(r.out).toMatch(/^<6>index rebuilds are off \(indexRebuild: false\)$/m);
+            expect(sqlLog()).toBe("");
+            expect(r.report.indexes).toBeUndefined();
         });
     });
 

@@ -25,13 +25,20 @@ const units: ServerFile[] = [
     ...statusCheckFiles("/mnt/matrix_data", 85),
     ...hostFirewallFiles({ sshPort: 22, sshAllowedCidrs: ["0.0.0.0/0", "::/0"] }),
     ...refreshFiles("https://pypi.org/simple/", "https://pypi.org/pypi"),
-    ...housekeepingFiles("/mnt/matrix_data", { compressor: true, compressorVersion: "0.1.2", chunkSize: 500, chunks: 100, memoryMaxMb: 256 }),
+    ...housekeepingFiles("/mnt/matrix_data", {
+        compressor: true,
+        compressorVersion: "0.1.2",
+        chunkSize: 500,
+        chunks: 100,
+        memoryMaxMb: 256,
+        indexRebuild: true,
+    }),
 ].filter((f) => f.path.startsWith("/etc/systemd/system/") && f.path.endsWith(".service"));
 
 /** The housekeeping unit with database managed: the same file name, with the network to the cluster and a credential. */
 const managedHousekeeping = housekeepingFiles(
     "/mnt/matrix_data",
-    { compressor: true, compressorVersion: "0.1.2", chunkSize: 500, chunks: 100, memoryMaxMb: 256 },
+    { compressor: true, compressorVersion: "0.1.2", chunkSize: 500, chunks: 100, memoryMaxMb: 256, indexRebuild: true },
     "managed",
 ).filter((f) => f.path.endsWith(".service"));
 

@@ -323,6 +323,7 @@ function readHousekeeping(r: Reader): HousekeepingSettings {
         chunkSize: r.int("stateCompressorChunkSize", 10, 100000),
         chunks: r.int("stateCompressorChunks", 1, 100000),
         memoryMaxMb: r.int("stateCompressorMemoryMb", 64, 65536),
+        indexRebuild: r.bool("indexRebuild"),
     };
 }
 

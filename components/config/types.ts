@@ -150,6 +150,8 @@ export interface HousekeepingSettings {
     readonly chunks: number;
     /** stateCompressorMemoryMb: the unit's MemoryMax, in MB. */
     readonly memoryMaxMb: number;
+    /** indexRebuild: rebuild the hot tables' indexes online once they have doubled (the report runs either way). */
+    readonly indexRebuild: boolean;
 }
 
 export interface BackupSettings {

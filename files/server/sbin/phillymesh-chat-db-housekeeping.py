@@ -5,7 +5,14 @@
 #   1. a report, to the journal and to $STATE_DIRECTORY/report.json: the database's size, its largest
 #      tables (with their dead rows and last autovacuum, so a vacuum that does not keep up shows),
 #      the state-group rows and how far the compressor has got;
-#   2. with COMPRESSOR=on, synapse_auto_compressor on COMPRESSOR_CHUNKS chunks of
+#   2. with INDEX_REBUILD=on, the indexes of Synapse's churning tables (INDEX_REBUILD_TABLES) rebuilt
+#      online (REINDEX TABLE CONCURRENTLY) once they have grown to twice their size after the last
+#      rebuild: rows that come and go all day leave index pages half empty, which autovacuum does not
+#      give back (the benchmark's year of chat: event_push_actions' indexes 325 MB on a 48 MB table,
+#      80 MB once rebuilt, the database 32 % smaller). Skipped when the data volume has less room free
+#      than twice the indexes (a rebuild writes a new copy beside the old); a rebuild that fails leaves
+#      an invalid copy (*_ccnew), which the next step and every later run drop;
+#   3. with COMPRESSOR=on, synapse_auto_compressor on COMPRESSOR_CHUNKS chunks of
 #      COMPRESSOR_CHUNK_SIZE state groups, picking up where the last run stopped (its own tables
 #      state_compressor_*), then the state-group rows again.
 # The compressor runs in a child process of its own virtualenv: a Python error, a Rust panic, a crash
@@ -39,6 +46,16 @@ LEVELS = os.environ.get("COMPRESSOR_LEVELS", "100,50,25")
 # end is logged here rather than by a kill.
 CHILD_TIMEOUT = int(os.environ.get("COMPRESSOR_TIMEOUT_SECONDS", "3300"))
 LARGEST_TABLES = 10
+INDEX_REBUILD = os.environ.get("INDEX_REBUILD", "off")
+INDEX_TABLES = [t for t in os.environ.get("INDEX_REBUILD_TABLES", "").split(",") if t]
+# A table's indexes are rebuilt once they pass this size and twice their size after the last rebuild
+# (or, never rebuilt here yet, once they pass it): small indexes are not worth the work.
+INDEX_REBUILD_MIN_BYTES = int(float(os.environ.get("INDEX_REBUILD_MIN_MB", "32")) * 1048576)
+INDEX_REBUILD_GROWTH = 2
+# The data volume, whose free space a local rebuild needs (PostgreSQL's files are on it).
+DATA_DIR = os.environ.get("INDEX_REBUILD_DATA_DIR", "")
+# One table's rebuild ends within this, leaving time for the compressor.
+REINDEX_TIMEOUT_SECONDS = 900
 # Why the compressor does not run against a managed cluster: rust-synapse-compress-state's
 # connect_to_database (src/database.rs) sets SslVerifyMode::NONE, so its TLS checks no certificate.
 COMPRESSOR_SKIPPED_MANAGED = (
@@ -74,14 +91,17 @@ def say(priority, text):
     print("<%d>%s" % (priority, text), file=sys.stderr if priority <= 4 else sys.stdout, flush=True)
 
 
-def psql(sql):
-    """Rows of a query as lists of text, through psql (locally peer authentication; never a password prompt)."""
+def psql(*sql, timeout=300):
+    """Rows of a query as lists of text, through psql (locally peer authentication; never a password prompt).
+    Several statements run one after the other, each in a transaction of its own (psql's -c each), as
+    REINDEX CONCURRENTLY needs."""
+    commands = [arg for statement in sql for arg in ("-c", statement)]
     out = subprocess.run(
-        ["psql", "-X", "-w", "-q", "-A", "-t", "-F", "\t", "-v", "ON_ERROR_STOP=1", "-d", DB, "-c", sql],
+        ["psql", "-X", "-w", "-q", "-A", "-t", "-F", "\t", "-v", "ON_ERROR_STOP=1", "-d", DB, *commands],
         check=True,
         capture_output=True,
         text=True,
-        timeout=300,
+        timeout=timeout,
     ).stdout
     return [line.split("\t") for line in out.splitlines() if line]
 
@@ -155,16 +175,109 @@ def report():
     return {"databaseBytes": size, "largestTables": listed, **figures}
 
 
-def compress():
+def failure(e):
+    """What a failed psql said, on one line."""
+    return str(getattr(e, "stderr", None) or e).strip().replace("\n", " | ")
+
+
+def index_sizes(table):
+    """(indexes' bytes, table's own bytes) of a public table, or None when Synapse has not made it."""
+    rows = psql("SELECT pg_indexes_size(oid), pg_relation_size(oid) FROM pg_class WHERE oid = to_regclass('public.%s')" % table)
+    return (int(rows[0][0]), int(rows[0][1])) if rows else None
+
+
+def drop_leftovers(table):
+    """Drops the invalid copies a failed REINDEX CONCURRENTLY leaves (named <index>_ccnew or _ccold, with a
+    number when taken): PostgreSQL keeps updating them on every write although no query uses them.
+    Never an index Synapse is building (its background updates' names have no such suffix)."""
+    names = psql(
+        "SELECT c.relname FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid"
+        " WHERE i.indrelid = to_regclass('public.%s') AND NOT i.indisvalid AND c.relname ~ '_cc(new|old)[0-9]*$' ORDER BY 1" % table
+    )
+    for (name,) in names:
+        psql("DROP INDEX CONCURRENTLY IF EXISTS public.\"%s\"" % name.replace('"', '""'), timeout=REINDEX_TIMEOUT_SECONDS)
+        say(4, "dropped %s, an invalid index left by a rebuild that did not finish" % name)
+    return len(names)
+
+
+def read_baselines(path):
+    try:
+        with open(path) as f:
+            data = json.load(f)
+        return {k: int(v) for k, v in data.items()}
+    except (OSError, ValueError, TypeError, AttributeError):
+        return {}
+
+
+def rebuild_indexes():
+    """Rebuilds the indexes of INDEX_TABLES that have grown (see the top of this file).
+    Returns (ok, figures per table)."""
+    directory = os.environ.get("STATE_DIRECTORY")
+    baseline_path = os.path.join(directory, "index-baselines.json") if directory else None
+    baselines = read_baselines(baseline_path) if baseline_path else {}
+    ok, figures = True, []
+    for table in INDEX_TABLES:
+        entry = {"table": table}
+        figures.append(entry)
+        try:
+            drop_leftovers(table)
+            sizes = index_sizes(table)
+            if sizes is None:
+                entry["rebuilt"] = False
+                continue
+            before, heap = sizes
+            entry.update(indexBytes=before, tableBytes=heap)
+            baseline = baselines.get(table)
+            if before < INDEX_REBUILD_MIN_BYTES or (baseline and before < INDEX_REBUILD_GROWTH * baseline):
+                since = ", %s after the last rebuild" % mb(baseline) if baseline else ""
+                say(6, "indexes of %s: %s (table %s%s), no rebuild needed" % (table, mb(before), mb(heap), since))
+                entry["rebuilt"] = False
+                continue
+            if DATABASE != "managed" and DATA_DIR:
+                fs = os.statvfs(DATA_DIR)
+                free = fs.f_bavail * fs.f_frsize
+                if free < 2 * before:
+                    say(4, "indexes of %s: %s, not rebuilt: a rebuild needs twice that free on %s, which has %s"
+                        % (table, mb(before), DATA_DIR, mb(free)))
+                    entry.update(rebuilt=False, skipped="disk")
+                    continue
+            started = time.monotonic()
+            psql("SET statement_timeout = '%ds'" % REINDEX_TIMEOUT_SECONDS, "REINDEX TABLE CONCURRENTLY public.%s" % table,
+                 timeout=REINDEX_TIMEOUT_SECONDS + 60)
+            after = index_sizes(table)[0]
+            seconds = time.monotonic() - started
+            say(6, "indexes of %s rebuilt: %s -> %s in %.0f s (table %s)" % (table, mb(before), mb(after), seconds, mb(heap)))
+            entry.update(rebuilt=True, indexBytesAfter=after, seconds=round(seconds, 1))
+            baselines[table] = after
+        except (subprocess.SubprocessError, OSError, ValueError, IndexError, TypeError) as e:
+            ok = False
+            entry.update(rebuilt=False, error=failure(e))
+            say(3, "rebuilding the indexes of %s failed: %s. Synapse is not affected (the old indexes stay in use until a "
+                   "new copy is complete)." % (table, failure(e)))
+            try:
+                drop_leftovers(table)
+            except (subprocess.SubprocessError, OSError) as again:
+                say(4, "could not drop the invalid copy left by the failed rebuild (the next run tries again): %s" % failure(again))
+    if baseline_path:
+        tmp = baseline_path + ".tmp"
+        with open(tmp, "w") as f:
+            json.dump(baselines, f, indent=1, sort_keys=True)
+        os.replace(tmp, baseline_path)
+    return ok, figures
+
+
+def compress(deadline):
     """Runs the compressor's child; returns (ok, detail)."""
     if not os.access(COMPRESSOR_PYTHON, os.X_OK):
         return False, "its virtualenv is missing (%s): run pulumi up to install it again" % COMPRESSOR_PYTHON
     say(6, "compressing: %s chunks of %s state groups (levels %s)" % (CHUNKS, CHUNK_SIZE, LEVELS))
     started = time.monotonic()
+    # What is left of the run's time once the indexes are rebuilt.
+    limit = max(60, int(deadline - started))
     try:
-        child = subprocess.run([COMPRESSOR_PYTHON, "-I", "-c", CHILD, DB, CHUNK_SIZE, LEVELS, CHUNKS], timeout=CHILD_TIMEOUT)
+        child = subprocess.run([COMPRESSOR_PYTHON, "-I", "-c", CHILD, DB, CHUNK_SIZE, LEVELS, CHUNKS], timeout=limit)
     except subprocess.TimeoutExpired:
-        return False, "it did not finish within %d s and was stopped; the next run carries on from its last chunk" % CHILD_TIMEOUT
+        return False, "it did not finish within %d s and was stopped; the next run carries on from its last chunk" % limit
     seconds = time.monotonic() - started
     if child.returncode == 0:
         return True, "finished in %.0f s" % seconds
@@ -198,27 +311,32 @@ def main():
 
 
 def housekeeping():
+    deadline = time.monotonic() + CHILD_TIMEOUT
     data = {"checkedAt": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "compressor": COMPRESSOR, "database": DATABASE}
     try:
         data["before"] = report()
     except (subprocess.SubprocessError, OSError, ValueError, IndexError) as e:
-        detail = getattr(e, "stderr", None) or str(e)
         if DATABASE == "managed":
             hint = "is the cluster up, and this droplet in its firewall? try: PGSERVICEFILE=%s psql service=synapse" % os.environ.get("PGSERVICEFILE", "")
         else:
             hint = "is PostgreSQL running? systemctl status 'postgresql@*'"
-        say(3, "database report failed: %s (%s)" % (str(detail).strip().replace("\n", " | "), hint))
+        say(3, "database report failed: %s (%s)" % (failure(e), hint))
         data["ok"] = False
         write_report(data)
         return 1
     ok = True
+    if INDEX_REBUILD == "on":
+        ok, data["indexes"] = rebuild_indexes()
+    else:
+        say(6, "index rebuilds are off (indexRebuild: false)")
     if COMPRESSOR == "on" and DATABASE == "managed":
         say(6, COMPRESSOR_SKIPPED_MANAGED)
         data["compression"] = {"ok": True, "skipped": COMPRESSOR_SKIPPED_MANAGED}
     elif COMPRESSOR == "on":
-        ok, detail = compress()
-        data["compression"] = {"ok": ok, "detail": detail}
-        if ok:
+        compressed, detail = compress(deadline)
+        ok = ok and compressed
+        data["compression"] = {"ok": compressed, "detail": detail}
+        if compressed:
             say(6, "state compression %s" % detail)
         else:
             say(3, "state compression failed: %s. Synapse is not affected (the compressor only rewrites state groups in "
