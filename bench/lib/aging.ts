@@ -267,6 +267,7 @@ export async function agingPhase(
                 ...c,
                 summaryMB: {
                     before: MB(c.before.databaseBytes),
+                    indexesRebuilt: c.indexesRebuilt ? MB(c.indexesRebuilt.databaseBytes) : null,
                     compacted: c.compacted ? MB(c.compacted.databaseBytes) : null,
                     afterCompressor: c.afterCompressor ? MB(c.afterCompressor.databaseBytes) : null,
                     afterCompressorCompacted: c.afterCompressorCompacted ? MB(c.afterCompressorCompacted.databaseBytes) : null,

@@ -34,6 +34,15 @@ function agingRows(a: AgingResult | undefined, label: string): string[][] {
             "",
             "(figure)",
         ],
+        [
+            `${label}: hot tables' indexes rebuilt (indexRebuild): database, push actions (MB)`,
+            // Runs before this rebuild was measured have no such figures (an older results file).
+            d.indexesRebuilt
+                ? `${mb(d.before.databaseBytes)} -> ${mb(d.indexesRebuilt.databaseBytes)}, ${mb(d.before.pushActionsBytes)} -> ${mb(d.indexesRebuilt.pushActionsBytes)}, in ${f(d.indexRebuildSeconds)} s`
+                : "not measured (a run before the rebuild was measured)",
+            "",
+            "(figure)",
+        ],
         [`${label}: peak (PSS, MB) / OOM kills / Synapse restarts`, `${f(a.peakMB)} / ${f(a.oomKills)} / ${f(a.synapseRestarts)}`, "", "(figure)"],
         [
             `${label}: database without -> with compressor (MB, compacted)`,

@@ -13,6 +13,7 @@ import { mustConverge, upAndWait, writeConfig } from "./converge.ts";
 const UNIT = "phillymesh-chat-db-housekeeping.service";
 const MEDIA = "/mnt/matrix_data/synapse/media";
 const VENV = "/opt/synapse-auto-compressor/current";
+const STATE = "/var/lib/phillymesh-chat-housekeeping";
 /** State events sent to the churn room: each is a new state group; Synapse writes the room's whole state again every 100. */
 const CHURN_EVENTS = 300;
 
@@ -27,7 +28,7 @@ async function runUnit(): Promise<{ result: string; log: string; errors: string;
     const since = (await L.tsshOk("date '+%Y-%m-%d %H:%M:%S'")).trim();
     await L.tssh(`systemctl start ${UNIT}`, { timeoutMs: 10 * 60_000 });
     const journal = (priority: string) => L.tsshOk(`journalctl -u ${UNIT} --since '${since}' ${priority} -o cat --no-pager`);
-    const report = await L.tssh("cat /var/lib/phillymesh-chat-housekeeping/report.json");
+    const report = await L.tssh(`cat ${STATE}/report.json`);
     return {
         result: (await L.tsshOk(`systemctl show -p Result --value ${UNIT}`)).trim(),
         log: (await journal("")).trim(),
@@ -48,8 +49,8 @@ async function roomState(token: string, roomId: string): Promise<string[]> {
 
 export function housekeepingDrill({ drill, check }: DrillSet): void {
     drill(
-        "21 housekeeping: state churn is compressed by the nightly unit and reported; old remote media and URL previews are dropped by Synapse's own jobs; a failing compressor fails only its unit, while Synapse answers, a backup and an up pass",
-        8,
+        "21 housekeeping: state churn is compressed by the nightly unit and reported; the hot tables' indexes are rebuilt online; old remote media and URL previews are dropped by Synapse's own jobs; a failing compressor fails only its unit, while Synapse answers, a backup and an up pass",
+        10,
         async (t) => {
             const admin = await L.adminLogin();
             let roomId = "";
@@ -112,6 +113,85 @@ export function housekeepingDrill({ drill, check }: DrillSet): void {
                     assert.match(limits, /^MemoryMax=268435456$/m);
                     assert.match(limits, /^Nice=19$/m);
                     assert.match(limits, /^User=synapse$/m);
+                },
+            );
+
+            await check(
+                t,
+                "21e the hot tables' indexes rebuilt online by the unit (any size, for the drill): new files, all valid, a failed rebuild's leftover dropped, Synapse serving throughout; the next run leaves them alone",
+                async () => {
+                    // The drill's tables are far under the 32 MB a rebuild waits for: a runtime drop-in
+                    // (removed afterwards) lowers that to 0, and the sizes after the last rebuild are forgotten.
+                    const dropIn = `/run/systemd/system/${UNIT}.d/drill21-rebuild.conf`;
+                    const indexFiles = () =>
+                        sql(
+                            "SELECT c.relname || ':' || c.relfilenode || ':' || i.indisvalid FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid " +
+                                "WHERE i.indrelid IN ('state_groups_state'::regclass, 'event_push_actions'::regclass, 'device_inbox'::regclass) ORDER BY 1",
+                        ).then((s) => s.split("\n"));
+                    try {
+                        await L.tsshOk(
+                            `mkdir -p ${dropIn.replace(/\/[^/]+$/, "")} && printf '[Service]\\nEnvironment=INDEX_REBUILD_MIN_MB=0\\n' > ${dropIn} && systemctl daemon-reload && rm -f ${STATE}/index-baselines.json`,
+                        );
+                        // What a rebuild interrupted on an earlier night leaves: an invalid index named *_ccnew.
+                        await sql("CREATE INDEX event_push_actions_drill_ccnew ON event_push_actions (room_id)");
+                        await sql("UPDATE pg_index SET indisvalid = false WHERE indexrelid = 'event_push_actions_drill_ccnew'::regclass");
+                        const before = await indexFiles();
+                        assert.ok(
+                            before.some((f) => f.startsWith("event_push_actions_drill_ccnew:") && f.endsWith(":false")),
+                            before.join(" "),
+                        );
+                        const r = await runUnit();
+                        t.diagnostic(r.log.split("\n").join(" | "));
+                        assert.equal(r.result, "success", r.log);
+                        assert.equal(r.errors, "", "errors logged by a good run");
+                        assert.match(r.log, /^dropped event_push_actions_drill_ccnew, an invalid index left by a rebuild that did not finish$/m);
+                        for (const table of ["state_groups_state", "event_push_actions", "device_inbox"]) {
+                            assert.match(r.log, new RegExp(`^indexes of ${table} rebuilt: [\\d.]+ MB -> [\\d.]+ MB in \\d+ s \\(table [\\d.]+ MB\\)$`, "m"));
+                        }
+                        // Rebuilt: every index of the three tables has a new file, under its own name, and is valid; the leftover is gone.
+                        const after = await indexFiles();
+                        const names = (files: string[]) => files.map((f) => f.split(":")[0]);
+                        assert.deepEqual(
+                            names(after),
+                            names(before).filter((n) => n !== "event_push_actions_drill_ccnew"),
+                        );
+                        for (const f of after) {
+                            assert.ok(f.endsWith(":true"), `${f} is not valid`);
+                            assert.ok(!before.includes(f), `${f} was not rebuilt`);
+                        }
+                        L.note(
+                            `21e rebuilt ${after.length} indexes of the hot tables: ${r.log
+                                .split("\n")
+                                .filter((l) => l.startsWith("indexes of"))
+                                .join("; ")}`,
+                        );
+                        assert.deepEqual(
+                            r.report.indexes.map((e: { table: string; rebuilt: boolean }) => [e.table, e.rebuilt]),
+                            [
+                                ["state_groups_state", true],
+                                ["event_push_actions", true],
+                                ["device_inbox", true],
+                            ],
+                        );
+                        // Synapse writes to the tables as before.
+                        const sent = await L.mxOk("PUT", `/_matrix/client/v3/rooms/${encodeURIComponent(roomId)}/send/m.room.message/drill21e-${Date.now()}`, {
+                            token: admin.token,
+                            body: { msgtype: "m.text", body: "after the rebuild" },
+                        });
+                        assert.match(String(sent.event_id), /^\$/);
+                        // The next night: nothing has grown, so nothing is rebuilt (the same files).
+                        const again = await runUnit();
+                        assert.equal(again.result, "success", again.log);
+                        assert.match(
+                            again.log,
+                            /^indexes of event_push_actions: [\d.]+ MB \(table [\d.]+ MB, [\d.]+ MB after the last rebuild\), no rebuild needed$/m,
+                        );
+                        assert.deepEqual(await indexFiles(), after);
+                    } finally {
+                        await L.tssh(
+                            `rm -f ${dropIn}; systemctl daemon-reload; runuser -u postgres -- psql -X -q -d synapse -c 'DROP INDEX IF EXISTS event_push_actions_drill_ccnew'`,
+                        );
+                    }
                 },
             );
 
