@@ -201,6 +201,7 @@ export class Housekeeping extends pulumi.ComponentResource {
                     DATA_DIR: args.dataDir,
                     COMPRESSOR: h.compressor ? "on" : "off",
                     COMPRESSOR_VERSION: h.compressorVersion,
+                    INDEX_REBUILD: h.indexRebuild ? "on" : "off",
                     PIP_INDEX_URL: args.pipIndexUrl,
                     TABLE_SETTINGS: tableSettingsSql(),
                     DATABASE: database,

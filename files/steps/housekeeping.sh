@@ -8,13 +8,14 @@
 # service file MANAGED_SERVICE_FILE, after the move step), and the compressor is not installed: it
 # would connect to the cluster without verifying its certificate (housekeeping.ts), so the unit skips it.
 # Variables: DATA_DIR, COMPRESSOR (on|off), COMPRESSOR_VERSION, PIP_INDEX_URL, TABLE_SETTINGS (SQL),
-# DATABASE (local|managed), MANAGED_SERVICE_FILE (with managed).
+# DATABASE (local|managed), MANAGED_SERVICE_FILE (with managed), INDEX_REBUILD (on|off: what the
+# unit does, for the last line only).
 # Files (install_files): the program, the service and the timer (housekeeping.ts: housekeepingFiles).
 # shellcheck source=files/lib/lib.sh
 declare -F log >/dev/null || . "$(dirname "${BASH_SOURCE[0]}")/../lib/lib.sh"
 # shellcheck source=files/lib/venv.sh
 declare -F as_builder >/dev/null || . "$(dirname "${BASH_SOURCE[0]}")/../lib/venv.sh"
-: "${DATA_DIR:?}" "${COMPRESSOR:?}" "${COMPRESSOR_VERSION:?}" "${PIP_INDEX_URL:?}" "${TABLE_SETTINGS:?}" "${DATABASE:?}"
+: "${DATA_DIR:?}" "${COMPRESSOR:?}" "${COMPRESSOR_VERSION:?}" "${PIP_INDEX_URL:?}" "${TABLE_SETTINGS:?}" "${DATABASE:?}" "${INDEX_REBUILD:?}"
 [ "$DATABASE" = local ] || : "${MANAGED_SERVICE_FILE:?}"
 
 ROOT=/opt/synapse-auto-compressor
@@ -94,10 +95,16 @@ else
 fi
 
 systemctl enable --quiet --now phillymesh-chat-db-housekeeping.timer
-if [ "$COMPRESSOR" = on ] && [ "$DATABASE" = managed ]; then
-    log "nightly database housekeeping of the managed cluster: report only (the state compressor is not run against the cluster: it does not verify the cluster's TLS certificate); journalctl -u phillymesh-chat-db-housekeeping"
-elif [ "$COMPRESSOR" = on ]; then
-    log "nightly database housekeeping: report and state compression (synapse-auto-compressor $COMPRESSOR_VERSION); journalctl -u phillymesh-chat-db-housekeeping"
+# What the nightly run does, in one line.
+what=report
+[ "$INDEX_REBUILD" = off ] || what="$what, index rebuilds of the busiest tables once doubled"
+if [ "$COMPRESSOR" = off ]; then
+    what="$what (stateCompressor is off)"
+elif [ "$DATABASE" = managed ]; then
+    what="$what (the state compressor is not run against the cluster: it does not verify the cluster's TLS certificate)"
 else
-    log "nightly database housekeeping: report only (stateCompressor is off); journalctl -u phillymesh-chat-db-housekeeping"
+    what="$what and state compression (synapse-auto-compressor $COMPRESSOR_VERSION)"
 fi
+where=
+[ "$DATABASE" = local ] || where=" of the managed cluster"
+log "nightly database housekeeping$where: $what; journalctl -u phillymesh-chat-db-housekeeping"
