@@ -201,7 +201,10 @@ if (enabled) {
             "25h the nightly housekeeping works on the cluster: its step tuned the cluster's tables; its unit succeeds, reports the cluster's database (its address and size), skips the compressor saying why, logs nothing at error priority",
             async () => {
                 // The step of the managed up (25b) ran in managed mode: its table settings went to the cluster (set -e: a refusal fails the up).
-                assert.match(up.out, /nightly database housekeeping of the managed cluster: report, index rebuilds of the busiest tables once doubled \(the state compressor is not run against the cluster/);
+                assert.match(
+                    up.out,
+                    /nightly database housekeeping of the managed cluster: report, index rebuilds of the busiest tables once doubled \(the state compressor is not run against the cluster/,
+                );
                 const unit = "phillymesh-chat-db-housekeeping.service";
                 const since = (await L.tsshOk("date '+%Y-%m-%d %H:%M:%S'")).trim();
                 const started = Date.now();
