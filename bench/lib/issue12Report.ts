@@ -3,6 +3,7 @@
 // for results/history.json.
 import type { AgingResult } from "./aging.ts";
 import type { BigRoomResult } from "./bigroom.ts";
+import { round1 } from "./figures.ts";
 import { MB, type CompressorFigures } from "./serverProbe.ts";
 import type { Small512Result } from "./small512.ts";
 
@@ -35,11 +36,14 @@ function agingRows(a: AgingResult | undefined, label: string): string[][] {
             "(figure)",
         ],
         [
-            `${label}: hot tables' indexes rebuilt (indexRebuild): database, push actions (MB)`,
-            // Runs before this rebuild was measured have no such figures (an older results file).
-            d.indexesRebuilt
-                ? `${mb(d.before.databaseBytes)} -> ${mb(d.indexesRebuilt.databaseBytes)}, ${mb(d.before.pushActionsBytes)} -> ${mb(d.indexesRebuilt.pushActionsBytes)}, in ${f(d.indexRebuildSeconds)} s`
-                : "not measured (a run before the rebuild was measured)",
+            `${label}: the nightly index rebuild (indexRebuild): database, push actions (MB)`,
+            // A results file from before this was measured has no indexRebuild.
+            d.indexRebuild === undefined
+                ? "not measured (a run before the rebuild was measured)"
+                : typeof d.indexRebuild === "string"
+                  ? d.indexRebuild
+                  : `${mb(d.before.databaseBytes)} -> ${mb(d.indexesRebuilt?.databaseBytes)}, ${mb(d.before.pushActionsBytes)} -> ${mb(d.indexesRebuilt?.pushActionsBytes)}, ` +
+                    `unit run ${f(round1(d.indexRebuild.seconds))} s (${d.indexRebuild.tables.map((e) => `${e.table}: ${e.rebuilt ? "rebuilt" : (e.skipped ?? e.error ?? "not needed")}`).join(", ")})`,
             "",
             "(figure)",
         ],
