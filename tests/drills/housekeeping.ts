@@ -1,7 +1,8 @@
 // Years on a small droplet: drill 21. On the deployed server, the nightly database housekeeping
 // (phillymesh-chat-db-housekeeping) run through its unit as its timer runs it: state churn piled up
 // in a room is compressed by synapse_auto_compressor (fewer state_groups_state rows, the room's
-// state unchanged) and reported to the journal; Synapse's own retention jobs drop remote media past
+// state unchanged) and reported to the journal; the hot tables' indexes are rebuilt online (any size,
+// for the drill), a failed rebuild's leftover dropped; Synapse's own retention jobs drop remote media past
 // remoteMediaRetention and old URL-preview files; and a compressor that fails (its virtualenv
 // broken) fails its unit with an error in the journal while Synapse answers, a backup passes and an
 // `up` passes (and puts the compressor back). Registered by drills.test.ts.
