@@ -20,6 +20,7 @@ import { housekeepingUnit, tableSettingsSql } from "../components/housekeeping";
 import { serviceFile } from "../components/managedDatabase";
 import { managedDatabaseConfig } from "../components/synapse";
 import { readFile, stepScript } from "../components/templates";
+import { DEFAULT_HOUSEKEEPING } from "./harness";
 
 const PG_BIN = (() => {
     const root = "/usr/lib/postgresql";
@@ -295,11 +296,7 @@ describe("database-move.sh on real PostgreSQL servers", () => {
         fs.writeFileSync(`${hk}/compressor`, `#!/bin/bash\ntouch ${hk}/compressor-started\n`, { mode: 0o755 });
         execFileSync("chown", ["-R", "postgres:postgres", hk]);
         // The unit's own settings for the database (its Environment= lines), but the service file of this test.
-        const unitEnv = housekeepingUnit(
-            "/mnt/matrix_data",
-            { compressor: true, compressorVersion: "0.1.2", chunkSize: 500, chunks: 100, memoryMaxMb: 256, indexRebuild: true },
-            "managed",
-        )
+        const unitEnv = housekeepingUnit("/mnt/matrix_data", DEFAULT_HOUSEKEEPING, "managed")
             .split("\n")
             .filter((l) => /^Environment="?(HOUSEKEEPING_|PGSERVICEFILE)/.test(l))
             .map((l) => l.replace(/^Environment=/, "").replace(/^"(.*)"$/, "$1"));

@@ -3,7 +3,7 @@
 // user would notice: ports, records, order, secrets, and the look-ups made in the mocked clouds.
 import { AsyncLocalStorage } from "async_hooks";
 import type * as PulumiModule from "@pulumi/pulumi";
-import { mapSource, readConfig } from "../components/config";
+import { mapSource, readConfig, type HousekeepingSettings } from "../components/config";
 import { buildChat } from "../components/chatService";
 import { preflight } from "../components/preflight";
 import type { Probe } from "../components/health/probe";
@@ -110,6 +110,16 @@ function unwrapSecrets(v: any): any {
 
 /** What an output that is unknown (in a preview) settles to here. */
 export const UNKNOWN = "<unknown in preview>";
+
+/** The housekeeping settings of Pulumi.yaml's defaults (the compressor and the index rebuild on). */
+export const DEFAULT_HOUSEKEEPING: HousekeepingSettings = {
+    compressor: true,
+    compressorVersion: "0.1.2",
+    chunkSize: 500,
+    chunks: 100,
+    memoryMaxMb: 256,
+    indexRebuild: true,
+};
 
 async function settle(pulumi: typeof PulumiModule, value: unknown): Promise<{ value: any; secret: boolean }> {
     const out = pulumi.output(value as any);

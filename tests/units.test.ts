@@ -11,6 +11,7 @@ import { ServerFile } from "../components/remoteStep";
 import { refreshFiles, synapseUnit } from "../components/synapse";
 import { statusCheckFiles } from "../components/statusCheck";
 import { housekeepingFiles } from "../components/housekeeping";
+import { DEFAULT_HOUSEKEEPING } from "./harness";
 
 const MAX_EXPOSURE = 3.0;
 
@@ -25,22 +26,11 @@ const units: ServerFile[] = [
     ...statusCheckFiles("/mnt/matrix_data", 85),
     ...hostFirewallFiles({ sshPort: 22, sshAllowedCidrs: ["0.0.0.0/0", "::/0"] }),
     ...refreshFiles("https://pypi.org/simple/", "https://pypi.org/pypi"),
-    ...housekeepingFiles("/mnt/matrix_data", {
-        compressor: true,
-        compressorVersion: "0.1.2",
-        chunkSize: 500,
-        chunks: 100,
-        memoryMaxMb: 256,
-        indexRebuild: true,
-    }),
+    ...housekeepingFiles("/mnt/matrix_data", DEFAULT_HOUSEKEEPING),
 ].filter((f) => f.path.startsWith("/etc/systemd/system/") && f.path.endsWith(".service"));
 
 /** The housekeeping unit with database managed: the same file name, with the network to the cluster and a credential. */
-const managedHousekeeping = housekeepingFiles(
-    "/mnt/matrix_data",
-    { compressor: true, compressorVersion: "0.1.2", chunkSize: 500, chunks: 100, memoryMaxMb: 256, indexRebuild: true },
-    "managed",
-).filter((f) => f.path.endsWith(".service"));
+const managedHousekeeping = housekeepingFiles("/mnt/matrix_data", DEFAULT_HOUSEKEEPING, "managed").filter((f) => f.path.endsWith(".service"));
 
 describe("the services' sandboxes (systemd-analyze security --offline)", () => {
     test("every service the program installs is here", () => {
