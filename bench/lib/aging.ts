@@ -11,6 +11,7 @@ import { adminBatch, call } from "./matrix.ts";
 import { AgingRunner, agingPlan, type AgingWorkload, type OpStats } from "./agingWorkload.ts";
 import { Sampler, type Sample } from "./sampler.ts";
 import { saveToken } from "./servers.ts";
+import { memoryTrend, type MemoryTrend } from "./trend.ts";
 import { dbFigures, MB, measureCompressor, mediaFigures, oomCounters, type CompressorFigures, type DbFigures } from "./serverProbe.ts";
 import { SyncClients } from "./syncClients.ts";
 import { BENCH_STATE, say } from "./testbed.ts";
@@ -121,6 +122,8 @@ export interface AgingResult {
     firstQuarterSteadyMB: number | null;
     lastQuarterSteadyMB: number | null;
     lastOverFirst: number | null;
+    /** memory over the run in 16 slices, and from where it levels off (lib/trend.ts); absent in runs before it */
+    memoryTrend?: MemoryTrend;
     peakMB: number;
     oomKills: number;
     synapseRestarts: number;
@@ -260,6 +263,7 @@ export async function agingPhase(
             firstQuarterSteadyMB: q1,
             lastQuarterSteadyMB: q4,
             lastOverFirst: q1 && q4 ? Math.round((q4 / q1) * 1000) / 1000 : null,
+            memoryTrend: memoryTrend(samples),
             peakMB: round1(Math.max(...samples.map((x) => x.mb.total)))!,
             oomKills: oomCounters(name).oomKill - oom0,
             synapseRestarts: restarts,

@@ -30,6 +30,16 @@ function agingRows(a: AgingResult | undefined, label: string): string[][] {
             met(a.lastOverFirst === null ? null : a.lastOverFirst <= TARGETS12.agingLastOverFirst),
         ],
         [
+            `${label}: where memory levels off (16 slices of the run, median PSS; bench/trend.ts)`,
+            !a.memoryTrend
+                ? "not measured (a run before it; bench/trend.ts reads its samples)"
+                : a.memoryTrend.levelFrom === null
+                  ? "still growing at the end of the run"
+                  : `from slice ${a.memoryTrend.levelFrom}: ${f(a.memoryTrend.levelFromMB)} -> ${f(a.memoryTrend.lastMB)} MB over the last ${f(a.memoryTrend.levelShare)} % (within ${a.memoryTrend.tolerancePercent} %)`,
+            "",
+            "(figure)",
+        ],
+        [
             `${label}: database after q1 / q2 / q3 / q4 (MB; of it push actions)`,
             a.quarters.map((q) => (q.database ? `${mb(q.database.databaseBytes)} (${mb(q.database.pushActionsBytes)})` : "-")).join(" / "),
             "",
