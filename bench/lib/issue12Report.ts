@@ -14,6 +14,8 @@ type Rec = Record<string, unknown>;
 const f = (v: unknown, unit = "") => (v === undefined || v === null ? "-" : `${typeof v === "number" ? v : String(v)}${unit}`);
 const met = (ok: boolean | null) => (ok === null ? "not measured" : ok ? "MET" : "NOT MET");
 const mb = (b: number | undefined) => (b === undefined ? "-" : String(Math.round(MB(b))));
+/** A "smaller by" percentage as a change: -12.8 % when smaller, +0.1 % when it grew, 0 % unchanged. */
+const smaller = (pct: number | null | undefined) => (pct === null || pct === undefined ? "-" : `${pct > 0 ? "-" : pct < 0 ? "+" : ""}${Math.abs(pct)} %`);
 const scaleNote = (s: unknown) => (typeof s === "number" && s < 1 ? ` (scale ${s})` : "");
 
 function agingRows(a: AgingResult | undefined, label: string): string[][] {
@@ -60,14 +62,14 @@ function agingRows(a: AgingResult | undefined, label: string): string[][] {
         [`${label}: peak (PSS, MB) / OOM kills / Synapse restarts`, `${f(a.peakMB)} / ${f(a.oomKills)} / ${f(a.synapseRestarts)}`, "", "(figure)"],
         [
             `${label}: database without -> with compressor (MB, compacted)`,
-            compressed ?? `${f(d.summaryMB.compacted)} -> ${f(d.summaryMB.afterCompressorCompacted)} (-${f(d.databaseSmallerPercent)} %)`,
+            compressed ?? `${f(d.summaryMB.compacted)} -> ${f(d.summaryMB.afterCompressorCompacted)} (${smaller(d.databaseSmallerPercent)})`,
             `>= ${TARGETS12.compressorSmallerPercent} % smaller`,
             compressed ? "not measured" : met(d.databaseSmallerPercent === null ? null : d.databaseSmallerPercent >= TARGETS12.compressorSmallerPercent),
         ],
         [
             `${label}: state_groups_state rows without -> with compressor`,
             compressed ??
-                `${f(d.compacted?.stateGroupsStateRows)} -> ${f(d.afterCompressorCompacted?.stateGroupsStateRows)} (-${f(d.stateRowsSmallerPercent)} %)`,
+                `${f(d.compacted?.stateGroupsStateRows)} -> ${f(d.afterCompressorCompacted?.stateGroupsStateRows)} (${smaller(d.stateRowsSmallerPercent)})`,
             "",
             "(figure)",
         ],
@@ -90,8 +92,8 @@ function compressorRow(label: string, c: CompressorFigures | undefined): string[
     if (typeof c.compressor === "string") return [label, c.compressor, "", "not measured"];
     return [
         label,
-        `${mb(c.compacted?.databaseBytes)} -> ${mb(c.afterCompressorCompacted?.databaseBytes)} (-${f(c.databaseSmallerPercent)} %); ` +
-            `state_groups_state ${f(c.compacted?.stateGroupsStateRows)} -> ${f(c.afterCompressorCompacted?.stateGroupsStateRows)} rows (-${f(c.stateRowsSmallerPercent)} %)`,
+        `${mb(c.compacted?.databaseBytes)} -> ${mb(c.afterCompressorCompacted?.databaseBytes)} (${smaller(c.databaseSmallerPercent)}); ` +
+            `state_groups_state ${f(c.compacted?.stateGroupsStateRows)} -> ${f(c.afterCompressorCompacted?.stateGroupsStateRows)} rows (${smaller(c.stateRowsSmallerPercent)})`,
         "",
         "(figure)",
     ];
