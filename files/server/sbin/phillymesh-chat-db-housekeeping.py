@@ -199,7 +199,6 @@ def drop_leftovers(table):
     for (name,) in names:
         psql("DROP INDEX CONCURRENTLY IF EXISTS public.\"%s\"" % name.replace('"', '""'), timeout=REINDEX_TIMEOUT_SECONDS)
         say(4, "dropped %s, an invalid index left by a rebuild that did not finish" % name)
-    return len(names)
 
 
 def read_baselines(path):
