@@ -10,7 +10,9 @@ import { memoryCgroup, tssh } from "./testbed.ts";
  * The unit that runs synapse_auto_compressor in bounded chunks: the name issue 12's plan gave it, or
  * the one the housekeeping branch installs (compressor, then the database report), the first found.
  */
-export const COMPRESSOR_UNITS = ["phillymesh-chat-compress-state", "phillymesh-chat-db-housekeeping"];
+/** The program's nightly housekeeping unit (components/housekeeping.ts HOUSEKEEPING_UNIT). */
+const HOUSEKEEPING_UNIT = "phillymesh-chat-db-housekeeping";
+export const COMPRESSOR_UNITS = ["phillymesh-chat-compress-state", HOUSEKEEPING_UNIT];
 export let COMPRESSOR_UNIT = COMPRESSOR_UNITS[0];
 
 export interface DbFigures {
@@ -70,7 +72,6 @@ export interface IndexRebuildEntry {
     error?: string;
 }
 
-const HOUSEKEEPING_UNIT = "phillymesh-chat-db-housekeeping";
 const REBUILD_ONLY = `/run/systemd/system/${HOUSEKEEPING_UNIT}.service.d/bench-rebuild-only.conf`;
 
 /**
