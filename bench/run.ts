@@ -5,6 +5,7 @@
 //   export PATH=$PWD/node_modules/.bin:$PATH
 //   node bench/run.ts [--phases tuned,noop,bump,defaults] [--tuned-config '{"cacheFactor":"0.25"}'] [--workload FILE]
 //   node bench/run.ts --phases aging,bigroom,small512 [--scale 0.05] [--aging-scale 0.25]   (issue 12's phases; see the README)
+//   node bench/run.ts --phases aging512   (the aging workload alone on the 512 MiB guest)
 //
 // See bench/README.md for what is measured and how.
 //
@@ -53,7 +54,7 @@ let closeClient = (): void => undefined;
 // --- arguments -----------------------------------------------------------------------------------
 
 /** The phases --phases may name; without it, the first four (issue 12's run only when asked for). */
-const ALL_PHASES = ["tuned", "noop", "bump", "defaults", "aging", "bigroom", "small512", "community"];
+const ALL_PHASES = ["tuned", "noop", "bump", "defaults", "aging", "bigroom", "small512", "aging512", "community"];
 
 /** The standard workload at a scale (--scale): fewer messages, media and previews, a shorter idle. */
 function scaledWorkload(w: Workload, scale: number): Workload & { scale?: number } {
@@ -151,7 +152,9 @@ async function main(): Promise<void> {
     const logFile = path.join(BENCH_STATE, "bench.log");
     setLogFile(logFile);
     const w = scaledWorkload(JSON.parse(fs.readFileSync(args.workload, "utf8")) as Workload, args.scale);
-    const wantAging = args.phases.includes("aging") || args.phases.includes("small512");
+    const on512 = args.phases.includes("small512") || args.phases.includes("aging512");
+    if (args.phases.includes("small512") && args.phases.includes("aging512")) throw new Error("--phases: small512 or aging512, not both (one 512 MiB guest)");
+    const wantAging = args.phases.includes("aging") || on512;
     const agingW0 = wantAging ? (JSON.parse(fs.readFileSync(args.agingWorkload, "utf8")) as AgingWorkload) : null;
     const bigW0 = JSON.parse(fs.readFileSync(args.bigroomWorkload, "utf8")) as BigRoomWorkload;
     // Scaled, the room keeps at least 600 members: a complexity above the default limit (1.0).
@@ -190,7 +193,7 @@ async function main(): Promise<void> {
         // Issue 12's phases: figures of a phase not run are those of latest.json.
         aging: args.phases.includes("aging") ? undefined : prev.aging,
         bigroom: args.phases.includes("bigroom") ? undefined : prev.bigroom,
-        small512: args.phases.includes("small512") ? undefined : prev.small512,
+        small512: on512 ? undefined : prev.small512,
         // Issue 14's phase.
         community: args.phases.includes("community") ? undefined : prev.community,
         scale: args.scale,
@@ -200,7 +203,7 @@ async function main(): Promise<void> {
         defaults: args.phases.includes("defaults") ? undefined : prevSamples.defaults,
         aging: args.phases.includes("aging") ? undefined : prevSamples.aging,
         bigroom: args.phases.includes("bigroom") ? undefined : prevSamples.bigroom,
-        small512: args.phases.includes("small512") ? undefined : prevSamples.small512,
+        small512: on512 ? undefined : prevSamples.small512,
         community: args.phases.includes("community") ? undefined : prevSamples.community,
     };
     if (!args.phases.includes("tuned") && prev.tuned) res.tuned = { ...prev.tuned };
@@ -287,7 +290,7 @@ async function main(): Promise<void> {
     );
 }
 
-/** Issue 12's phases, in this order: aging (bench1), the big room (bench3 hosts, bench1 joins), 512 MiB (bench512). */
+/** Issue 12's phases, in this order: aging (bench1), the big room (bench3 hosts, bench1 joins), 512 MiB (bench512: small512 or aging512). */
 async function issue12Phases(
     args: ReturnType<typeof parseArgs>,
     res: Results,
@@ -334,6 +337,15 @@ async function issue12Phases(
             const s = await small512Phase(partner, w, agingW, pages, tunedExtra, reference);
             const { workload: refWorkload, ...refRest } = reference.result ?? ({ workload: undefined } as Partial<ServerResult>);
             res.small512 = { ...s.result, reference1GiBFigures: { ...refRest, messagesSent: refWorkload?.messagesSent ?? null } };
+            samplesOut.small512 = s.samples;
+        });
+    // The aging workload alone at 512 MiB: small512's standard workload (and its 1 GiB reference)
+    // takes 20 minutes that a full-size aging run at 512 MiB needs more.
+    if (args.phases.includes("aging512"))
+        await guarded("small512", res, async () => {
+            const { small512Phase } = await import("./lib/small512.ts");
+            const s = await small512Phase(partner, null, agingW, pages, tunedExtra, { result: undefined, source: "not measured (aging512)" });
+            res.small512 = { ...s.result, reference1GiBFigures: null };
             samplesOut.small512 = s.samples;
         });
 }

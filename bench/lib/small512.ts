@@ -2,7 +2,8 @@
 // deployed cold by the program with `memoryPreset: 512mb` (the stacks use hosting "existing", so the
 // preset is set explicitly), then the standard workload and the aging workload against it. Figures:
 // OOM kills (the cgroup's memory.oom_control oom_kill counter and the kernel log), Synapse restarts,
-// steady/peak memory, send-to-sync p95 against the 1 GiB figure of the same run.
+// steady/peak memory, send-to-sync p95 against the 1 GiB figure of the same run. The phase aging512
+// runs the aging workload alone (no standard workload, so no p95 ratio).
 import * as fs from "node:fs";
 import * as path from "node:path";
 import { agingPhase, type AgingResult } from "./aging.ts";
@@ -33,6 +34,8 @@ export interface Small512Result {
     coldDeploySeconds: number;
     standard: (Omit<ServerResult, "workload"> & { messagesSent: number }) | null;
     standardError?: string;
+    /** true when the standard workload was not asked for (the phase aging512) */
+    standardNotRun?: boolean;
     aging: AgingResult | null;
     agingError?: string;
     oomKillsTotal: number;
@@ -43,11 +46,12 @@ export interface Small512Result {
 /**
  * Boots the 512 MiB guest from nothing, deploys it, runs the standard then the aging workload, and
  * destroys it again (with its data). reference: the 1 GiB server's standard-workload figures from
- * this same run (the caller measures them when the tuned phase was not run).
+ * this same run (the caller measures them when the tuned phase was not run). w null: the aging
+ * workload alone.
  */
 export async function small512Phase(
     partner: Homeserver,
-    w: Workload,
+    w: Workload | null,
     aging: (AgingWorkload & { scale: number }) | null,
     pages: PageServer,
     extra: Record<string, unknown>,
@@ -65,15 +69,16 @@ export async function small512Phase(
     const samples: { standard?: Sample[]; aging?: Sample[] } = {};
     let standard: Small512Result["standard"] = null;
     let standardError: string | undefined;
-    try {
-        const m = await measure(h, partner, w, pages, { ...config, note: presetNote });
-        const { workload, ...rest } = m.result;
-        standard = { ...rest, messagesSent: workload.messagesSent };
-        samples.standard = m.samples;
-    } catch (e) {
-        standardError = String(e instanceof Error ? e.message : e);
-        say(`${SMALL.name}: standard workload failed: ${standardError}`);
-    }
+    if (w)
+        try {
+            const m = await measure(h, partner, w, pages, { ...config, note: presetNote });
+            const { workload, ...rest } = m.result;
+            standard = { ...rest, messagesSent: workload.messagesSent };
+            samples.standard = m.samples;
+        } catch (e) {
+            standardError = String(e instanceof Error ? e.message : e);
+            say(`${SMALL.name}: standard workload failed: ${standardError}`);
+        }
     let agingResult: AgingResult | null = null;
     let agingError: string | undefined;
     if (aging) {
@@ -97,6 +102,7 @@ export async function small512Phase(
         coldDeploySeconds: cold.coldDeploySeconds,
         standard,
         standardError,
+        ...(w ? {} : { standardNotRun: true }),
         aging: agingResult,
         agingError,
         oomKillsTotal: counters.oomKill - oom0,
